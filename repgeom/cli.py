@@ -1,0 +1,212 @@
+"""``python -m repgeom``: list models and nodes, export geometry, train, benchmark.
+
+Every user mistake ends as one line on stderr (``repgeom: error: ...``) and exit status 2;
+an output file is written to a temporary name and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .core.errors import RepgeomError
+
+__all__ = ["main"]
+
+log = logging.getLogger("repgeom")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _epsilon(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"epsilon must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"epsilon must be in [0, 1], got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-dir", default=None, help="folder with manifest.json (default: models/ or $REPGEOM_MODELS_DIR)")
+    p.add_argument("--data-root", default=None, help="torchvision MNIST root for the full test set (default: $REPGEOM_DATA_ROOT, else the embedded probes)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:K or mps")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    from .core.embedding import DEFAULT_PERPLEXITY
+    from .core.rdm import COMPARE_METHODS, RDM_METHODS
+
+    parser = _Parser(prog="repgeom", description="Representational geometry of MNIST networks.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("models", help="one line per model: id, parameters, clean accuracy, SHA-256 prefix")
+    p.add_argument("--models-dir", default=None)
+
+    p = sub.add_parser("nodes", help="graph node names of MODEL, in graph order")
+    p.add_argument("model")
+    p.add_argument("--models-dir", default=None)
+
+    p = sub.add_parser("export", help="RDMs, embeddings and the representational path to an .npz file")
+    _add_common(p)
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--models", default="recurrent", help="comma-separated model ids (default: recurrent)")
+    p.add_argument("--layers", default="all", help="all, or comma-separated node names (default: all)")
+    p.add_argument("--n-per-class", type=_positive_int, default=20, help="images per digit (default: 20)")
+    p.add_argument("--condition", choices=("clean", "fgsm"), default="clean")
+    p.add_argument("--epsilon", type=_epsilon, default=0.2, help="FGSM step in [0, 1] (default: 0.2)")
+    p.add_argument("--attack-model", default=None, help="model the FGSM images are made against (default: the first exported)")
+    p.add_argument("--rdm", choices=RDM_METHODS, default="correlation", help="RDM method for rdm/* (default: correlation)")
+    p.add_argument("--path-rdm", choices=RDM_METHODS, default="euclidean", help="RDM method inside the path (default: euclidean, as the seed)")
+    p.add_argument("--compare", choices=COMPARE_METHODS, default="cosine", help="RDM comparison for the path (default: cosine, as an angle)")
+    p.add_argument("--embed", default="", help="comma-separated subset of pca,mds,tsne (default: none)")
+    p.add_argument("--perplexity", type=float, default=DEFAULT_PERPLEXITY, help="t-SNE perplexity (default: 40)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for t-SNE (default: 0)")
+    p.add_argument("--save-features", action="store_true", help="also write features/<model>/<node>")
+    p.add_argument("--rsatoolbox", default=None, metavar="FILE.hdf5", help="also write the RDMs for rsatoolbox.rdm.load_rdm")
+
+    p = sub.add_parser("train", help="train MODEL from MNIST by its recipe and update the manifest")
+    p.add_argument("model")
+    p.add_argument("--models-dir", default=None)
+    p.add_argument("--data-root", default=None, help="torchvision MNIST root (downloaded there if missing and online)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the recipe's epochs")
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .core import checkpoints, stimuli, training
+    from .core.errors import choice_error
+    from .core.features import resolve_device
+
+    if args.model not in training.RECIPES:
+        raise choice_error("model", args.model, training.RECIPES)
+    recipe = training.RECIPES[args.model]
+    if args.epochs:
+        from dataclasses import replace
+
+        recipe = replace(recipe, epochs=args.epochs)
+    device = resolve_device(args.device)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    train_x, train_y = stimuli.load_mnist(args.data_root, train=True, download=True)
+    test_x, test_y = stimuli.load_mnist(args.data_root, train=False, download=True)
+    bar = tqdm(total=recipe.epochs * ((len(train_y) + recipe.batch_size - 1) // recipe.batch_size), desc=f"train {args.model}", disable=None, unit="batch")
+
+    def progress(done: int, total: int, loss: float) -> None:
+        bar.update(1)
+        if done % 50 == 0:
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+    model = training.train(recipe, train_x, train_y, device=device, progress=progress)
+    bar.close()
+    acc = training.evaluate(model, test_x, test_y, epsilon=0.2, device=device)
+    details = recipe.describe() | {"device": str(device), "torch": torch.__version__}
+    entry = checkpoints.save_checkpoint(
+        args.models_dir or checkpoints.default_models_dir(), args.model, model, recipe.architecture, acc, details
+    )
+    print(f"{entry.id}\tparams={entry.parameters}\tclean={acc['clean']:.4f}\tfgsm@0.2={acc['fgsm']:.4f}\tsha256={entry.sha256[:12]}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .core import checkpoints
+
+    entries = checkpoints.read_manifest(args.models_dir)
+    for e in entries:
+        clean = e.accuracy.get("clean")
+        acc = f"{100 * clean:.2f}%" if clean is not None else "n/a"
+        print(f"{e.id}\t{e.parameters}\t{acc}\t{e.sha256[:12]}")
+    return 0
+
+
+def _cmd_nodes(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .core.features import node_names
+
+    for name in node_names(load_model(args.model, args.models_dir)):
+        print(name)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core.embedding import EMBED_METHODS
+    from .core.errors import choice_error
+    from .export import ExportRequest, collect_export, write_export
+    from .pipeline import Engine
+
+    methods = [m.strip() for m in args.embed.split(",") if m.strip()]
+    for m in methods:
+        if m not in EMBED_METHODS:
+            raise choice_error("embedding method", m, EMBED_METHODS)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.rsatoolbox and not args.rsatoolbox.endswith((".hdf5", ".h5")):
+        raise RepgeomError(f"--rsatoolbox must name a .hdf5 or .h5 file (rsatoolbox reads only those), got {args.rsatoolbox!r}")
+    engine = Engine(args.models_dir, args.data_root, args.device)
+    for m in models:
+        if m in engine.load_errors:
+            raise RepgeomError(engine.load_errors[m])
+    spec = engine.spec(args.n_per_class, args.condition, args.epsilon, args.attack_model or (models[0] if models else None))
+    req = ExportRequest(
+        models=models,
+        layers=args.layers,
+        spec=spec,
+        rdm_method=args.rdm,
+        path_rdm_method=args.path_rdm,
+        compare=args.compare,
+        embed=methods,
+        seed=args.seed,
+        perplexity=args.perplexity,
+        save_features=args.save_features,
+    )
+    with tqdm(desc="export", disable=None, unit="step") as bar:
+
+        def step(msg: str) -> None:
+            bar.set_postfix_str(msg)
+            bar.update(1)
+
+        arrays = collect_export(engine, req, step)
+    write_export(args.out, arrays, args.rsatoolbox, args.rdm)
+    n_rdms = sum(k.startswith("rdm/") for k in arrays)
+    print(f"wrote {args.out}: {n_rdms} RDMs of {len(arrays['labels'])} stimuli, path of {len(arrays['path/names'])} RDMs")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"models": _cmd_models, "nodes": _cmd_nodes, "export": _cmd_export, "train": _cmd_train}
+    try:
+        return handlers[args.command](args)
+    except RepgeomError as exc:
+        print(f"repgeom: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("repgeom: interrupted", file=sys.stderr)
+        return 130

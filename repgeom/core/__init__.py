@@ -1,0 +1,1 @@
+"""Numerical core: torch, numpy and scikit-learn only; never Dash or Plotly."""

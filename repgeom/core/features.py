@@ -1,0 +1,117 @@
+"""Device choice, graph node names and batched feature extraction with torchvision FX."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+from .errors import RepgeomError
+
+__all__ = ["extract_features", "node_names", "resolve_device", "select_nodes"]
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """The torch device to compute on.
+
+    Args:
+        name: ``"cpu"``, ``"cuda"``, ``"cuda:K"`` or ``"mps"``; ``None`` or ``"auto"``
+            picks cuda, then mps, then cpu.
+
+    Returns:
+        A usable :class:`torch.device`.
+
+    Raises:
+        RepgeomError: for an unknown or unavailable device.
+    """
+    if name in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise RepgeomError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:K, mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RepgeomError(f"device {name!r} is not available here (no CUDA); allowed: auto, cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RepgeomError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise RepgeomError(f"device {name!r} is not available here; allowed: auto, cpu")
+    elif device.type != "cpu":
+        raise RepgeomError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:K, mps")
+    return device
+
+
+def node_names(model: nn.Module) -> list[str]:
+    """Graph node names in graph order, as ``get_graph_node_names`` gives them in eval mode."""
+    _, eval_nodes = get_graph_node_names(model)
+    return list(eval_nodes)
+
+
+def select_nodes(available: Sequence[str], wanted: str | Sequence[str] | None, model_id: str = "model") -> list[str]:
+    """Resolve a node selection against a model's nodes, keeping graph order.
+
+    Args:
+        available: the model's nodes in graph order.
+        wanted: ``None``/``"all"`` for every node, or names (a list or a comma string).
+        model_id: for the error message.
+
+    Returns:
+        The chosen nodes in graph order, without duplicates.
+
+    Raises:
+        RepgeomError: naming the unknown node and listing the model's nodes.
+    """
+    if wanted is None or wanted == "all":
+        return list(available)
+    names = [w.strip() for w in wanted.split(",")] if isinstance(wanted, str) else [w if isinstance(w, str) else repr(w) for w in wanted]
+    names = [n for n in names if n]
+    if not names:
+        raise RepgeomError(f"no nodes chosen for {model_id}; allowed: all, or some of {', '.join(available)}")
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        shown = repr(unknown[0]) if len(repr(unknown[0])) <= 60 else repr(unknown[0])[:57] + "..."
+        raise RepgeomError(f"unknown node {shown} for {model_id}; allowed: {', '.join(available)}")
+    chosen = set(names)
+    return [n for n in available if n in chosen]
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    images: torch.Tensor,
+    nodes: Sequence[str],
+    batch_size: int = 500,
+) -> dict[str, torch.Tensor]:
+    """Activations of ``nodes`` for ``images``, flattened to (N, D), in eval mode.
+
+    Args:
+        model: the network, already on the device to compute on (its train/eval mode
+            is restored afterwards).
+        images: (N, 1, 28, 28) normalised images (moved to the model's device).
+        nodes: graph node names (see :func:`node_names`).
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{node: (N, D) float32 tensor}`` on the model's device, in the order of ``nodes``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        extractor = create_feature_extractor(model, return_nodes=list(nodes))
+        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in nodes}
+        for start in range(0, images.shape[0], batch_size):
+            out = extractor(images[start : start + batch_size].to(device))
+            for n in nodes:
+                chunks[n].append(out[n].reshape(out[n].shape[0], -1))
+        return {n: torch.cat(chunks[n]) for n in nodes}
+    finally:
+        model.train(was_training)

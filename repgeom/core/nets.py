@@ -1,0 +1,122 @@
+"""The seed's two architectures, rebuilt so torch.fx gives the seed's node names.
+
+Design notes:
+    The node names that ``torchvision.models.feature_extraction.get_graph_node_names``
+    reports are part of the public contract (the CLI, the export keys, the URL of a
+    dashboard view all use them), so the forward passes below are written exactly as
+    the seed writes them: functional ``F.relu``/``F.max_pool2d``/``F.softmax`` calls,
+    an argument named ``input``, ``conv2`` called five times in the recurrent net,
+    and the readout as a named ``nn.Sequential``. Changing a line here renames nodes.
+
+    Both nets end in ``softmax`` (seed-reference section 2: Tutorial 2's definition);
+    training takes the log of the clamped probabilities as the seed's latest helpers do.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ARCHITECTURES", "Net", "RecurrentNet", "build_net", "count_parameters"]
+
+
+class Net(nn.Module):
+    """The PyTorch MNIST example network with a softmax output (seed §2.1).
+
+    13 graph nodes: ``input, conv1, relu, conv2, relu_1, max_pool2d, dropout1, flatten,
+    fc1, relu_2, dropout2, fc2, softmax``; 1,199,882 parameters.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - node name
+        """Map normalised images (B, 1, 28, 28) to class probabilities (B, 10)."""
+        x = self.conv1(input)
+        x = F.relu(x)
+        x = self.conv2(x)
+        x = F.relu(x)
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = self.fc1(x)
+        x = F.relu(x)
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        return F.softmax(x, dim=1)
+
+
+class RecurrentNet(nn.Module):
+    """The seed's 2650-parameter recurrent conv net (seed §2.2).
+
+    ``u = conv1(input)``; ``x_0 = u``; ``x_t = relu(u + conv2(x_{t-1}))`` for
+    ``t = 1..time_steps`` with one shared ``conv2``; then a dropout/avgpool/flatten/
+    linear readout and a softmax. With ``time_steps=5`` the graph has 22 nodes and the
+    five applications of ``conv2`` are named ``conv2, conv2_1, ..., conv2_4``.
+    """
+
+    def __init__(self, time_steps: int = 5) -> None:
+        super().__init__()
+        self.time_steps = time_steps
+        self.conv1 = nn.Conv2d(1, 16, 3, stride=3)
+        self.conv2 = nn.Conv2d(16, 16, 3, stride=1, padding=1)
+        self.readout = nn.Sequential(
+            OrderedDict(
+                [
+                    ("dropout", nn.Dropout(0.25)),
+                    ("avgpool", nn.AdaptiveAvgPool2d(1)),
+                    ("flatten", nn.Flatten()),
+                    ("linear", nn.Linear(16, 10)),
+                ]
+            )
+        )
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - node name
+        """Map normalised images (B, 1, 28, 28) to class probabilities (B, 10)."""
+        drive = self.conv1(input)
+        x = drive
+        for _ in range(self.time_steps):
+            x = self.conv2(x)
+            x = drive + x
+            x = F.relu(x)
+        x = self.readout(x)
+        return F.softmax(x, dim=1)
+
+
+#: Architecture name (as written in the manifest) -> constructor.
+ARCHITECTURES: dict[str, type[nn.Module]] = {"Net": Net, "RecurrentNet": RecurrentNet}
+
+
+def build_net(architecture: str) -> nn.Module:
+    """Build an untrained network by its manifest architecture name.
+
+    Args:
+        architecture: one of ``ARCHITECTURES`` (``"Net"`` or ``"RecurrentNet"``).
+
+    Returns:
+        A freshly initialised module in eval mode.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the known ones.
+    """
+    try:
+        cls = ARCHITECTURES[architecture]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}"
+        ) from None
+    return cls().eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of ``model`` (all trainable; frozen copies count the same)."""
+    return sum(p.numel() for p in model.parameters())

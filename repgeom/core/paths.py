@@ -1,0 +1,114 @@
+"""Representational paths: every node's RDM as a point, placed by MDS of RDM-to-RDM angles.
+
+Design notes (seed-reference §4.6):
+    1. RDMs of the chosen nodes of each model, in model order then graph order
+       (Euclidean by default, as the seed's ``rep_path``).
+    2. The one-hot ``labels`` RDM, computed by the same method, appended as the last row.
+    3. Pairwise comparison of the upper triangles (cosine by default), turned into
+       angles with ``arccos``; NaN -> 0; symmetrised.
+    4. Metric MDS to 2-D of the *full* matrix, duplicate ``input`` rows included, as the
+       seed does. We run SMACOF from the classical-MDS start plus seeded random starts
+       and keep the lowest stress.
+    5. For display only, every ``input`` row after the first is dropped
+       (:attr:`RepPath.display_rows`), because all models share the same input RDM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .embedding import smacof
+from .rdm import RDM, onehot_rdm, rdm_distances, upper_triangle
+
+__all__ = ["RepPath", "compute_path"]
+
+
+@dataclass(frozen=True)
+class RepPath:
+    """A representational path over one or more models.
+
+    Attributes:
+        names: K row names, ``"<model>/<node>"`` then ``"labels"`` last.
+        models: K model ids (``"labels"`` for the last row).
+        nodes: K node names (``"labels"`` for the last row).
+        distances: (K, K) angles between RDMs, radians.
+        coords: (K, 2) metric-MDS coordinates.
+        stress: stress-1 of ``coords`` against ``distances``.
+        rdm_method: the RDM method used inside the path.
+        compare: the comparison method.
+        display_rows: rows kept for the heat map (later duplicate ``input`` rows removed).
+    """
+
+    names: list[str]
+    models: list[str]
+    nodes: list[str]
+    distances: np.ndarray
+    coords: np.ndarray
+    stress: float
+    rdm_method: str
+    compare: str
+    display_rows: np.ndarray
+
+    def rows_of(self, model: str) -> np.ndarray:
+        """Row indices of ``model``'s nodes, in path order."""
+        return np.flatnonzero(np.asarray(self.models) == model)
+
+    @property
+    def to_labels(self) -> np.ndarray:
+        """(K,) angle of every row to the ``labels`` RDM."""
+        return self.distances[:, -1]
+
+
+def _best_smacof(distances: torch.Tensor, seed: int, n_random: int) -> tuple[np.ndarray, float]:
+    best_x, best_s, _ = smacof(distances, max_iter=1000)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(n_random):
+        init = torch.rand(distances.shape[0], 2, generator=gen, dtype=torch.float64)
+        x, s, _ = smacof(distances, init=init, max_iter=1000)
+        if s < best_s - 1e-12:
+            best_x, best_s = x, s
+    return best_x.cpu().numpy(), float(best_s)
+
+
+def compute_path(
+    rdms: Sequence[RDM],
+    labels: np.ndarray,
+    compare: str = "cosine",
+    seed: int = 0,
+    n_random_starts: int = 9,
+) -> RepPath:
+    """Build the representational path of the given RDMs plus the ``labels`` RDM.
+
+    Args:
+        rdms: node RDMs, grouped by model, in graph order, all of one method and
+            one stimulus set.
+        labels: (N,) digit labels of the stimuli.
+        compare: ``"cosine"``, ``"corr"`` or ``"spearman"`` (each as an angle).
+        seed: seeds the random SMACOF starts.
+        n_random_starts: random starts tried besides the classical-MDS start.
+
+    Returns:
+        A :class:`RepPath`.
+    """
+    if not rdms:
+        raise ValueError("a path needs at least one RDM")
+    method = rdms[0].method
+    stack = torch.stack([torch.as_tensor(r.matrix, dtype=torch.float64) for r in rdms] + [onehot_rdm(labels, method)])
+    dist = rdm_distances(upper_triangle(stack), compare)
+    coords, stress = _best_smacof(dist, seed, n_random_starts)
+    models = [r.model for r in rdms] + ["labels"]
+    nodes = [r.node for r in rdms] + ["labels"]
+    names = [r.name for r in rdms] + ["labels"]
+    seen_input = False
+    keep = []
+    for i, node in enumerate(nodes):
+        if node == "input":
+            if seen_input:
+                continue
+            seen_input = True
+        keep.append(i)
+    return RepPath(names, models, nodes, dist.numpy(), coords, stress, method, compare, np.asarray(keep))

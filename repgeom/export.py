@@ -1,0 +1,200 @@
+"""The export file: RDMs, embeddings, features and the path in one ``.npz`` (and rsatoolbox HDF5).
+
+Design notes:
+    :func:`collect_export` computes everything through the :class:`~repgeom.pipeline.Engine`
+    into a flat ``{key: array}`` dict; :func:`write_npz` and :func:`write_rsatoolbox_hdf5`
+    only write. Files are written under a temporary name in the target folder and renamed
+    into place when complete, so an error or an interrupt never leaves a partial file.
+
+Keys (a public contract, see the README):
+    ``labels`` (N,), ``indices`` (N,), ``rdm/<model>/<node>`` (N, N),
+    ``embed/<method>/<model>/<node>`` (N, 2), ``features/<model>/<node>`` (N, D),
+    ``path/names`` (K,), ``path/distances`` (K, K), ``path/coords`` (K, 2), ``path/stress`` (),
+    ``meta/json`` (): the settings and quality figures as a JSON string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .core.errors import RepgeomError
+from .pipeline import Engine, StimulusSpec
+
+__all__ = ["ExportRequest", "atomic_output", "collect_export", "export_bytes", "write_export", "write_npz", "write_rsatoolbox_hdf5"]
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export (validated by :func:`collect_export` through the engine)."""
+
+    models: Sequence[str]
+    layers: str | Sequence[str] | None
+    spec: StimulusSpec
+    rdm_method: str = "correlation"
+    path_rdm_method: str = "euclidean"
+    compare: str = "cosine"
+    embed: Sequence[str] = ()
+    seed: int = 0
+    perplexity: float = 40.0
+    save_features: bool = False
+    node_overrides: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+def collect_export(engine: Engine, req: ExportRequest, step: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """Compute everything ``req`` asks for.
+
+    Args:
+        engine: the engine.
+        req: the request.
+        step: called with a short description before each unit of work (progress).
+
+    Returns:
+        ``{key: array}`` in the layout of the module docstring.
+    """
+    tick = step or (lambda _msg: None)
+    models = [engine.check_model(m) for m in req.models]
+    if not models:
+        raise RepgeomError(f"choose at least one model; allowed: {', '.join(engine.model_ids)}")
+    if len(set(models)) != len(models):
+        raise RepgeomError("each model may be named once")
+    nodes = {m: req.node_overrides.get(m) or engine.select_nodes(m, req.layers) for m in models}
+    out: dict[str, np.ndarray] = {}
+    tick("stimuli")
+    stim = engine.stimuli(req.spec)
+    out["labels"] = stim.labels.astype(np.int64)
+    out["indices"] = stim.indices.astype(np.int64)
+    quality: dict[str, dict[str, float]] = {}
+    for m in models:
+        tick(f"features {m}")
+        engine.prefetch_features(m, nodes[m], req.spec)
+        for r in engine.rdms(m, nodes[m], req.spec, req.rdm_method):
+            tick(f"rdm {m}/{r.node}")
+            out[f"rdm/{m}/{r.node}"] = r.matrix
+        if req.save_features:
+            for n in nodes[m]:
+                out[f"features/{m}/{n}"] = engine.features(m, n, req.spec).cpu().numpy()
+        for method in req.embed:
+            for n in nodes[m]:
+                tick(f"{method} {m}/{n}")
+                e = engine.embedding(m, n, req.spec, method, req.seed, req.perplexity)
+                out[f"embed/{method}/{m}/{n}"] = e.coords
+                quality[f"{method}/{m}/{n}"] = {"trustworthiness": e.trustworthiness, "stress": e.stress}
+    tick("path")
+    path = engine.path(models, nodes, req.spec, req.path_rdm_method, req.compare, req.seed)
+    out["path/names"] = np.asarray(path.names)
+    out["path/distances"] = path.distances
+    out["path/coords"] = path.coords
+    out["path/stress"] = np.asarray(path.stress)
+    meta = {
+        "models": models,
+        "nodes": nodes,
+        "n_per_class": req.spec.n_per_class,
+        "condition": req.spec.condition,
+        "epsilon": req.spec.epsilon,
+        "attack_model": req.spec.attack_model,
+        "rdm": req.rdm_method,
+        "path_rdm": req.path_rdm_method,
+        "compare": req.compare,
+        "seed": req.seed,
+        "embedding_quality": quality,
+        "source": engine.source.name if engine.source.name == "embedded" else "mnist-test",
+    }
+    out["meta/json"] = np.asarray(json.dumps(meta))
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise RepgeomError(f"cannot write {target}: folder {parent} does not exist")
+    if target.is_dir():
+        raise RepgeomError(f"cannot write {target}: it is a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:
+        raise RepgeomError(f"cannot write in {parent}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def export_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """The ``.npz`` file content for ``arrays`` (compressed)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def write_export(
+    out: str | os.PathLike[str],
+    arrays: Mapping[str, np.ndarray],
+    rsatoolbox: str | os.PathLike[str] | None = None,
+    method: str = "correlation",
+) -> None:
+    """Write the ``.npz`` (and the rsatoolbox HDF5) so that both appear or neither does."""
+    with atomic_output(out) as tmp_npz, (atomic_output(rsatoolbox) if rsatoolbox else contextlib.nullcontext()) as tmp_h5:
+        if tmp_h5 is not None:
+            _write_hdf5(tmp_h5, arrays, method)
+        with open(tmp_npz, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as a compressed ``.npz`` at exactly ``path``, atomically."""
+    write_export(path, arrays)
+
+
+def write_rsatoolbox_hdf5(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], method: str) -> None:
+    """Write the ``rdm/*`` arrays for ``rsatoolbox.rdm.load_rdm``, atomically (see :func:`_write_hdf5`)."""
+    with atomic_output(path) as tmp:
+        _write_hdf5(tmp, arrays, method)
+
+
+def _write_hdf5(path: Path, arrays: Mapping[str, np.ndarray], method: str) -> None:
+    """Write the ``rdm/*`` arrays as one rsatoolbox ``RDMs`` object in HDF5, atomically.
+
+    The layout is rsatoolbox's own (``dissimilarities``, ``rdm_descriptors``,
+    ``pattern_descriptors``, ``dissimilarity_measure``), so
+    ``rsatoolbox.rdm.load_rdm(path)`` reads it; rdm descriptors ``model``, ``node`` and
+    ``name`` say which RDM is which, pattern descriptors ``label`` and ``index`` which
+    stimulus.
+    """
+    import h5py  # noqa: PLC0415 - only needed for this output
+
+    keys = [k for k in arrays if k.startswith("rdm/")]
+    if not keys:
+        raise RepgeomError("no RDMs to write")
+    n = arrays[keys[0]].shape[0]
+    iu = np.triu_indices(n, k=1)
+    diss = np.stack([arrays[k][iu] for k in keys])
+    models = [k.split("/", 2)[1] for k in keys]
+    nodes = [k.split("/", 2)[2] for k in keys]
+    with h5py.File(path, "w") as f:
+        f.attrs["rsatoolbox_version"] = "0.3"
+        f["dissimilarities"] = diss
+        f.create_group("descriptors")
+        rd = f.create_group("rdm_descriptors")
+        rd["model"] = np.asarray(models).astype("S")
+        rd["node"] = np.asarray(nodes).astype("S")
+        rd["name"] = np.asarray([f"{m}/{x}" for m, x in zip(models, nodes)]).astype("S")
+        rd["index"] = np.arange(len(keys))
+        pd = f.create_group("pattern_descriptors")
+        pd["label"] = np.asarray(arrays["labels"])
+        pd["index"] = np.asarray(arrays["indices"])
+        f.attrs["dissimilarity_measure"] = method

@@ -1,0 +1,130 @@
+"""Embedding figures: a methods × nodes grid (the seed's ``plot_dim_reduction``) and an animation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..core.embedding import Embedding
+from .style import DIGIT_COLORS, base_layout, play_menu
+
+__all__ = ["METHOD_NAMES", "embedding_animation", "embedding_grid", "quality_text"]
+
+METHOD_NAMES = {"pca": "PCA", "mds": "MDS", "tsne": "t-SNE"}
+_GL_THRESHOLD = 2000  # above this many points per panel, draw with WebGL
+
+
+def quality_text(e: Embedding) -> str:
+    """``T=0.93 · stress=0.21`` (and the perplexity for t-SNE)."""
+    text = f"T={e.trustworthiness:.3f} · stress={e.stress:.3f}"
+    return text + (f" · perp={e.perplexity:g}" if e.perplexity is not None else "")
+
+
+def _digit_traces(e: Embedding, coords: np.ndarray, indices: np.ndarray, show_legend: bool, selection: Sequence[int]) -> list[go.BaseTraceType]:
+    scatter = go.Scattergl if len(coords) > _GL_THRESHOLD else go.Scatter
+    traces: list[go.BaseTraceType] = []
+    for d in range(10):
+        rows = np.flatnonzero(e.labels == d)
+        if rows.size == 0:
+            continue
+        traces.append(
+            scatter(
+                x=coords[rows, 0],
+                y=coords[rows, 1],
+                mode="markers",
+                marker={"color": DIGIT_COLORS[d], "size": 6, "line": {"width": 0}},
+                name=str(d),
+                legendgroup=str(d),
+                showlegend=show_legend,
+                customdata=np.stack([rows, indices[rows]], axis=1),
+                hovertemplate=f"digit {d}<br>stimulus %{{customdata[0]}} (test #%{{customdata[1]}})<extra></extra>",
+            )
+        )
+    sel = [int(s) for s in selection if 0 <= int(s) < len(coords)]
+    traces.append(
+        scatter(
+            x=coords[sel, 0] if sel else [],
+            y=coords[sel, 1] if sel else [],
+            mode="markers",
+            marker={"size": 15, "color": "rgba(0,0,0,0)", "line": {"color": "#00B8D4", "width": 3}},
+            name="selected",
+            showlegend=False,
+            hoverinfo="skip",
+        )
+    )
+    return traces
+
+
+def _square_range(coords: np.ndarray) -> list[float]:
+    """The seed's square limits: centre of the overall min/max, half-width 5/8 of the span."""
+    lo, hi = float(np.min(coords)), float(np.max(coords))
+    centre, half = (lo + hi) / 2, max(hi - lo, 1e-9) * 5 / 8
+    return [centre - half, centre + half]
+
+
+def embedding_grid(grid: Sequence[Sequence[Embedding]], indices: np.ndarray, selection: Sequence[int] = ()) -> go.Figure:
+    """Rows = methods, columns = nodes; points coloured by digit; quality under each panel title.
+
+    Args:
+        grid: ``grid[row][col]`` embeddings; every row one method over the same nodes.
+        indices: (N,) MNIST test-set indices of the stimuli (shown on hover).
+        selection: stimulus rows to ring in every panel.
+    """
+    rows, cols = len(grid), len(grid[0])
+    titles = [f"{e.node}<br><sup>{quality_text(e)}</sup>" for row in grid for e in row]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.1 / max(rows, 1) + 0.04)
+    for r, row in enumerate(grid, start=1):
+        for c, e in enumerate(row, start=1):
+            for t in _digit_traces(e, e.coords, indices, r == 1 and c == 1, selection):
+                fig.add_trace(t, row=r, col=c)
+            rng = _square_range(e.coords)
+            fig.update_xaxes(range=rng, visible=False, row=r, col=c)
+            fig.update_yaxes(range=rng, visible=False, scaleanchor=f"x{'' if (r - 1) * cols + c == 1 else (r - 1) * cols + c}", row=r, col=c)
+        fig.add_annotation(
+            text=f"<b>{METHOD_NAMES[row[0].method]}</b>", xref="paper", yref="paper", x=-0.01, xanchor="right",
+            y=1 - (r - 0.5) / rows, textangle=-90, showarrow=False, font={"size": 14},
+        )
+    fig.update_layout(
+        **base_layout(
+            title=f"Embeddings of {grid[0][0].model} ({len(indices)} stimuli)",
+            height=120 + 260 * rows,
+            legend={"title": {"text": "digit"}, "itemsizing": "constant"},
+            margin={"l": 60, "r": 30, "t": 100, "b": 30},
+        )
+    )
+    return fig
+
+
+def embedding_animation(frames: Sequence[Embedding], indices: np.ndarray, selection: Sequence[int] = ()) -> go.Figure:
+    """One panel that plays a method through the nodes/steps (frames Procrustes-aligned upstream)."""
+    all_coords = np.concatenate([e.coords for e in frames])
+    rng = _square_range(all_coords)
+    first = frames[0]
+    fig = go.Figure(data=_digit_traces(first, first.coords, indices, True, selection))
+    fig.frames = [
+        go.Frame(name=e.node, data=_digit_traces(e, e.coords, indices, True, selection), layout={"title": {"text": _anim_title(e)}})
+        for e in frames
+    ]
+    steps = [
+        {"label": e.node, "method": "animate", "args": [[e.node], {"mode": "immediate", "frame": {"duration": 600, "redraw": False}, "transition": {"duration": 400}}]}
+        for e in frames
+    ]
+    fig.update_layout(
+        **base_layout(
+            title=_anim_title(first),
+            height=620,
+            xaxis={"range": rng, "visible": False},
+            yaxis={"range": rng, "visible": False, "scaleanchor": "x"},
+            legend={"title": {"text": "digit"}, "itemsizing": "constant"},
+            sliders=[{"active": 0, "steps": steps, "currentvalue": {"prefix": "node: "}, "pad": {"t": 30}}],
+            updatemenus=[play_menu(900)],
+        )
+    )
+    return fig
+
+
+def _anim_title(e: Embedding) -> str:
+    return f"{METHOD_NAMES[e.method]} of {e.model} · {e.node}<br><sup>{quality_text(e)}</sup>"

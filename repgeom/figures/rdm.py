@@ -1,0 +1,151 @@
+"""RDM heat maps: the seed's row of panels, and one large map with a node slider."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..core.rdm import RDM
+from .style import METRIC_LABELS, base_layout, play_menu
+
+__all__ = ["COLORSCALES", "NORMALISE", "class_ticks", "rdm_grid", "rdm_slider"]
+
+#: Colour scales offered; "magma_r"-like first (the seed: small dissimilarity is bright).
+COLORSCALES = ("Magma_r", "Viridis_r", "Greys", "Cividis_r")
+NORMALISE = ("per", "shared")
+
+
+def class_ticks(labels: np.ndarray) -> tuple[list[float], list[str], list[float]]:
+    """Tick positions at class-block centres, their digit texts, and block boundaries."""
+    labels = np.asarray(labels)
+    change = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(labels)]])
+    centres = [(s + e - 1) / 2 for s, e in zip(starts, ends)]
+    return centres, [str(labels[s]) for s in starts], [float(b) - 0.5 for b in change]
+
+
+def _scaled(rdms: Sequence[RDM], normalise: str) -> tuple[list[np.ndarray], float, float, str]:
+    method = rdms[0].method
+    if normalise == "per":  # the seed: each RDM divided by its own max
+        mats = [r.matrix / r.matrix.max() if r.matrix.max() > 0 else r.matrix for r in rdms]
+        return mats, 0.0, 1.0, f"{METRIC_LABELS[method]}<br>÷ max of each RDM"
+    lo = min(float(r.matrix.min()) for r in rdms)
+    hi = max(float(r.matrix.max()) for r in rdms)
+    return [r.matrix for r in rdms], lo, hi if hi > lo else lo + 1.0, METRIC_LABELS[method]
+
+
+def _grid_shapes(boundaries: Sequence[float], n: int, xref: str, yref: str) -> list[dict]:
+    line = {"color": "rgba(255,255,255,0.55)", "width": 1}
+    shapes = []
+    for b in boundaries:
+        shapes.append({"type": "line", "x0": b, "x1": b, "y0": -0.5, "y1": n - 0.5, "xref": xref, "yref": yref, "line": line})
+        shapes.append({"type": "line", "y0": b, "y1": b, "x0": -0.5, "x1": n - 0.5, "xref": xref, "yref": yref, "line": line})
+    return shapes
+
+
+def _selection_shapes(selection: Sequence[int], xref: str, yref: str) -> list[dict]:
+    if len(selection) < 2:
+        return []
+    i, j = int(selection[-2]), int(selection[-1])
+    style = {"color": "#00E5FF", "width": 2}
+    return [
+        {"type": "rect", "x0": b - 0.5, "x1": b + 0.5, "y0": a - 0.5, "y1": a + 0.5, "xref": xref, "yref": yref, "line": style}
+        for a, b in ((i, j), (j, i))
+    ]
+
+
+def _heatmap(mat: np.ndarray, raw: np.ndarray, coloraxis: str, name: str) -> go.Heatmap:
+    return go.Heatmap(
+        z=mat,
+        customdata=raw,
+        coloraxis=coloraxis,
+        name=name,
+        hovertemplate="stimulus %{y} × %{x}<br>dissimilarity %{customdata:.4g}<extra>" + name + "</extra>",
+    )
+
+
+def rdm_grid(
+    rdms: Sequence[RDM],
+    normalise: str = "per",
+    colorscale: str = "Magma_r",
+    selection: Sequence[int] = (),
+    title: str | None = None,
+) -> go.Figure:
+    """One row of square RDM heat maps, one per node (the seed's ``plot_rdms``).
+
+    Args:
+        rdms: RDMs of one stimulus set, in display order.
+        normalise: ``"per"`` (each RDM ÷ its max, as the seed) or ``"shared"`` (one scale).
+        colorscale: a Plotly colour scale name.
+        selection: stimulus row indices; the last two are outlined as a pair.
+        title: figure title.
+
+    Returns:
+        A figure with one ``Heatmap`` per RDM sharing one colour axis, rows from the top,
+        digit labels at class-block centres and class-block grid lines.
+    """
+    k = len(rdms)
+    fig = make_subplots(rows=1, cols=k, subplot_titles=[r.node for r in rdms], horizontal_spacing=0.02 if k > 1 else 0.1)
+    mats, lo, hi, cbar = _scaled(rdms, normalise)
+    n = rdms[0].matrix.shape[0]
+    centres, texts, bounds = class_ticks(rdms[0].labels)
+    shapes: list[dict] = []
+    for c, (r, mat) in enumerate(zip(rdms, mats), start=1):
+        fig.add_trace(_heatmap(mat, r.matrix, "coloraxis", r.name), row=1, col=c)
+        sfx = "" if c == 1 else str(c)
+        shapes += _grid_shapes(bounds, n, f"x{sfx}", f"y{sfx}")
+        shapes += _selection_shapes(selection, f"x{sfx}", f"y{sfx}")
+        fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain", row=1, col=c)
+        fig.update_yaxes(
+            tickvals=centres, ticktext=texts if c == 1 else [""] * len(texts), autorange="reversed", showgrid=False,
+            zeroline=False, scaleanchor=f"x{sfx}", constrain="domain", row=1, col=c,
+        )
+    fig.update_layout(
+        **base_layout(
+            title=title or f"RDMs of {rdms[0].model} ({n} stimuli, {rdms[0].method})",
+            coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
+            shapes=shapes,
+            height=max(300, min(520, int(1500 / max(k, 1)) + 120)),
+        )
+    )
+    return fig
+
+
+def rdm_slider(
+    rdms: Sequence[RDM],
+    normalise: str = "per",
+    colorscale: str = "Magma_r",
+    selection: Sequence[int] = (),
+    active: int = 0,
+) -> go.Figure:
+    """One large RDM heat map with a slider (and play button) that steps through the nodes.
+
+    The frames travel with the figure, so moving the slider needs no server round trip.
+    """
+    mats, lo, hi, cbar = _scaled(rdms, normalise)
+    n = rdms[0].matrix.shape[0]
+    centres, texts, bounds = class_ticks(rdms[0].labels)
+    active = max(0, min(active, len(rdms) - 1))
+    fig = go.Figure(data=[_heatmap(mats[active], rdms[active].matrix, "coloraxis", rdms[active].name)])
+    fig.frames = [go.Frame(name=r.node, data=[_heatmap(m, r.matrix, "coloraxis", r.name)], layout={"title": {"text": f"{r.model} · {r.node}"}}) for r, m in zip(rdms, mats)]
+    steps = [
+        {"label": r.node, "method": "animate", "args": [[r.node], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}]}
+        for r in rdms
+    ]
+    fig.update_layout(
+        **base_layout(
+            title=f"{rdms[active].model} · {rdms[active].node}",
+            coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
+            shapes=_grid_shapes(bounds, n, "x", "y") + _selection_shapes(selection, "x", "y"),
+            height=640,
+            sliders=[{"active": active, "steps": steps, "currentvalue": {"prefix": "node: "}, "pad": {"t": 40}}],
+            updatemenus=[play_menu(500)],
+        )
+    )
+    fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(tickvals=centres, ticktext=texts, autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
+    return fig

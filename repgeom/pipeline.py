@@ -1,0 +1,370 @@
+"""The cached orchestration that the CLI, the dashboard and scripts all call.
+
+Design notes:
+    An :class:`Engine` owns the loaded models (moved to the device once), the stimulus
+    pool, and a bounded cache keyed by *validated* inputs. Every public method checks
+    its arguments first (model and node names against the loaded set, numbers against
+    their ranges) and raises :class:`~repgeom.core.errors.RepgeomError` with the allowed
+    values, so callers can pass user input straight through.
+
+    ::
+
+        StimulusSpec ─► stimuli ─► features(model, node) ─► rdm(method) ─► path
+                                              └──────────► embedding(method)
+                                                               metrics
+
+    Each arrow's result is cached under the full key of everything it depends on, so a
+    view seen before costs a dictionary look-up, and features are extracted once per
+    model, node and stimulus set. The engine holds no module-level state: every server
+    worker builds its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from .core.checkpoints import LoadedModel, load_all
+from .core.embedding import DEFAULT_PERPLEXITY, EMBED_METHODS, PERPLEXITY_RANGE, Embedding, align_sequence, embed, euclidean_distances
+from .core.errors import RepgeomError, choice_error
+from .core.features import extract_features, node_names, resolve_device, select_nodes
+from .core.metrics import block_contrast, silhouette
+from .core.paths import RepPath, compute_path
+from .core.rdm import COMPARE_METHODS, RDM, RDM_METHODS, compute_rdm
+from .core.stimuli import CONDITIONS, DigitSource, Stimuli, available_per_class, fgsm, load_source, sample_stimuli
+
+__all__ = ["Engine", "NodeMetrics", "StimulusSpec"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StimulusSpec:
+    """Which probe images: n per class, and clean or FGSM (ε, attacked model)."""
+
+    n_per_class: int = 20
+    condition: str = "clean"
+    epsilon: float = 0.0
+    attack_model: str = ""
+
+
+@dataclass(frozen=True)
+class NodeMetrics:
+    """Per-node geometry numbers for one model."""
+
+    model: str
+    nodes: list[str]
+    block_contrast: list[float]
+    silhouette: list[float]
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, Mapping):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(_nbytes(getattr(value, f)) for f in value.__dataclass_fields__)
+    return 64
+
+
+class _LRU:
+    """A thread-safe LRU cache bounded by the bytes of the arrays it holds."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.RLock()
+        self._key_locks: dict[Hashable, threading.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_compute(self, key: Hashable, fn: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return self._data[key][0]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one computation per key even under concurrent requests
+            with self._lock:
+                if key in self._data:
+                    self.hits += 1
+                    return self._data[key][0]
+            self.misses += 1
+            value = fn()
+            size = _nbytes(value)
+            with self._lock:
+                self._key_locks.pop(key, None)
+                if size <= self._max:
+                    self._data[key] = (value, size)
+                    self._size += size
+                    while self._size > self._max and self._data:
+                        _, (_, old) = self._data.popitem(last=False)
+                        self._size -= old
+            return value
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes currently held."""
+        return self._size
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class Engine:
+    """Models, stimuli and every geometry computation, cached.
+
+    Args:
+        models_dir: folder with ``manifest.json`` (default: ``models/``).
+        data_root: torchvision MNIST root for the full test set (default: embedded probes).
+        device: ``"auto"``/``None``, ``"cpu"``, ``"cuda"``...
+        cache_bytes: bound on the cache (default ``$REPGEOM_CACHE_BYTES`` or 2 GiB).
+    """
+
+    def __init__(
+        self,
+        models_dir: str | os.PathLike[str] | None = None,
+        data_root: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        cache_bytes: int | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        loaded, self.load_errors = load_all(models_dir)
+        for model_id, reason in self.load_errors.items():
+            log.error("model %s refused: %s", model_id, reason)
+        self.models: dict[str, LoadedModel] = {k: v for k, v in loaded.items()}
+        for m in self.models.values():
+            m.module.to(self.device)
+        self._nodes = {k: node_names(m.module) for k, m in self.models.items()}
+        self.source: DigitSource = load_source(data_root)
+        self.max_per_class = available_per_class(self.source)
+        limit = cache_bytes if cache_bytes is not None else int(os.environ.get("REPGEOM_CACHE_BYTES", 2 << 30))
+        self._cache = _LRU(limit)
+
+    # ------------------------------------------------------------------ validation
+    @property
+    def model_ids(self) -> list[str]:
+        """Loaded model ids, in manifest order."""
+        return list(self.models)
+
+    def check_model(self, model: str) -> str:
+        """Return ``model`` if loaded, else raise listing the loaded ids."""
+        if not isinstance(model, str) or model not in self.models:
+            raise choice_error("model", model, self.model_ids)
+        return model
+
+    def nodes(self, model: str) -> list[str]:
+        """Graph node names of ``model``, in graph order."""
+        return list(self._nodes[self.check_model(model)])
+
+    def select_nodes(self, model: str, wanted: str | Sequence[str] | None) -> list[str]:
+        """Validate a node selection (``"all"``, names, or a comma string) for ``model``."""
+        return select_nodes(self.nodes(model), wanted, model)
+
+    def spec(self, n_per_class: Any = 20, condition: Any = "clean", epsilon: Any = 0.2, attack_model: Any = None) -> StimulusSpec:
+        """Validate a stimulus choice into a :class:`StimulusSpec` (the cache key).
+
+        Raises:
+            RepgeomError: n outside 1..max, unknown condition, ε outside [0, 1], unknown
+                attacked model.
+        """
+        limit = self.max_per_class
+        if isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or not 1 <= n_per_class <= limit:
+            where = " with the embedded probe set (give a data root for more)" if self.source.name == "embedded" else ""
+            raise RepgeomError(f"images per class must be a whole number from 1 to {limit}{where}, got {n_per_class!r}")
+        if condition not in CONDITIONS:
+            raise choice_error("condition", condition, CONDITIONS)
+        if condition == "clean":
+            return StimulusSpec(int(n_per_class))
+        try:
+            eps = float(epsilon)
+        except (TypeError, ValueError):
+            raise RepgeomError(f"epsilon must be a number in [0, 1], got {epsilon!r}") from None
+        if not (math.isfinite(eps) and 0.0 <= eps <= 1.0):
+            raise RepgeomError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        attacked = self.check_model(attack_model if attack_model else self.model_ids[0])
+        return StimulusSpec(int(n_per_class), "fgsm", eps, attacked)
+
+    @staticmethod
+    def check_choice(what: str, value: Any, allowed: Sequence[str]) -> str:
+        """Return ``value`` if it is one of ``allowed``, else raise listing them."""
+        if value not in allowed:
+            raise choice_error(what, value, allowed)
+        return value
+
+    # ------------------------------------------------------------------ computation
+    def stimuli(self, spec: StimulusSpec) -> Stimuli:
+        """The probe images for ``spec`` (FGSM images made against ``spec.attack_model``)."""
+
+        def make() -> Stimuli:
+            clean = sample_stimuli(self.source, spec.n_per_class)
+            if spec.condition == "clean":
+                return clean
+            model = self.models[spec.attack_model].module
+            return fgsm(model, clean, spec.epsilon, spec.attack_model, device=self.device)
+
+        return self._cache.get_or_compute(("stimuli", spec), make)
+
+    def features(self, model: str, node: str, spec: StimulusSpec) -> torch.Tensor:
+        """(N, D) float32 activations of ``model``'s ``node`` for ``spec``'s stimuli, on the device."""
+        self.select_nodes(model, [node])
+
+        def make() -> torch.Tensor:
+            images = self.stimuli(spec).tensor(self.device)
+            return extract_features(self.models[model].module, images, [node])[node]
+
+        return self._cache.get_or_compute(("features", model, node, spec), make)
+
+    def prefetch_features(self, model: str, nodes: Sequence[str], spec: StimulusSpec) -> None:
+        """Extract several nodes in one forward pass (faster than one pass per node)."""
+        missing = [n for n in self.select_nodes(model, nodes) if not self._cached(("features", model, n, spec))]
+        if len(missing) < 2:
+            return
+        images = self.stimuli(spec).tensor(self.device)
+        feats = extract_features(self.models[model].module, images, missing)
+        for n in missing:
+            self._cache.get_or_compute(("features", model, n, spec), lambda n=n: feats[n])
+
+    def _cached(self, key: Hashable) -> bool:
+        with self._cache._lock:  # noqa: SLF001 - same module
+            return key in self._cache._data  # noqa: SLF001
+
+    def rdm(self, model: str, node: str, spec: StimulusSpec, method: str = "correlation") -> RDM:
+        """The RDM of one node."""
+        self.check_choice("RDM method", method, RDM_METHODS)
+
+        def make() -> RDM:
+            matrix = compute_rdm(self.features(model, node, spec), method).cpu().numpy()
+            return RDM(matrix, model, node, method, self.stimuli(spec).labels)
+
+        return self._cache.get_or_compute(("rdm", model, node, spec, method), make)
+
+    def rdms(self, model: str, nodes: str | Sequence[str] | None, spec: StimulusSpec, method: str = "correlation") -> list[RDM]:
+        """RDMs of several nodes of one model, in graph order."""
+        chosen = self.select_nodes(model, nodes)
+        self.check_choice("RDM method", method, RDM_METHODS)
+        if not all(self._cached(("rdm", model, n, spec, method)) for n in chosen):
+            self.prefetch_features(model, chosen, spec)
+        return [self.rdm(model, n, spec, method) for n in chosen]
+
+    def embedding(
+        self,
+        model: str,
+        node: str,
+        spec: StimulusSpec,
+        method: str = "pca",
+        seed: int = 0,
+        perplexity: float = DEFAULT_PERPLEXITY,
+    ) -> Embedding:
+        """2-D embedding of one node's stimuli, with trustworthiness and stress."""
+        self.check_choice("embedding method", method, EMBED_METHODS)
+        seed = _check_int("seed", seed, 0, 2**31 - 1)
+        perplexity = _check_float("perplexity", perplexity, *PERPLEXITY_RANGE) if method == "tsne" else DEFAULT_PERPLEXITY
+        key_extra = (seed, perplexity) if method == "tsne" else ()
+
+        def make() -> Embedding:
+            feats = self.features(model, node, spec)
+            dist = self._cache.get_or_compute(("dist", model, node, spec), lambda: euclidean_distances(feats).cpu())
+            return embed(feats, method, self.stimuli(spec).labels, model, node, seed, perplexity, distances=dist)
+
+        return self._cache.get_or_compute(("embed", model, node, spec, method, *key_extra), make)
+
+    def embeddings(
+        self,
+        model: str,
+        nodes: str | Sequence[str] | None,
+        spec: StimulusSpec,
+        method: str = "pca",
+        seed: int = 0,
+        perplexity: float = DEFAULT_PERPLEXITY,
+        align: bool = False,
+    ) -> list[Embedding]:
+        """Embeddings of several nodes, optionally Procrustes-aligned frame to frame."""
+        chosen = self.select_nodes(model, nodes)
+        self.prefetch_features(model, chosen, spec)
+        out = [self.embedding(model, n, spec, method, seed, perplexity) for n in chosen]
+        return align_sequence(out) if align else out
+
+    def path(
+        self,
+        models: Sequence[str],
+        nodes: Mapping[str, str | Sequence[str] | None] | None,
+        spec: StimulusSpec,
+        rdm_method: str = "euclidean",
+        compare: str = "cosine",
+        seed: int = 0,
+    ) -> RepPath:
+        """The representational path of ``models`` (their chosen nodes) plus ``labels``.
+
+        Args:
+            models: model ids, in the order their rows appear.
+            nodes: per model, ``"all"``/``None`` or names; missing models take all nodes.
+            spec: the stimuli.
+            rdm_method: RDM method inside the path (the seed uses ``"euclidean"``).
+            compare: ``"cosine"``, ``"corr"`` or ``"spearman"``, each as an angle.
+            seed: seeds the MDS restarts.
+        """
+        if not models:
+            raise RepgeomError(f"choose at least one model; allowed: {', '.join(self.model_ids)}")
+        models = [self.check_model(m) for m in models]
+        if len(set(models)) != len(models):
+            raise RepgeomError("each model may appear once in a path")
+        self.check_choice("RDM method", rdm_method, RDM_METHODS)
+        self.check_choice("comparison method", compare, COMPARE_METHODS)
+        seed = _check_int("seed", seed, 0, 2**31 - 1)
+        chosen = {m: tuple(self.select_nodes(m, (nodes or {}).get(m))) for m in models}
+        key = ("path", tuple(chosen.items()), spec, rdm_method, compare, seed)
+
+        def make() -> RepPath:
+            rdms = [r for m in models for r in self.rdms(m, list(chosen[m]), spec, rdm_method)]
+            return compute_path(rdms, self.stimuli(spec).labels, compare, seed)
+
+        return self._cache.get_or_compute(key, make)
+
+    def node_metrics(self, model: str, nodes: str | Sequence[str] | None, spec: StimulusSpec, method: str = "correlation") -> NodeMetrics:
+        """Block contrast and silhouette of every chosen node of ``model``."""
+        rdms = self.rdms(model, nodes, spec, method)
+        labels = self.stimuli(spec).labels
+        return NodeMetrics(
+            model,
+            [r.node for r in rdms],
+            [block_contrast(r.matrix, labels) for r in rdms],
+            [silhouette(r.matrix, labels) for r in rdms],
+        )
+
+    def cache_info(self) -> dict[str, int]:
+        """Entries, bytes, hits and misses of the cache."""
+        return {"entries": len(self._cache), "bytes": self._cache.nbytes, "hits": self._cache.hits, "misses": self._cache.misses}
+
+
+def _check_int(what: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}")
+    return int(value)
+
+
+def _check_float(what: str, value: Any, lo: float, hi: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {value!r}") from None
+    if isinstance(value, bool) or not (math.isfinite(v) and lo <= v <= hi):
+        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {value!r}")
+    return v

@@ -1,0 +1,84 @@
+"""Server settings from flags and ``REPGEOM_*`` environment variables (flags win)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Settings", "parse_settings"]
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to run the dashboard.
+
+    Attributes:
+        host: interface to listen on (``REPGEOM_HOST``, default 127.0.0.1).
+        port: TCP port (``REPGEOM_PORT``, default 8050).
+        models_dir: folder with ``manifest.json`` (``REPGEOM_MODELS_DIR``, default ``models/``).
+        data_root: torchvision MNIST root for the full test set (``REPGEOM_DATA_ROOT``;
+            default: the embedded probes).
+        device: torch device (``REPGEOM_DEVICE``, default auto: cuda, mps, cpu).
+        debug: Dash debug mode and dev tools (``REPGEOM_DEBUG``, default off).
+        warm: precompute the default views in the background at start-up (``REPGEOM_WARM``, default on).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8050
+    models_dir: str | None = None
+    data_root: str | None = None
+    device: str | None = None
+    debug: bool = False
+    warm: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``REPGEOM_*`` variables alone (what a WSGI server gets)."""
+        return parse_settings([], env)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a whole number from 1 to 65535, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be a whole number from 1 to 65535, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Parse command-line flags, with defaults taken from ``env`` (``os.environ`` by default).
+
+    Raises:
+        SystemExit: with status 2 and a one-line message for a bad flag or variable.
+    """
+    env = os.environ if env is None else env
+    p = _Parser(prog="app.py", description="Serve the repgeom dashboard.")
+    p.add_argument("--host", default=env.get("REPGEOM_HOST", Settings.host), help="interface (REPGEOM_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=env.get("REPGEOM_PORT", str(Settings.port)), help="port (REPGEOM_PORT, default 8050)")
+    p.add_argument("--models-dir", default=env.get("REPGEOM_MODELS_DIR"), help="checkpoint folder with manifest.json (REPGEOM_MODELS_DIR)")
+    p.add_argument("--data-root", default=env.get("REPGEOM_DATA_ROOT"), help="torchvision MNIST root (REPGEOM_DATA_ROOT; default: embedded probes)")
+    p.add_argument("--device", default=env.get("REPGEOM_DEVICE"), help="auto, cpu, cuda, cuda:K, mps (REPGEOM_DEVICE)")
+    p.add_argument("--debug", action="store_true", default=env.get("REPGEOM_DEBUG", "").lower() in _TRUE, help="Dash debug mode (REPGEOM_DEBUG)")
+    p.add_argument("--no-warm", dest="warm", action="store_false", default=env.get("REPGEOM_WARM", "1").lower() in _TRUE, help="do not precompute the default views (REPGEOM_WARM=0)")
+    a = p.parse_args(list(argv or []))
+    port = a.port if isinstance(a.port, int) else _checked_port(p, a.port)
+    return Settings(a.host, port, a.models_dir, a.data_root, a.device, a.debug, a.warm)
+
+
+def _checked_port(p: argparse.ArgumentParser, text: str) -> int:
+    try:
+        return _port(text)
+    except argparse.ArgumentTypeError as exc:
+        p.error(f"REPGEOM_PORT: {exc}")
+        raise  # unreachable: error() exits

@@ -1,0 +1,78 @@
+"""Every component id in the dashboard, in one place.
+
+Ids are plain strings grouped by role; nothing else in the code spells an id.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CONTROL_IDS", "ID"]
+
+
+class ID:
+    """Component ids."""
+
+    # routing and state
+    URL = "url"
+    VIEW = "view"
+    SELECTION = "selection"
+    GLOBAL_MESSAGE = "global-message"
+    # controls
+    TAB = "tab"
+    MODEL = "model"
+    NODES = "nodes"
+    N_RDM = "n-rdm"
+    N_EMBED = "n-embed"
+    CONDITION = "condition"
+    EPSILON = "epsilon"
+    ATTACK_MODEL = "attack-model"
+    RDM_METHOD = "rdm-method"
+    NORMALISE = "normalise"
+    COLORSCALE = "colorscale"
+    EMBED_METHODS = "embed-methods"
+    ANIM_METHOD = "anim-method"
+    PERPLEXITY = "perplexity"
+    PATH_MODELS = "path-models"
+    PATH_RDM = "path-rdm"
+    COMPARE = "compare"
+    FF_VS_REC = "ff-vs-rec"
+    # views
+    RDM_GRID = "rdm-grid"
+    RDM_SLIDER = "rdm-slider"
+    RDM_MESSAGE = "rdm-message"
+    EMBED_GRID = "embed-grid"
+    EMBED_ANIM = "embed-anim"
+    EMBED_MESSAGE = "embed-message"
+    PATH_GRAPH = "path-graph"
+    PATH_MESSAGE = "path-message"
+    METRICS_GRAPH = "metrics-graph"
+    MODELS_TABLE = "models-table"
+    MODELS_MESSAGE = "models-message"
+    HOVER_PANEL = "hover-panel"
+    PAIR_GRAPH = "pair-graph"
+    PAIR_MESSAGE = "pair-message"
+    CLEAR_SELECTION = "clear-selection"
+    DOWNLOAD_BUTTON = "download-button"
+    DOWNLOAD = "download"
+    DOWNLOAD_MESSAGE = "download-message"
+
+
+#: View field -> the control that holds it (the order of the URL sync callback's arguments).
+CONTROL_IDS: dict[str, str] = {
+    "tab": ID.TAB,
+    "model": ID.MODEL,
+    "nodes": ID.NODES,
+    "n_rdm": ID.N_RDM,
+    "n_embed": ID.N_EMBED,
+    "condition": ID.CONDITION,
+    "epsilon": ID.EPSILON,
+    "attack_model": ID.ATTACK_MODEL,
+    "rdm_method": ID.RDM_METHOD,
+    "normalise": ID.NORMALISE,
+    "colorscale": ID.COLORSCALE,
+    "embed_methods": ID.EMBED_METHODS,
+    "anim_method": ID.ANIM_METHOD,
+    "perplexity": ID.PERPLEXITY,
+    "path_models": ID.PATH_MODELS,
+    "path_rdm": ID.PATH_RDM,
+    "compare": ID.COMPARE,
+}

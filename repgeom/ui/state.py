@@ -1,0 +1,210 @@
+"""The dashboard's view state: parsed and validated from controls or a URL, and written back to a URL.
+
+Design notes:
+    Anything the browser sends is untrusted: :meth:`View.parse` checks every field
+    against the engine's loaded models and nodes and against fixed ranges, and raises
+    :class:`~repgeom.core.errors.RepgeomError` with the allowed values. Callbacks only
+    ever see a valid :class:`View`. The URL holds the same fields as a query string, so a
+    reload or a shared link rebuilds the same view. This module does not import Dash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from ..core.embedding import EMBED_METHODS, PERPLEXITY_RANGE
+from ..core.errors import RepgeomError, choice_error
+from ..core.rdm import COMPARE_METHODS, RDM_METHODS
+from ..core.stimuli import CONDITIONS
+from ..figures.rdm import COLORSCALES, NORMALISE
+from ..pipeline import Engine, StimulusSpec
+
+__all__ = ["MAX_LIST", "TABS", "View", "default_nodes"]
+
+TABS = ("rdms", "embeddings", "paths", "models")
+#: No list control has more entries than this; longer lists are refused unread.
+MAX_LIST = 64
+_RECURRENT_STEPS = ("conv2", "conv2_1", "conv2_2", "conv2_3", "conv2_4")
+
+
+def default_nodes(engine: Engine, model: str) -> tuple[str, ...]:
+    """The seed's nodes for ``model``: the recurrent steps, else the conv/fc layers."""
+    nodes = engine.nodes(model)
+    if all(s in nodes for s in _RECURRENT_STEPS) and "conv2_1" in nodes:
+        return _RECURRENT_STEPS
+    layers = tuple(n for n in nodes if n != "input" and ("conv" in n or "fc" in n))
+    return layers or tuple(nodes[:5])
+
+
+def _as_list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)):
+        raise RepgeomError(f"{what} must be a list of names, got {type(value).__name__}")
+    if len(value) > MAX_LIST:
+        raise RepgeomError(f"{what} may hold at most {MAX_LIST} entries, got {len(value)}")
+    return list(value)
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, type(None))) else repr(value)[:40]
+
+
+def _int_in(what: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {value!r:.40}")
+    return value
+
+
+def _float_in(what: str, value: Any, lo: float, hi: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {value!r:.40}") from None
+    if isinstance(value, bool) or not math.isfinite(v) or not lo <= v <= hi:
+        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {value!r:.40}")
+    return v
+
+
+def _one_of(what: str, value: Any, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise choice_error(what, value if isinstance(value, str) else type(value).__name__, allowed)
+    return value
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything that decides what the dashboard shows. Defaults reproduce the seed's figures."""
+
+    tab: str = "rdms"
+    model: str = "recurrent"
+    nodes: tuple[str, ...] = _RECURRENT_STEPS
+    n_rdm: int = 20
+    n_embed: int = 50
+    condition: str = "clean"
+    epsilon: float = 0.2
+    attack_model: str = "feedforward"
+    rdm_method: str = "correlation"
+    normalise: str = "per"
+    colorscale: str = "Magma_r"
+    embed_methods: tuple[str, ...] = ("pca", "mds", "tsne")
+    anim_method: str = "pca"
+    perplexity: float = 40.0
+    path_models: tuple[str, ...] = ("recurrent",)
+    path_rdm: str = "euclidean"
+    compare: str = "cosine"
+
+    # ------------------------------------------------------------------ parsing
+    @classmethod
+    def default(cls, engine: Engine) -> View:
+        """The seed's defaults, adapted to the models that actually loaded."""
+        ids = engine.model_ids
+        if not ids:
+            raise RepgeomError("no model could be loaded; check the models folder and the server log")
+        model = "recurrent" if "recurrent" in ids else ids[0]
+        attack = "feedforward" if "feedforward" in ids else ids[0]
+        return cls(model=model, nodes=default_nodes(engine, model), attack_model=attack, path_models=(model,))
+
+    @classmethod
+    def parse(cls, engine: Engine, raw: Mapping[str, Any]) -> View:
+        """Validate raw control values (from the browser) into a :class:`View`.
+
+        Missing keys take the defaults; unknown keys are ignored. Raises
+        :class:`RepgeomError` naming the first bad field and what is allowed.
+        """
+        base = cls.default(engine)
+        get = {f.name: raw.get(f.name, getattr(base, f.name)) for f in fields(cls)}
+        model = engine.check_model(get["model"])
+        node_list = _as_list(get["nodes"], "nodes")
+        if not node_list:
+            raise RepgeomError(f"choose at least one node of {model}")
+        nodes = tuple(engine.select_nodes(model, [n if isinstance(n, str) else repr(n)[:40] for n in node_list]))
+        path_models = _as_list(get["path_models"], "path models")
+        if not path_models:
+            raise RepgeomError(f"choose at least one model for the path; allowed: {', '.join(engine.model_ids)}")
+        path_models = tuple(engine.check_model(m) for m in dict.fromkeys(map(_hashable, path_models)))
+        methods = _as_list(get["embed_methods"], "embedding methods")
+        if not methods:
+            raise RepgeomError(f"choose at least one embedding method; allowed: {', '.join(EMBED_METHODS)}")
+        chosen = {_one_of("embedding method", x, EMBED_METHODS) for x in methods}
+        methods = tuple(m for m in EMBED_METHODS if m in chosen)
+        limit = engine.max_per_class
+        return cls(
+            tab=_one_of("tab", get["tab"], TABS),
+            model=model,
+            nodes=nodes,
+            n_rdm=_int_in("images per class (RDMs)", get["n_rdm"], 1, limit),
+            n_embed=_int_in("images per class (embeddings and paths)", get["n_embed"], 1, limit),
+            condition=_one_of("condition", get["condition"], CONDITIONS),
+            epsilon=_float_in("epsilon", get["epsilon"], 0.0, 1.0),
+            attack_model=engine.check_model(get["attack_model"]),
+            rdm_method=_one_of("RDM method", get["rdm_method"], RDM_METHODS),
+            normalise=_one_of("colour normalisation", get["normalise"], NORMALISE),
+            colorscale=_one_of("colour scale", get["colorscale"], COLORSCALES),
+            embed_methods=methods,
+            anim_method=_one_of("animation method", get["anim_method"], EMBED_METHODS),
+            perplexity=_float_in("perplexity", get["perplexity"], *PERPLEXITY_RANGE),
+            path_models=path_models,
+            path_rdm=_one_of("path RDM method", get["path_rdm"], RDM_METHODS),
+            compare=_one_of("comparison method", get["compare"], COMPARE_METHODS),
+        )
+
+    # ------------------------------------------------------------------ URL
+    def to_query(self) -> str:
+        """``?key=value&...`` holding every field that differs from the class defaults."""
+        base = View()
+        pairs: list[tuple[str, str]] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value == getattr(base, f.name):
+                continue
+            pairs.append((f.name, ",".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)))
+        return "?" + urlencode(pairs) if pairs else ""
+
+    @classmethod
+    def from_query(cls, engine: Engine, search: str | None) -> View:
+        """Parse a URL query string (from :meth:`to_query` or typed by hand).
+
+        Raises:
+            RepgeomError: for a bad value, naming the field and what is allowed.
+        """
+        if not search:
+            return cls.default(engine)
+        if not isinstance(search, str) or len(search) > 4000:
+            raise RepgeomError("the link's settings are too long or malformed")
+        parsed = parse_qs(search.lstrip("?"), keep_blank_values=False)
+        raw: dict[str, Any] = {}
+        list_fields = {"nodes", "embed_methods", "path_models"}
+        for f in fields(cls):
+            if f.name in parsed:
+                value = parsed[f.name][-1]
+                raw[f.name] = [v for v in value.split(",") if v] if f.name in list_fields else value
+        if "model" in raw and "nodes" not in raw:
+            raw["nodes"] = list(default_nodes(engine, engine.check_model(raw["model"])))
+        return cls.parse(engine, raw)
+
+    # ------------------------------------------------------------------ derived
+    def controls(self) -> dict[str, Any]:
+        """Field values as the controls hold them (lists, not tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def spec(self, engine: Engine, n: int) -> StimulusSpec:
+        """The stimulus spec of this view at ``n`` images per class."""
+        return engine.spec(n, self.condition, self.epsilon, self.attack_model)
+
+    def with_model(self, engine: Engine, model: str) -> View:
+        """The view with another model and that model's default nodes."""
+        return replace(self, model=model, nodes=default_nodes(engine, model))

@@ -1,0 +1,115 @@
+"""Checkpoints load only as verified weights: hashes, truncation, pickles, architectures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from repgeom.core.checkpoints import load_all, load_checkpoint, read_manifest, save_checkpoint
+from repgeom.core.errors import CheckpointError
+from repgeom.core.nets import Net, RecurrentNet, count_parameters
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path, "feedforward", Net(), "Net", {"clean": 0.1}, {"seed": 0})
+    save_checkpoint(tmp_path, "recurrent", RecurrentNet(), "RecurrentNet", {"clean": 0.1}, {"seed": 0})
+    return tmp_path
+
+
+def _set_entry(models_dir: Path, model_id: str, **fields):
+    doc = json.loads((models_dir / "manifest.json").read_text())
+    for e in doc["models"]:
+        if e["id"] == model_id:
+            e.update(fields)
+    (models_dir / "manifest.json").write_text(json.dumps(doc))
+
+
+def test_round_trip_and_manifest_fields(models_dir):
+    models, errors = load_all(models_dir)
+    assert errors == {}
+    assert list(models) == ["feedforward", "recurrent"]
+    entry = read_manifest(models_dir)[1]
+    assert entry.parameters == 2650 == count_parameters(models["recurrent"].module)
+    assert entry.sha256 == hashlib.sha256((models_dir / "recurrent.pt").read_bytes()).hexdigest()
+    assert not models["recurrent"].module.training
+
+
+def test_hash_mismatch_is_refused_and_others_still_load(models_dir):
+    data = bytearray((models_dir / "recurrent.pt").read_bytes())
+    data[-100] ^= 0xFF
+    (models_dir / "recurrent.pt").write_bytes(bytes(data))
+    models, errors = load_all(models_dir)
+    assert list(models) == ["feedforward"]
+    assert "recurrent.pt" in errors["recurrent"] and "SHA-256" in errors["recurrent"]
+
+
+def test_truncated_file_is_refused_even_with_matching_hash(models_dir):
+    data = (models_dir / "recurrent.pt").read_bytes()[:1000]
+    (models_dir / "recurrent.pt").write_bytes(data)
+    _set_entry(models_dir, "recurrent", sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(CheckpointError, match=r"recurrent\.pt: refused, not a plain weights-only checkpoint"):
+        load_checkpoint(read_manifest(models_dir)[1], models_dir)
+
+
+class _Evil:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (shutil.copyfile, (__file__, self.marker))
+
+
+def test_code_running_pickle_is_refused_and_never_runs(models_dir, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = models_dir / "recurrent.pt"
+    torch.save({"conv1.weight": _Evil(str(marker))}, evil)
+    _set_entry(models_dir, "recurrent", sha256=hashlib.sha256(evil.read_bytes()).hexdigest())
+    models, errors = load_all(models_dir)
+    assert "recurrent" not in models and "feedforward" in models
+    assert "refused" in errors["recurrent"] and "recurrent.pt" in errors["recurrent"]
+    assert not marker.exists()
+    # and a bare pickle (not torch's zip format) likewise
+    evil.write_bytes(pickle.dumps(_Evil(str(marker))))
+    _set_entry(models_dir, "recurrent", sha256=hashlib.sha256(evil.read_bytes()).hexdigest())
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(read_manifest(models_dir)[1], models_dir)
+    assert not marker.exists()
+
+
+def test_wrong_architecture_is_refused(models_dir):
+    shutil.copy(models_dir / "feedforward.pt", models_dir / "recurrent.pt")
+    _set_entry(models_dir, "recurrent", sha256=hashlib.sha256((models_dir / "recurrent.pt").read_bytes()).hexdigest())
+    with pytest.raises(CheckpointError, match=r"recurrent\.pt: not a RecurrentNet state dict"):
+        load_checkpoint(read_manifest(models_dir)[1], models_dir)
+
+
+def test_missing_file_and_path_in_manifest_are_refused(models_dir):
+    (models_dir / "recurrent.pt").unlink()
+    _, errors = load_all(models_dir)
+    assert "cannot read checkpoint" in errors["recurrent"]
+    _set_entry(models_dir, "feedforward", file="../feedforward.pt")
+    with pytest.raises(CheckpointError, match="bare file name"):
+        read_manifest(models_dir)
+
+
+def test_forced_unsafe_loading_is_refused(models_dir, monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(CheckpointError, match="TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
+        load_checkpoint(read_manifest(models_dir)[0], models_dir)
+
+
+def test_shipped_manifest_hashes_match_files():
+    entries = read_manifest(ROOT / "models")
+    assert {e.id for e in entries} == {"feedforward", "recurrent", "robust", "feedforward_seed2"}
+    for e in entries:
+        assert hashlib.sha256((ROOT / "models" / e.file).read_bytes()).hexdigest() == e.sha256

@@ -1,0 +1,120 @@
+"""Embeddings against scikit-learn and scipy on the same inputs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import pdist, squareform
+from sklearn.decomposition import PCA
+from sklearn.manifold import MDS, trustworthiness
+
+from repgeom.core.embedding import (
+    align_sequence,
+    classical_mds,
+    clamp_perplexity,
+    embed,
+    euclidean_distances,
+    pca_2d,
+    smacof,
+    stress1,
+)
+from repgeom.core.errors import RepgeomError
+
+
+def _blobs(n=120, d=30, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4, size=(4, d))
+    labels = np.arange(n) % 4
+    return centers[labels] + rng.normal(size=(n, d)) + 10.0, labels
+
+
+def test_euclidean_distances_match_scipy():
+    x, _ = _blobs()
+    np.testing.assert_allclose(euclidean_distances(torch.from_numpy(x)).numpy(), squareform(pdist(x)), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(50, 200), (300, 20)])
+def test_pca_matches_sklearn_including_signs(shape):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=shape) @ np.diag(np.linspace(3, 0.1, shape[1]))
+    ours = pca_2d(torch.from_numpy(x)).numpy()
+    ref = PCA(n_components=2, svd_solver="full").fit_transform(x)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-8)
+
+
+def test_classical_mds_recovers_an_exact_planar_configuration():
+    rng = np.random.default_rng(2)
+    pts = rng.normal(size=(40, 2))
+    d = torch.from_numpy(squareform(pdist(pts)))
+    y = classical_mds(d).numpy()
+    np.testing.assert_allclose(squareform(pdist(y)), d.numpy(), atol=1e-9)
+
+
+def test_stress1_equals_sklearn_normalized_stress():
+    x, _ = _blobs(60, 10)
+    d = squareform(pdist(x))
+    mds = MDS(n_components=2, metric="precomputed", n_init=1, init="random", random_state=0, normalized_stress=True, max_iter=300)
+    coords = mds.fit_transform(d)
+    assert stress1(d, coords) == pytest.approx(mds.stress_, rel=0.05)
+
+
+def test_smacof_stress_no_higher_than_sklearn_with_restarts():
+    x, _ = _blobs(160, 40, seed=4)
+    d = squareform(pdist(x))
+    _, ours, _ = smacof(torch.from_numpy(d))
+    ref = MDS(n_components=2, metric="precomputed", n_init=4, init="random", random_state=0, normalized_stress=True).fit_transform(d)
+    assert ours <= stress1(d, ref) + 1e-3
+
+
+def test_trustworthiness_is_sklearns():
+    x, labels = _blobs()
+    e = embed(torch.from_numpy(x), "pca", labels)
+    assert e.trustworthiness == pytest.approx(trustworthiness(x, e.coords, n_neighbors=5), abs=1e-9)
+    assert 0.5 < e.trustworthiness <= 1.0
+
+
+def test_tsne_is_seeded_and_reproducible():
+    x, labels = _blobs(90, 10)
+    a = embed(torch.from_numpy(x), "tsne", labels, seed=3, perplexity=20)
+    b = embed(torch.from_numpy(x), "tsne", labels, seed=3, perplexity=20)
+    np.testing.assert_array_equal(a.coords, b.coords)
+    assert a.perplexity == 20
+    assert a.trustworthiness > 0.9
+
+
+def test_perplexity_clamped_below_n_over_3_with_warning():
+    with pytest.warns(UserWarning, match="lowered"):
+        p = clamp_perplexity(40, 30)
+    assert p < 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert clamp_perplexity(40, 500) == 40
+    with pytest.raises(RepgeomError, match="perplexity must be from 1 to 100"):
+        clamp_perplexity(0.5, 500)
+
+
+def test_small_n_tsne_runs_with_clamped_perplexity():
+    x, labels = _blobs(20, 5)
+    with pytest.warns(UserWarning):
+        e = embed(torch.from_numpy(x), "tsne", labels, perplexity=40)
+    assert e.perplexity < 20 / 3
+    assert e.coords.shape == (20, 2)
+
+
+def test_unknown_method_lists_choices():
+    with pytest.raises(RepgeomError, match="allowed: pca, mds, tsne"):
+        embed(torch.zeros(5, 2), "umap", np.zeros(5, int))
+
+
+def test_procrustes_alignment_removes_rotation_and_keeps_shape():
+    x, labels = _blobs(40, 2)
+    base = embed(torch.from_numpy(x), "pca", labels)
+    theta = 1.1
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) @ np.diag([1, -1])
+    turned = base.__class__(**{**base.__dict__, "coords": base.coords @ rot + 7})
+    a, b = align_sequence([base, turned])
+    np.testing.assert_allclose(b.coords, a.coords, atol=1e-9)
+    np.testing.assert_allclose(squareform(pdist(b.coords)), squareform(pdist(turned.coords)), atol=1e-9)

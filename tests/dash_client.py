@@ -1,0 +1,53 @@
+"""Post callback payloads to a Dash app's real endpoint, as a browser (or an attacker) would."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dash import Dash
+
+
+class DashClient:
+    """Calls ``/_dash-update-component`` through Flask's test client."""
+
+    def __init__(self, app: Dash) -> None:
+        self.app = app
+        self.client = app.server.test_client()
+
+    def key_for(self, first_output: str) -> str:
+        """The callback_map key of the callback whose first output is ``first_output`` (``id.prop``)."""
+        for key in self.app.callback_map:
+            if key.lstrip(".").startswith(first_output):
+                return key
+        raise KeyError(first_output)
+
+    def payload(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None) -> dict[str, Any]:
+        """The JSON body for one call. ``values`` maps ``id.prop`` to the value sent."""
+        key = self.key_for(first_output)
+        spec = self.app.callback_map[key]
+        outs = [{"id": o.component_id, "property": o.component_property} for o in spec["output"]] if isinstance(spec["output"], list) else {"id": spec["output"].component_id, "property": spec["output"].component_property}
+        def fill(items):
+            return [{**i, "value": values.get(f"{i['id']}.{i['property']}")} for i in items]
+        inputs = fill(spec["inputs"])
+        return {
+            "output": key,
+            "outputs": outs,
+            "inputs": inputs,
+            "state": fill(spec["state"]),
+            "changedPropIds": changed if changed is not None else [f"{i['id']}.{i['property']}" for i in inputs[:1]],
+        }
+
+    def call(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None):
+        """POST one call; returns the Flask response."""
+        body = self.payload(first_output, values, changed)
+        return self.client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
+
+    def outputs(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None) -> dict[str, Any]:
+        """Call and return ``{"id.prop": value}`` for the outputs that were updated (empty on 204)."""
+        r = self.call(first_output, values, changed)
+        assert r.status_code in (200, 204), (r.status_code, r.data[:500])
+        if r.status_code == 204:
+            return {}
+        data = r.get_json()["response"]
+        return {f"{cid}.{prop}": v for cid, props in data.items() for prop, v in props.items()}

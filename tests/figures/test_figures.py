@@ -1,0 +1,139 @@
+"""Figure builders: trace types, axis order, labels (synthetic inputs, no engine)."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from repgeom.core.embedding import Embedding
+from repgeom.core.paths import RepPath
+from repgeom.core.rdm import RDM
+from repgeom.figures import embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_slider
+from repgeom.figures.images import digit_data_uri
+from repgeom.figures.rdm import class_ticks
+from repgeom.figures.style import DIGIT_COLORS
+from repgeom.pipeline import NodeMetrics
+
+LABELS = np.repeat(np.arange(10), 3)
+
+
+def _rdms(k=3):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(k):
+        m = rng.random((30, 30)) * (i + 1)
+        m = (m + m.T) / 2
+        np.fill_diagonal(m, 0)
+        out.append(RDM(m, "recurrent", f"conv2_{i}", "correlation", LABELS))
+    return out
+
+
+def test_class_ticks_sit_at_block_centres():
+    centres, texts, bounds = class_ticks(LABELS)
+    assert centres[:2] == [1.0, 4.0] and texts == [str(d) for d in range(10)]
+    assert bounds[0] == 2.5 and len(bounds) == 9
+
+
+def test_rdm_grid_one_heatmap_per_node_rows_from_top_shared_scale():
+    rdms = _rdms()
+    fig = rdm_grid(rdms, normalise="per")
+    assert [t.type for t in fig.data] == ["heatmap"] * 3
+    assert all(t.coloraxis == "coloraxis" for t in fig.data)
+    assert [a.text for a in fig.layout.annotations] == ["conv2_0", "conv2_1", "conv2_2"]
+    assert fig.layout.yaxis.autorange == "reversed"
+    assert list(fig.layout.xaxis.ticktext) == [str(d) for d in range(10)]
+    for t, r in zip(fig.data, rdms):
+        assert np.max(t.z) == pytest.approx(1.0)  # each divided by its own max, as the seed
+        np.testing.assert_array_equal(t.customdata, r.matrix)  # hover shows the real value
+    assert "correlation distance" in fig.layout.coloraxis.colorbar.title.text
+    assert fig.layout.coloraxis.colorscale is not None
+    grid_lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(grid_lines) == 3 * 2 * 9
+
+
+def test_rdm_grid_shared_scale_keeps_raw_values_and_marks_selection():
+    rdms = _rdms()
+    fig = rdm_grid(rdms, normalise="shared", selection=[4, 20])
+    np.testing.assert_array_equal(fig.data[2].z, rdms[2].matrix)
+    assert fig.layout.coloraxis.cmax == pytest.approx(max(r.matrix.max() for r in rdms))
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(rects) == 3 * 2 and {(r.x0 + 0.5, r.y0 + 0.5) for r in rects} == {(20, 4), (4, 20)}
+
+
+def test_rdm_slider_has_a_frame_and_step_per_node():
+    fig = rdm_slider(_rdms(), active=2)
+    assert [f.name for f in fig.frames] == ["conv2_0", "conv2_1", "conv2_2"]
+    assert [s.label for s in fig.layout.sliders[0].steps] == ["conv2_0", "conv2_1", "conv2_2"]
+    assert fig.layout.sliders[0].active == 2
+    assert fig.layout.updatemenus[0].buttons[0].label.endswith("play")
+
+
+def _emb(node, method="pca", shift=0.0):
+    rng = np.random.default_rng(len(node))
+    return Embedding(rng.normal(size=(30, 2)) + shift, method, "recurrent", node, LABELS, 0.9, 0.2, 40.0 if method == "tsne" else None)
+
+
+def test_embedding_grid_rows_methods_columns_nodes_coloured_by_digit():
+    grid = [[_emb("a", m), _emb("b", m)] for m in ("pca", "tsne")]
+    fig = embedding_grid(grid, np.arange(30) + 100, selection=[3])
+    digit_traces = [t for t in fig.data if t.name in [str(d) for d in range(10)]]
+    assert len(digit_traces) == 4 * 10
+    assert digit_traces[0].marker.color == DIGIT_COLORS[0] and digit_traces[9].marker.color == DIGIT_COLORS[9]
+    assert sum(bool(t.showlegend) for t in digit_traces) == 10
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[0].startswith("a<br>") and "T=0.900" in titles[0] and "perp=40" in titles[2]
+    assert "<b>PCA</b>" in titles and "<b>t-SNE</b>" in titles
+    selected = [t for t in fig.data if t.name == "selected"]
+    assert len(selected) == 4 and all(len(t.x) == 1 for t in selected)
+    assert isinstance(digit_traces[0], go.Scatter)
+
+
+def test_embedding_animation_frames_follow_nodes_with_fixed_axes():
+    fig = embedding_animation([_emb("a"), _emb("b", shift=5)], np.arange(30))
+    assert [f.name for f in fig.frames] == ["a", "b"]
+    lo, hi = fig.layout.xaxis.range
+    allc = np.concatenate([_emb("a").coords, _emb("b", shift=5).coords])
+    assert lo <= allc.min() and hi >= allc.max()
+
+
+def _path():
+    names = ["feedforward/input", "feedforward/fc2", "recurrent/input", "recurrent/conv2", "recurrent/softmax", "labels"]
+    models = [n.split("/")[0] for n in names]
+    nodes = [n.split("/")[-1] for n in names]
+    rng = np.random.default_rng(1)
+    coords = rng.normal(size=(6, 2))
+    d = np.sqrt(((coords[:, None] - coords[None]) ** 2).sum(-1))
+    return RepPath(names, models, nodes, d, coords, 0.05, "euclidean", "cosine", np.array([0, 1, 3, 4, 5]))
+
+
+def test_path_figure_matrix_path_square_star_and_frames():
+    fig = path_figure(_path())
+    heat = fig.data[0]
+    assert heat.type == "heatmap" and np.asarray(heat.z).shape == (5, 5)
+    lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["feedforward", "recurrent"]
+    assert len(lines[1].x) == 3
+    square = next(t for t in fig.data if t.name == "input")
+    star = next(t for t in fig.data if t.name == "labels")
+    assert square.marker.symbol == "square" and star.marker.symbol == "star"
+    assert [f.name for f in fig.frames] == ["1", "2", "3"]
+    assert len(fig.frames[0].data[1].x) == 1
+    assert "MDS stress 0.050" in fig.layout.title.text
+    assert "to labels" in lines[0].hovertemplate
+
+
+def test_metrics_and_pair_figures():
+    m = NodeMetrics("recurrent", ["conv2", "conv2_1"], [0.1, 0.3], [0.0, 0.2])
+    fig = metrics_figure([m])
+    assert [t.name for t in fig.data] == ["recurrent", "recurrent"] and list(fig.data[0].x) == ["conv2", "conv2_1"]
+    p = pair_figure("recurrent", ["a", "b"], [0.5, 0.9], (4, 9), (4, 9), "correlation")
+    assert list(p.data[0].y) == [0.5, 0.9] and "digit 4" in p.layout.title.text
+
+
+def test_digit_image_is_a_png_data_uri():
+    uri = digit_data_uri(np.eye(28))
+    assert uri.startswith("data:image/png;base64,")
+    import base64
+
+    assert base64.b64decode(uri.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,128 @@
+"""The command line: a public contract of outputs, keys and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rsatoolbox
+
+from repgeom.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "repgeom", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_models_lists_every_model(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    ids = [ln.split("\t")[0] for ln in lines]
+    assert ids == ["feedforward", "recurrent", "robust", "feedforward_seed2"]
+    rec = lines[1].split("\t")
+    assert rec[1] == "2650" and rec[2].endswith("%") and len(rec[3]) == 12
+
+
+def test_nodes_in_graph_order(capsys):
+    assert main(["nodes", "recurrent"]) == 0
+    nodes = capsys.readouterr().out.split()
+    assert len(nodes) == 22 and nodes[2] == "conv2" and nodes[14] == "conv2_4" and nodes[-1] == "softmax"
+
+
+def test_export_keys_shapes_and_rsatoolbox_file(tmp_path, capsys):
+    out, h5 = tmp_path / "geo.npz", tmp_path / "geo.hdf5"
+    code = main(
+        ["export", "--out", str(out), "--models", "feedforward,recurrent", "--layers", "input,conv1,conv2",
+         "--n-per-class", "3", "--embed", "pca,mds", "--save-features", "--rsatoolbox", str(h5), "--device", "cpu"]
+    )
+    assert code == 0, capsys.readouterr().err
+    z = np.load(out)
+    assert z["labels"].shape == (30,) and z["indices"].shape == (30,)
+    for m in ("feedforward", "recurrent"):
+        for n in ("input", "conv1", "conv2"):
+            assert z[f"rdm/{m}/{n}"].shape == (30, 30)
+            assert z[f"embed/pca/{m}/{n}"].shape == (30, 2)
+            assert z[f"embed/mds/{m}/{n}"].shape == (30, 2)
+            assert z[f"features/{m}/{n}"].shape[0] == 30
+    assert z["features/recurrent/conv1"].shape == (30, 16 * 9 * 9)
+    names = list(z["path/names"])
+    assert names == [f"{m}/{n}" for m in ("feedforward", "recurrent") for n in ("input", "conv1", "conv2")] + ["labels"]
+    assert z["path/distances"].shape == (7, 7) and z["path/coords"].shape == (7, 2)
+    assert float(z["path/stress"]) >= 0
+    loaded = rsatoolbox.rdm.load_rdm(str(h5))
+    assert loaded.n_rdm == 6 and loaded.n_cond == 30
+    assert list(loaded.rdm_descriptors["name"])[0] == "feedforward/input"
+    np.testing.assert_allclose(loaded.get_matrices()[0], z["rdm/feedforward/input"], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "--models", "alexnet"], "unknown model 'alexnet'; allowed: feedforward, recurrent"),
+        (["export", "--layers", "conv9"], "unknown node 'conv9' for recurrent; allowed: input, conv1"),
+        (["export", "--n-per-class", "500"], "images per class must be a whole number from 1 to 100"),
+        (["export", "--n-per-class", "0"], "expected a whole number >= 1"),
+        (["export", "--condition", "fgsm", "--epsilon", "1.5"], "epsilon must be in [0, 1]"),
+        (["export", "--condition", "fgsm", "--epsilon", "abc"], "epsilon must be a number in [0, 1]"),
+        (["export", "--rdm", "manhattan"], "invalid choice: 'manhattan'"),
+        (["export", "--embed", "umap"], "unknown embedding method 'umap'; allowed: pca, mds, tsne"),
+        (["export", "--condition", "fgsm", "--attack-model", "nope"], "unknown model 'nope'"),
+        (["nodes", "resnet"], "unknown model 'resnet'"),
+        (["train", "resnet"], "unknown model 'resnet'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_file(tmp_path, capsys, args, message):
+    out = tmp_path / "x.npz"
+    full = [*args, "--out", str(out)] if args[0] == "export" else args
+    with pytest.raises(SystemExit) as exc_info:
+        raise SystemExit(main(full))
+    assert exc_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_checkpoint_is_a_one_line_error(tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models", models)
+    (models / "recurrent.pt").write_bytes(b"garbage")
+    r = _run("export", "--out", str(tmp_path / "x.npz"), "--models-dir", str(models), "--n-per-class", "2")
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("repgeom: error:") and "recurrent.pt" in r.stderr and "SHA-256" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.npz").exists()
+    # the other models still serve
+    ok = _run("export", "--out", str(tmp_path / "y.npz"), "--models-dir", str(models), "--models", "feedforward", "--n-per-class", "2", "--layers", "fc2")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_output_folder_missing_is_a_clear_error(tmp_path):
+    r = _run("export", "--out", str(tmp_path / "nope" / "x.npz"), "--n-per-class", "2", "--layers", "conv1")
+    assert r.returncode == 2
+    assert "folder" in r.stderr and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_failed_export_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    import repgeom.export as export
+
+    out = tmp_path / "x.npz"
+    out.write_bytes(b"previous")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export.np, "savez_compressed", boom)
+    with pytest.raises(OSError):
+        main(["export", "--out", str(out), "--n-per-class", "2", "--layers", "conv1"])
+    assert out.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
