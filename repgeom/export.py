@@ -87,7 +87,7 @@ def collect_export(engine: Engine, req: ExportRequest, step: Callable[[str], Non
                 tick(f"{method} {m}/{n}")
                 e = engine.embedding(m, n, req.spec, method, req.seed, req.perplexity)
                 out[f"embed/{method}/{m}/{n}"] = e.coords
-                quality[f"{method}/{m}/{n}"] = {"trustworthiness": e.trustworthiness, "stress": e.stress}
+                quality[f"{method}/{m}/{n}"] = {"trustworthiness": e.trustworthiness, "stress": e.stress, "perplexity": e.perplexity}
     tick("path")
     path = engine.path(models, nodes, req.spec, req.path_rdm_method, req.compare, req.seed)
     out["path/names"] = np.asarray(path.names)

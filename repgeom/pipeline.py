@@ -296,11 +296,11 @@ class Engine:
         perplexity: float = DEFAULT_PERPLEXITY,
         align: bool = False,
     ) -> list[Embedding]:
-        """Embeddings of several nodes, optionally Procrustes-aligned frame to frame."""
+        """Embeddings of several nodes, optionally Procrustes-aligned (and scaled) frame to frame."""
         chosen = self.select_nodes(model, nodes)
         self.prefetch_features(model, chosen, spec)
         out = [self.embedding(model, n, spec, method, seed, perplexity) for n in chosen]
-        return align_sequence(out) if align else out
+        return align_sequence(out, rescale=True) if align else out
 
     def path(
         self,

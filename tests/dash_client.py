@@ -51,3 +51,16 @@ class DashClient:
             return {}
         data = r.get_json()["response"]
         return {f"{cid}.{prop}": v for cid, props in data.items() for prop, v in props.items()}
+
+
+def decode(value: Any):
+    """Plotly's typed-array JSON (``{"dtype", "bdata", "shape"}``) or a list, as a numpy array."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return arr.reshape([int(s) for s in str(shape).split(",")]) if shape else arr
+    return np.asarray(value)

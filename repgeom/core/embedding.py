@@ -58,7 +58,8 @@ class Embedding:
         node: node name.
         labels: (N,) digit labels.
         trustworthiness: scikit-learn's trustworthiness in [0, 1] (1 = neighbours kept).
-        stress: stress-1 of the 2-D distances against the stimulus distances (all methods).
+        stress: for MDS, stress-1 of the 2-D distances against the stimulus distances
+            (``None`` for PCA and t-SNE, whose scale is not fitted to the distances).
         perplexity: the t-SNE perplexity actually used (``None`` for other methods).
     """
 
@@ -68,7 +69,7 @@ class Embedding:
     node: str
     labels: np.ndarray
     trustworthiness: float
-    stress: float
+    stress: float | None = None
     perplexity: float | None = None
 
 
@@ -259,22 +260,27 @@ def embed(
         node=node,
         labels=np.asarray(labels),
         trustworthiness=tw,
-        stress=stress1(dist_np, coords),
+        stress=stress1(dist_np, coords) if method == "mds" else None,
         perplexity=used_perplexity,
     )
 
 
-def align_sequence(embeddings: Sequence[Embedding]) -> list[Embedding]:
-    """Procrustes-align each embedding to the one before it (rotation/reflection, no scaling).
+def align_sequence(embeddings: Sequence[Embedding], rescale: bool = False) -> list[Embedding]:
+    """Procrustes-align each embedding to the one before it (rotation/reflection).
 
-    Each frame is centred, then rotated onto the previous aligned frame, so an animation
-    across nodes shows how points move rather than arbitrary turns and flips. Scale is
-    kept, so quality figures are unchanged.
+    Each frame is centred, optionally scaled to unit root-mean-square radius (so a frame
+    whose activations are ten times larger does not shrink the others to a dot), then
+    rotated onto the previous aligned frame, so an animation across nodes shows how
+    points move rather than arbitrary turns and flips. Quality figures are unchanged
+    (they describe the embeddings as computed).
     """
     out: list[Embedding] = []
     prev: np.ndarray | None = None
     for emb in embeddings:
         y = emb.coords - emb.coords.mean(axis=0)
+        if rescale:
+            rms = float(np.sqrt((y**2).sum(axis=1).mean()))
+            y = y / rms if rms > 0 else y
         if prev is not None and y.shape == prev.shape:
             r, _ = orthogonal_procrustes(y, prev)
             y = y @ r

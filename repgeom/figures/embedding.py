@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..core.embedding import Embedding
-from .style import DIGIT_COLORS, base_layout, play_menu
+from .style import DIGIT_COLORS, base_layout, frame_slider, play_menu
 
 __all__ = ["METHOD_NAMES", "embedding_animation", "embedding_grid", "quality_text"]
 
@@ -18,9 +18,13 @@ _GL_THRESHOLD = 2000  # above this many points per panel, draw with WebGL
 
 
 def quality_text(e: Embedding) -> str:
-    """``T=0.93 · stress=0.21`` (and the perplexity for t-SNE)."""
-    text = f"T={e.trustworthiness:.3f} · stress={e.stress:.3f}"
-    return text + (f" · perp={e.perplexity:g}" if e.perplexity is not None else "")
+    """``trust 0.93`` plus ``stress 0.21`` for MDS or ``perp 40`` for t-SNE."""
+    text = f"trust {e.trustworthiness:.3f}"
+    if e.stress is not None:
+        text += f" · stress {e.stress:.3f}"
+    if e.perplexity is not None:
+        text += f" · perp {e.perplexity:.3g}"
+    return text
 
 
 def _digit_traces(e: Embedding, coords: np.ndarray, indices: np.ndarray, show_legend: bool, selection: Sequence[int]) -> list[go.BaseTraceType]:
@@ -108,18 +112,14 @@ def embedding_animation(frames: Sequence[Embedding], indices: np.ndarray, select
         go.Frame(name=e.node, data=_digit_traces(e, e.coords, indices, True, selection), layout={"title": {"text": _anim_title(e)}})
         for e in frames
     ]
-    steps = [
-        {"label": e.node, "method": "animate", "args": [[e.node], {"mode": "immediate", "frame": {"duration": 600, "redraw": False}, "transition": {"duration": 400}}]}
-        for e in frames
-    ]
     fig.update_layout(
         **base_layout(
             title=_anim_title(first),
-            height=620,
+            height=680,
             xaxis={"range": rng, "visible": False},
             yaxis={"range": rng, "visible": False, "scaleanchor": "x"},
             legend={"title": {"text": "digit"}, "itemsizing": "constant"},
-            sliders=[{"active": 0, "steps": steps, "currentvalue": {"prefix": "node: "}, "pad": {"t": 30}}],
+            sliders=[frame_slider([e.node for e in frames], 0, "node: ", redraw=False)],
             updatemenus=[play_menu(900)],
         )
     )

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..core.paths import RepPath
-from .style import base_layout, model_color, play_menu
+from .style import base_layout, frame_slider, model_color, play_menu
 
 __all__ = ["LABELS_COLOR", "path_figure"]
 
@@ -59,19 +59,16 @@ def path_figure(path: RepPath, title: str | None = None) -> go.Figure:
     models = [path.models[i] for i in rows]
     order = _model_order(path)
     colors = {m: model_color(m, k) for k, m in enumerate(order)} | {"labels": LABELS_COLOR}
-    ticktext = [
-        f'<span style="color:{"#000000" if path.nodes[i] == "input" else colors[m]}">{path.nodes[i] if len(order) == 1 or m == "labels" else n}</span>'
-        for i, n, m in zip(rows, names, models)
-    ]
+    ticktext = [f'<span style="color:{"#000000" if path.nodes[i] == "input" else colors[m]}">{path.nodes[i]}</span>' for i, m in zip(rows, models)]
     fig = make_subplots(
-        rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.16,
+        rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.24,
         subplot_titles=["Dissimilarity between layer RDMs", "Representational geometry path"],
     )
     sub = path.distances[np.ix_(rows, rows)]
     fig.add_trace(
         go.Heatmap(
             z=sub, x=list(range(len(rows))), y=list(range(len(rows))), colorscale="Viridis_r",
-            colorbar={"title": {"text": _COMPARE_NAMES[path.compare]}, "x": -0.12, "len": 0.9},
+            colorbar={"x": 0.39, "len": 0.8, "thickness": 14, "title": {"text": _COMPARE_NAMES[path.compare], "side": "right"}},
             customdata=np.array([[f"{a} ↔ {b}" for b in names] for a in names], dtype=object),
             hovertemplate="%{customdata}<br>%{z:.3f} rad<extra></extra>",
         ),
@@ -97,10 +94,6 @@ def path_figure(path: RepPath, title: str | None = None) -> go.Figure:
     fig.frames = [
         go.Frame(name=str(k), data=_path_traces(path, k), traces=list(range(1, 1 + n_dynamic))) for k in range(1, longest + 1)
     ]
-    steps = [
-        {"label": str(k), "method": "animate", "args": [[str(k)], {"mode": "immediate", "frame": {"duration": 0, "redraw": False}, "transition": {"duration": 0}}]}
-        for k in range(1, longest + 1)
-    ]
     lo, hi = float(path.coords.min()), float(path.coords.max())
     c, h = (lo + hi) / 2, max(hi - lo, 1e-9) * 5 / 8
     fig.update_xaxes(range=[c - h, c + h], title_text="dim 1", zeroline=False, row=1, col=2)
@@ -108,11 +101,11 @@ def path_figure(path: RepPath, title: str | None = None) -> go.Figure:
     fig.update_layout(
         **base_layout(
             title=title or f"Representational path · {', '.join(order)} · MDS stress {path.stress:.3f}",
-            height=620,
+            height=640,
             legend={"x": 1.02, "y": 1, "font": {"size": 11}},
-            sliders=[{"active": longest - 1, "steps": steps, "currentvalue": {"prefix": "steps shown: "}, "x": 0.58, "len": 0.42, "pad": {"t": 60}}],
-            updatemenus=[{**play_menu(350), "x": 0.58, "y": -0.12}],
-            margin={"l": 140, "r": 30, "t": 80, "b": 130},
+            sliders=[frame_slider([str(k) for k in range(1, longest + 1)], longest - 1, "steps shown: ", redraw=False, x=0.6, length=0.4, lead=0.45)],
+            updatemenus=[{**play_menu(350), "x": 0.6}],
+            margin={"l": 110, "r": 30, "t": 80, "b": 120},
         )
     )
     return fig

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..core.rdm import RDM
-from .style import METRIC_LABELS, base_layout, play_menu
+from .style import METRIC_LABELS, base_layout, frame_slider, play_menu
 
 __all__ = ["COLORSCALES", "NORMALISE", "class_ticks", "rdm_grid", "rdm_slider"]
 
@@ -109,7 +109,7 @@ def rdm_grid(
             title=title or f"RDMs of {rdms[0].model} ({n} stimuli, {rdms[0].method})",
             coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
             shapes=shapes,
-            height=max(300, min(520, int(1500 / max(k, 1)) + 120)),
+            height=min(560, 160 + int(1000 / max(k, 1))),
         )
     )
     return fig
@@ -132,17 +132,13 @@ def rdm_slider(
     active = max(0, min(active, len(rdms) - 1))
     fig = go.Figure(data=[_heatmap(mats[active], rdms[active].matrix, "coloraxis", rdms[active].name)])
     fig.frames = [go.Frame(name=r.node, data=[_heatmap(m, r.matrix, "coloraxis", r.name)], layout={"title": {"text": f"{r.model} · {r.node}"}}) for r, m in zip(rdms, mats)]
-    steps = [
-        {"label": r.node, "method": "animate", "args": [[r.node], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}]}
-        for r in rdms
-    ]
     fig.update_layout(
         **base_layout(
             title=f"{rdms[active].model} · {rdms[active].node}",
             coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
             shapes=_grid_shapes(bounds, n, "x", "y") + _selection_shapes(selection, "x", "y"),
-            height=640,
-            sliders=[{"active": active, "steps": steps, "currentvalue": {"prefix": "node: "}, "pad": {"t": 40}}],
+            height=700,
+            sliders=[frame_slider([r.node for r in rdms], active, "node: ")],
             updatemenus=[play_menu(500)],
         )
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DIGIT_COLORS", "METRIC_LABELS", "MODEL_COLORS", "base_layout", "model_color", "play_menu"]
+__all__ = ["DIGIT_COLORS", "METRIC_LABELS", "MODEL_COLORS", "base_layout", "frame_slider", "model_color", "play_menu"]
 
 #: Ten digits, colour-blind safe: Paul Tol's "muted" scheme (9 colours) plus its pale grey's darker sibling.
 DIGIT_COLORS = (
@@ -55,17 +55,27 @@ def base_layout(**overrides: Any) -> dict[str, Any]:
 
 
 def play_menu(duration: int) -> dict:
-    """Play/pause buttons for a figure's frames."""
+    """Play/pause buttons for a figure's frames, placed left of a slider made by :func:`frame_slider`."""
     return {
         "type": "buttons",
         "direction": "left",
         "x": 0.0,
-        "y": -0.08,
+        "y": 0,
         "xanchor": "left",
         "yanchor": "top",
+        "pad": {"r": 10, "t": 70},
         "showactive": False,
         "buttons": [
             {"label": "▶ play", "method": "animate", "args": [None, {"frame": {"duration": duration, "redraw": True}, "transition": {"duration": duration // 2}, "fromcurrent": True, "mode": "immediate"}]},
             {"label": "❚❚ pause", "method": "animate", "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]},
         ],
     }
+
+
+def frame_slider(labels: list[str], active: int, prefix: str, redraw: bool = True, x: float = 0.0, length: float = 1.0, lead: float = 0.2) -> dict:
+    """A slider with one step per frame name; its first ``lead`` of ``length`` is left to the play buttons."""
+    steps = [
+        {"label": label, "method": "animate", "args": [[label], {"mode": "immediate", "frame": {"duration": 0, "redraw": redraw}, "transition": {"duration": 0}}]}
+        for label in labels
+    ]
+    return {"active": active, "steps": steps, "currentvalue": {"prefix": prefix}, "x": x + lead * length, "len": (1 - lead) * length, "y": 0, "yanchor": "top", "pad": {"t": 50, "b": 10}}

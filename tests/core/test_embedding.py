@@ -118,3 +118,7 @@ def test_procrustes_alignment_removes_rotation_and_keeps_shape():
     a, b = align_sequence([base, turned])
     np.testing.assert_allclose(b.coords, a.coords, atol=1e-9)
     np.testing.assert_allclose(squareform(pdist(b.coords)), squareform(pdist(turned.coords)), atol=1e-9)
+    big = base.__class__(**{**base.__dict__, "coords": base.coords @ rot * 10})
+    a, b = align_sequence([base, big], rescale=True)
+    np.testing.assert_allclose(b.coords, a.coords, atol=1e-9)
+    assert np.sqrt((a.coords**2).sum(1).mean()) == pytest.approx(1.0)

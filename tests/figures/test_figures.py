@@ -71,7 +71,7 @@ def test_rdm_slider_has_a_frame_and_step_per_node():
 
 def _emb(node, method="pca", shift=0.0):
     rng = np.random.default_rng(len(node))
-    return Embedding(rng.normal(size=(30, 2)) + shift, method, "recurrent", node, LABELS, 0.9, 0.2, 40.0 if method == "tsne" else None)
+    return Embedding(rng.normal(size=(30, 2)) + shift, method, "recurrent", node, LABELS, 0.9, 0.2 if method == "mds" else None, 40.0 if method == "tsne" else None)
 
 
 def test_embedding_grid_rows_methods_columns_nodes_coloured_by_digit():
@@ -82,7 +82,7 @@ def test_embedding_grid_rows_methods_columns_nodes_coloured_by_digit():
     assert digit_traces[0].marker.color == DIGIT_COLORS[0] and digit_traces[9].marker.color == DIGIT_COLORS[9]
     assert sum(bool(t.showlegend) for t in digit_traces) == 10
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[0].startswith("a<br>") and "T=0.900" in titles[0] and "perp=40" in titles[2]
+    assert titles[0].startswith("a<br>") and "trust 0.900" in titles[0] and "stress" not in titles[0] and "perp 40" in titles[2]
     assert "<b>PCA</b>" in titles and "<b>t-SNE</b>" in titles
     selected = [t for t in fig.data if t.name == "selected"]
     assert len(selected) == 4 and all(len(t.x) == 1 for t in selected)
