@@ -51,4 +51,4 @@ def test_fgsm_collapses_the_standard_model_but_not_the_robust_one(engine):
     rob_adv = engine.node_metrics("robust", late, engine.spec(20, "fgsm", 0.2, "robust")).block_contrast[0]
     assert std_adv < 0.6 * std_clean, (std_clean, std_adv)
     assert rob_adv > 0.8 * rob_clean, (rob_clean, rob_adv)
-    assert rob_adv > 2 * std_adv
+    assert rob_adv > 1.5 * std_adv
