@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-features", action="store_true", help="also write features/<model>/<node>")
     p.add_argument("--rsatoolbox", default=None, metavar="FILE.hdf5", help="also write the RDMs for rsatoolbox.rdm.load_rdm")
 
+    p = sub.add_parser("bench", help="speed against the notebook pipeline and the machine (prints a table)")
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto...")
+    p.add_argument("--models-dir", default=None)
+    p.add_argument("--data-root", default=None, help="full MNIST for the N = 10,000 figures")
+    p.add_argument("--sections", default="notebook,machine", help="comma-separated: notebook, machine")
+
     p = sub.add_parser("train", help="train MODEL from MNIST by its recipe and update the manifest")
     p.add_argument("model")
     p.add_argument("--models-dir", default=None)
@@ -196,12 +204,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import BenchConfig, format_report, run_bench
+    from .export import atomic_output
+
+    allowed = ("notebook", "machine")
+    sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
+    bad = [s for s in sections if s not in allowed]
+    if bad or not sections:
+        raise RepgeomError(f"unknown bench section {bad[0] if bad else ''!r}; allowed: {', '.join(allowed)}")
+    report = run_bench(BenchConfig(args.quick, args.device, args.data_root, sections, args.models_dir))
+    print(format_report(report))
+    if args.json:
+        with atomic_output(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"models": _cmd_models, "nodes": _cmd_nodes, "export": _cmd_export, "train": _cmd_train}
+    handlers = {"models": _cmd_models, "nodes": _cmd_nodes, "export": _cmd_export, "train": _cmd_train, "bench": _cmd_bench}
     try:
         return handlers[args.command](args)
     except RepgeomError as exc:

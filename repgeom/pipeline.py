@@ -146,9 +146,7 @@ class Engine:
         cache_bytes: int | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        loaded, self.load_errors = load_all(models_dir)
-        for model_id, reason in self.load_errors.items():
-            log.error("model %s refused: %s", model_id, reason)
+        loaded, self.load_errors = load_all(models_dir)  # callers report refusals their own way
         self.models: dict[str, LoadedModel] = {k: v for k, v in loaded.items()}
         for m in self.models.values():
             m.module.to(self.device)

@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """
     settings = settings or Settings.from_env()
     engine = engine or Engine(settings.models_dir, settings.data_root, settings.device)
+    for model_id, reason in engine.load_errors.items():
+        log.warning("model %s refused: %s", model_id, reason)
     if not engine.model_ids:
         raise RepgeomError("no model could be loaded: " + "; ".join(engine.load_errors.values()))
     view = View.default(engine)
