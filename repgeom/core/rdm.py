@@ -83,22 +83,67 @@ def compute_rdm(features: torch.Tensor, method: str = "correlation", dtype: torc
         (N, N) tensor on ``features.device``, symmetric with an exact zero diagonal.
         A row with zero variance (correlation) or zero norm (cosine) has distance 1 to
         every other row rather than NaN.
+
+    Notes:
+        The work is one matrix product. For wide features (D >= N) it is the plain Gram
+        matrix and the centring, scaling and ``1 - r`` happen in place on the small N×N
+        result; for tall ones (N > D) the row scalings and rank-one corrections ride along
+        as extra columns and ``addmm`` writes ``1 - r`` (or ``d² / D``) directly. In
+        float64 the uncentred form loses nothing that matters (errors ~1e-16 of
+        ``|x|² / d²``); in float32 rows are centred first to keep cancellation small.
     """
     _check_method(method, RDM_METHODS, "RDM method")
     x = features.reshape(features.shape[0], -1).to(dtype)
     n, d = x.shape
-    if method == "euclidean":
-        x = x - x.mean(dim=0, keepdim=True)
-        sq = (x * x).sum(dim=1)
-        rdm = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_(min=0.0) / d
+    if dtype != torch.float64:  # centre first: float32 cannot afford the cancellation
+        x = x - (x.mean(dim=0, keepdim=True) if method == "euclidean" else x.mean(dim=1, keepdim=True) if method == "correlation" else 0.0)
+    mean = x.mean(dim=1) if method == "correlation" else None
+    if d >= n:
+        rdm = _from_gram(x @ x.T, d, method, mean)
     else:
-        if method == "correlation":
-            x = x - x.mean(dim=1, keepdim=True)
-        norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-        z = torch.where(norms > 0, x / norms.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(x))
-        rdm = 1.0 - z @ z.T
-    rdm = 0.5 * (rdm + rdm.T)
+        rdm = _augmented(x, d, method, mean)
+    rdm = rdm.add(rdm.T).mul_(0.5)  # exact symmetry; one temporary
     rdm.fill_diagonal_(0.0)
+    return rdm
+
+
+def _from_gram(g: torch.Tensor, d: int, method: str, mean: torch.Tensor | None) -> torch.Tensor:
+    """Wide features (D >= N): one plain product, then in-place fixes on the small N×N matrix."""
+    if method == "euclidean":
+        sq = g.diagonal().clone()
+        return g.mul_(-2.0).add_(sq[:, None]).add_(sq[None, :]).clamp_(min=0.0).div_(d)
+    if mean is not None:
+        g.addr_(mean, mean, alpha=-float(d))  # centre: <x_i - m_i, x_j - m_j>
+    sq = g.diagonal().clone()
+    inv = torch.where(sq > 0, sq.clamp_min(torch.finfo(g.dtype).tiny).rsqrt(), torch.zeros_like(sq))
+    rdm = g.mul_(inv[:, None]).mul_(inv[None, :]).neg_().add_(1.0)
+    return _constant_rows(rdm, sq <= 0)
+
+
+def _augmented(x: torch.Tensor, d: int, method: str, mean: torch.Tensor | None) -> torch.Tensor:
+    """Tall features (N > D): corrections ride along as extra columns of one ``addmm``."""
+    n = x.shape[0]
+    one = torch.ones(n, 1, dtype=x.dtype, device=x.device)
+    if method == "euclidean":
+        sq = (x * x).sum(dim=1, keepdim=True)
+        a = torch.cat([x, sq, one], dim=1)
+        b = torch.cat([x * -2.0, one, sq], dim=1)
+        return torch.addmm(torch.zeros((), dtype=x.dtype, device=x.device), a, b.T, alpha=1.0 / d).clamp_(min=0.0)
+    m = mean[:, None] if mean is not None else torch.zeros_like(one)
+    sq = (x * x).sum(dim=1, keepdim=True) - d * m * m  # squared norm of the centred row
+    inv = torch.where(sq > 0, sq.clamp_min(torch.finfo(x.dtype).tiny).rsqrt(), torch.zeros_like(sq))
+    u = m * inv * d**0.5
+    xs = x * inv
+    # 1 - r with r_ij = <x_i/s_i, x_j/s_j> - D m_i m_j / (s_i s_j)
+    rdm = torch.addmm(torch.ones((), dtype=x.dtype, device=x.device), torch.cat([xs, u], dim=1), torch.cat([xs, -u], dim=1).T, alpha=-1.0)
+    return _constant_rows(rdm, (sq <= 0).squeeze(1))
+
+
+def _constant_rows(rdm: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Rows without variation get distance 1 to everything (instead of NaN)."""
+    if bool(zero.any()):
+        rdm[zero, :] = 1.0
+        rdm[:, zero] = 1.0
     return rdm
 
 
