@@ -29,6 +29,8 @@ __all__ = [
     "COMPARE_METHODS",
     "RDM",
     "RDM_METHODS",
+    "bin_edges",
+    "block_mean",
     "compare_rdms",
     "compute_rdm",
     "onehot_rdm",
@@ -57,6 +59,22 @@ class RDM:
     node: str
     method: str
     labels: np.ndarray
+    bins: np.ndarray | None = None
+
+    def reduced(self, side: int) -> RDM:
+        """This RDM block-averaged to at most ``side`` × ``side`` cells (for display).
+
+        Stimuli are grouped into ``side`` runs of consecutive rows (sorted by class, so
+        runs stay within a class except at a few boundaries); each cell is the mean
+        dissimilarity between two runs, and ``labels`` holds each run's majority digit.
+        ``bins`` holds the run edges in stimulus rows. Returns ``self`` when small enough.
+        """
+        n = self.matrix.shape[0]
+        if n <= side:
+            return self
+        edges = bin_edges(n, side)
+        labels = np.array([np.bincount(self.labels[a:b]).argmax() for a, b in zip(edges[:-1], edges[1:])])
+        return RDM(block_mean(self.matrix, edges), self.model, self.node, self.method, labels, edges)
 
     @property
     def name(self) -> str:
@@ -145,6 +163,19 @@ def _constant_rows(rdm: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
         rdm[zero, :] = 1.0
         rdm[:, zero] = 1.0
     return rdm
+
+
+def bin_edges(n: int, side: int) -> np.ndarray:
+    """``side + 1`` edges splitting ``n`` consecutive rows into near-equal runs."""
+    return np.linspace(0, n, min(n, side) + 1).round().astype(np.int64)
+
+
+def block_mean(matrix: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Mean of ``matrix`` over the blocks given by ``edges`` on both axes."""
+    starts = edges[:-1]
+    sums = np.add.reduceat(np.add.reduceat(matrix, starts, axis=0), starts, axis=1)
+    counts = np.diff(edges).astype(np.float64)
+    return sums / np.outer(counts, counts)
 
 
 def onehot_rdm(labels: np.ndarray | torch.Tensor, method: str = "euclidean", n_classes: int | None = None) -> torch.Tensor:

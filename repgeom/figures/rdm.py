@@ -58,13 +58,16 @@ def _selection_shapes(selection: Sequence[int], xref: str, yref: str) -> list[di
     ]
 
 
-def _heatmap(mat: np.ndarray, raw: np.ndarray, coloraxis: str, name: str) -> go.Heatmap:
+def _heatmap(mat: np.ndarray, coloraxis: str, name: str, scaled: bool, binned: bool) -> go.Heatmap:
+    # float32 is plenty for colour and a 4-digit hover, and halves the payload; the raw
+    # value of a scaled cell is looked up by the server for the hover panel
+    what = "block" if binned else "stimulus"
+    value = "%{z:.4g} of the max" if scaled else "dissimilarity %{z:.4g}"
     return go.Heatmap(
-        z=mat,
-        customdata=raw,
+        z=np.asarray(mat, dtype=np.float32),
         coloraxis=coloraxis,
         name=name,
-        hovertemplate="stimulus %{y} × %{x}<br>dissimilarity %{customdata:.4g}<extra>" + name + "</extra>",
+        hovertemplate=f"{what} %{{y}} × %{{x}}<br>{value}<extra>{name}</extra>",
     )
 
 
@@ -95,7 +98,7 @@ def rdm_grid(
     centres, texts, bounds = class_ticks(rdms[0].labels)
     shapes: list[dict] = []
     for c, (r, mat) in enumerate(zip(rdms, mats), start=1):
-        fig.add_trace(_heatmap(mat, r.matrix, "coloraxis", r.name), row=1, col=c)
+        fig.add_trace(_heatmap(mat, "coloraxis", r.name, normalise == "per", r.bins is not None), row=1, col=c)
         sfx = "" if c == 1 else str(c)
         shapes += _grid_shapes(bounds, n, f"x{sfx}", f"y{sfx}")
         shapes += _selection_shapes(selection, f"x{sfx}", f"y{sfx}")
@@ -130,8 +133,9 @@ def rdm_slider(
     n = rdms[0].matrix.shape[0]
     centres, texts, bounds = class_ticks(rdms[0].labels)
     active = max(0, min(active, len(rdms) - 1))
-    fig = go.Figure(data=[_heatmap(mats[active], rdms[active].matrix, "coloraxis", rdms[active].name)])
-    fig.frames = [go.Frame(name=r.node, data=[_heatmap(m, r.matrix, "coloraxis", r.name)], layout={"title": {"text": f"{r.model} · {r.node}"}}) for r, m in zip(rdms, mats)]
+    scaled, binned = normalise == "per", rdms[0].bins is not None
+    fig = go.Figure(data=[_heatmap(mats[active], "coloraxis", rdms[active].name, scaled, binned)])
+    fig.frames = [go.Frame(name=r.node, data=[_heatmap(m, "coloraxis", r.name, scaled, binned)], layout={"title": {"text": f"{r.model} · {r.node}"}}) for r, m in zip(rdms, mats)]
     fig.update_layout(
         **base_layout(
             title=f"{rdms[active].model} · {rdms[active].node}",

@@ -174,7 +174,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
                 return no_update
             if trigger in (ID.RDM_GRID, ID.RDM_SLIDER):
                 stim = engine.stimuli(view.spec(engine, view.n_rdm))
-                rows = [_index(point.get("y"), stim.n), _index(point.get("x"), stim.n)]
+                rows = views.rdm_cell_rows(engine, view, _index(point.get("x"), stim.n), _index(point.get("y"), stim.n))
                 return views.update_selection(_selection(current), [int(stim.indices[r]) for r in rows], pair=True)
             test_index = _index((point.get("customdata") or [None, None])[1], 10**6)
             return views.update_selection(_selection(current), [test_index], pair=False)
@@ -205,17 +205,17 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
             if view is None or point is None:
                 return no_update
             if trigger in (ID.RDM_GRID, ID.RDM_SLIDER):
-                stim = engine.stimuli(view.spec(engine, view.n_rdm))
-                rows = [_index(point.get("y"), stim.n), _index(point.get("x"), stim.n)]
-                value = point.get("customdata")
-                curve = point.get("curveNumber")
-                node = view.nodes[curve] if trigger == ID.RDM_GRID and isinstance(curve, int) and 0 <= curve < len(view.nodes) else "this node"
-                number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-                info = views.hover_info(engine, view, [int(stim.indices[r]) for r in rows], number, view.rdm_method, node)
+                curve = point.get("curveNumber") if trigger == ID.RDM_GRID else None
+                shown = point.get("z")
+                info = views.rdm_hover(
+                    engine, view, _index(point.get("x"), 10**6), _index(point.get("y"), 10**6),
+                    curve if isinstance(curve, int) and not isinstance(curve, bool) else None,
+                    float(shown) if isinstance(shown, (int, float)) and not isinstance(shown, bool) else None,
+                )
             else:
                 custom = point.get("customdata")
                 test_index = _index(custom[1] if isinstance(custom, list) and len(custom) == 2 else None, 10**6)
-                info = views.hover_info(engine, view, [test_index], None, view.anim_method, "")
+                info = views.hover_info(engine, view, [test_index], "")
         except (RepgeomError, TypeError, ValueError, AttributeError, IndexError):
             return no_update
         return html.Div(

@@ -14,14 +14,49 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..core.errors import RepgeomError
+from ..core.rdm import bin_edges
 from ..figures import embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_slider
 from ..figures.images import digit_data_uri
 from ..pipeline import Engine
 from .state import View
 
-__all__ = ["HoverInfo", "hover_info", "models_rows", "pair_view", "path_view", "rdm_views", "embedding_views", "selection_rows", "update_selection"]
+__all__ = [
+    "HEATMAP_CELLS",
+    "HoverInfo",
+    "display_side",
+    "embedding_views",
+    "hover_info",
+    "metrics_view",
+    "models_rows",
+    "pair_view",
+    "path_view",
+    "rdm_cell_rows",
+    "rdm_hover",
+    "rdm_views",
+    "selection_rows",
+    "update_selection",
+]
 
 MAX_SELECTION = 2
+#: Heat-map cells per RDM figure (all panels, or all frames, together): 250k float32 cells
+#: keep each figure near 1.3 MB and the seed's default (5 × 200²) at full resolution; larger
+#: RDMs are shown as block means (the full RDM stays available in the export).
+HEATMAP_CELLS = 250_000
+
+
+def display_side(n: int, panels: int) -> int:
+    """Largest heat-map side (in cells) for ``panels`` RDMs of ``n`` stimuli within the budget."""
+    return max(10, min(n, int((HEATMAP_CELLS / max(panels, 1)) ** 0.5)))
+
+
+def rdm_cell_rows(engine: Engine, view: View, x: int, y: int) -> tuple[int, int]:
+    """Stimulus rows (in the RDM view's stimulus set) under heat-map cell (x, y); first of a block."""
+    n = engine.stimuli(view.spec(engine, view.n_rdm)).n
+    side = display_side(n, len(view.nodes) + 1)
+    edges = bin_edges(n, side) if n > side else np.arange(n + 1)
+    if not (0 <= x < len(edges) - 1 and 0 <= y < len(edges) - 1):
+        raise RepgeomError(f"heat-map cell ({x}, {y}) is outside the {len(edges) - 1}-cell map")
+    return int(edges[y]), int(edges[x])
 
 
 def selection_rows(indices: np.ndarray, selection: Sequence[int]) -> list[int]:
@@ -33,10 +68,16 @@ def selection_rows(indices: np.ndarray, selection: Sequence[int]) -> list[int]:
 def rdm_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.Figure, go.Figure]:
     """The row of RDM heat maps and the large heat map with a node slider."""
     spec = view.spec(engine, view.n_rdm)
-    rdms = engine.rdms(view.model, list(view.nodes), spec, view.rdm_method)
+    full = engine.rdms(view.model, list(view.nodes), spec, view.rdm_method)
+    n = full[0].matrix.shape[0]
+    side = display_side(n, len(full) + 1)  # the slider figure holds every frame plus its first
+    rdms = [r.reduced(side) for r in full]
     rows = selection_rows(engine.stimuli(spec).indices, selection)
+    if rdms[0].bins is not None:  # selected stimuli -> the blocks that hold them
+        rows = [int(np.searchsorted(rdms[0].bins, r, side="right") - 1) for r in rows]
     cond = "" if spec.condition == "clean" else f", FGSM ε={spec.epsilon:g} against {spec.attack_model}"
-    title = f"RDMs of {view.model} · {spec.n_per_class} per class{cond}"
+    shown = "" if rdms[0].bins is None else f" · shown as {side}×{side} block means"
+    title = f"RDMs of {view.model} · {spec.n_per_class} per class{cond}{shown}"
     return (
         rdm_grid(rdms, view.normalise, view.colorscale, rows, title=title),
         rdm_slider(rdms, view.normalise, view.colorscale, rows, active=len(rdms) - 1),
@@ -117,7 +158,7 @@ class HoverInfo:
     summary: str
 
 
-def hover_info(engine: Engine, view: View, test_indices: Sequence[int], value: float | None, method: str, node: str) -> HoverInfo:
+def hover_info(engine: Engine, view: View, test_indices: Sequence[int], summary: str) -> HoverInfo:
     """Images and captions for hovered stimuli (given by MNIST test-set index)."""
     spec = view.spec(engine, max(view.n_rdm, view.n_embed))
     stim = engine.stimuli(spec)
@@ -126,5 +167,24 @@ def hover_info(engine: Engine, view: View, test_indices: Sequence[int], value: f
         raise RepgeomError("hovered stimulus is not in the current stimulus set")
     images = [digit_data_uri(stim.pixels[r]) for r in rows]
     captions = [f"digit {stim.labels[r]} · test #{stim.indices[r]}" for r in rows]
-    summary = f"{node}: {method} dissimilarity {value:.4g}" if value is not None else node
     return HoverInfo(images, captions, summary)
+
+
+def rdm_hover(engine: Engine, view: View, x: int, y: int, panel: int | None, shown: float | None) -> HoverInfo:
+    """The hover panel for heat-map cell (x, y): both images and the real dissimilarity.
+
+    Args:
+        panel: index of the hovered node in ``view.nodes`` (``None`` for the slider map,
+            whose current frame the browser does not report).
+        shown: the value the browser showed (used when ``panel`` is unknown).
+    """
+    spec = view.spec(engine, view.n_rdm)
+    stim = engine.stimuli(spec)
+    i, j = rdm_cell_rows(engine, view, x, y)
+    if panel is not None and 0 <= panel < len(view.nodes):
+        node = view.nodes[panel]
+        value = float(engine.rdm(view.model, node, spec, view.rdm_method).matrix[i, j])
+        summary = f"{node}: {view.rdm_method} dissimilarity {value:.4g}"
+    else:
+        summary = f"{view.rdm_method} dissimilarity {shown:.4g}" + (" of the max" if view.normalise == "per" else "") if shown is not None else ""
+    return hover_info(engine, view, [int(stim.indices[i]), int(stim.indices[j])], summary)

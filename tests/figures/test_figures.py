@@ -45,7 +45,7 @@ def test_rdm_grid_one_heatmap_per_node_rows_from_top_shared_scale():
     assert list(fig.layout.xaxis.ticktext) == [str(d) for d in range(10)]
     for t, r in zip(fig.data, rdms):
         assert np.max(t.z) == pytest.approx(1.0)  # each divided by its own max, as the seed
-        np.testing.assert_array_equal(t.customdata, r.matrix)  # hover shows the real value
+        assert "of the max" in t.hovertemplate
     assert "correlation distance" in fig.layout.coloraxis.colorbar.title.text
     assert fig.layout.coloraxis.colorscale is not None
     grid_lines = [s for s in fig.layout.shapes if s.type == "line"]
@@ -55,10 +55,21 @@ def test_rdm_grid_one_heatmap_per_node_rows_from_top_shared_scale():
 def test_rdm_grid_shared_scale_keeps_raw_values_and_marks_selection():
     rdms = _rdms()
     fig = rdm_grid(rdms, normalise="shared", selection=[4, 20])
-    np.testing.assert_array_equal(fig.data[2].z, rdms[2].matrix)
+    np.testing.assert_allclose(fig.data[2].z, rdms[2].matrix, rtol=1e-6)
     assert fig.layout.coloraxis.cmax == pytest.approx(max(r.matrix.max() for r in rdms))
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert len(rects) == 3 * 2 and {(r.x0 + 0.5, r.y0 + 0.5) for r in rects} == {(20, 4), (4, 20)}
+
+
+def test_block_means_keep_class_structure():
+    rdm = _rdms(1)[0]
+    small = rdm.reduced(10)
+    assert small.matrix.shape == (10, 10) and list(small.labels) == list(range(10))
+    assert small.matrix[0, 1] == pytest.approx(rdm.matrix[0:3, 3:6].mean())
+    assert list(small.bins) == list(range(0, 31, 3))
+    assert rdm.reduced(30) is rdm
+    fig = rdm_grid([small])
+    assert list(fig.layout.xaxis.ticktext) == [str(d) for d in range(10)]
 
 
 def test_rdm_slider_has_a_frame_and_step_per_node():

@@ -132,9 +132,11 @@ def test_clicks_select_a_pair_and_the_pair_panel_follows_it(dash, engine):
 
 def test_hover_shows_both_images(dash, engine):
     view = _view(engine)
-    out = dash.outputs("hover-panel.children", {"rdm-grid.hoverData": {"points": [{"x": 3, "y": 150, "curveNumber": 4, "customdata": 0.5}]}, "view.data": view}, changed=["rdm-grid.hoverData"])
+    out = dash.outputs("hover-panel.children", {"rdm-grid.hoverData": {"points": [{"x": 3, "y": 150, "curveNumber": 4, "z": 0.5}]}, "view.data": view}, changed=["rdm-grid.hoverData"])
     text = json.dumps(out["hover-panel.children"])
     assert text.count("data:image/png;base64") == 2 and "digit 0" in text and "digit 7" in text and "conv2_4" in text
+    real = engine.rdm("recurrent", "conv2_4", engine.spec(20), "correlation").matrix[150, 3]
+    assert f"{real:.4g}" in text
 
 
 @pytest.mark.parametrize("event", [None, {}, {"points": "x"}, {"points": [{"x": -1, "y": 10**9}]}, {"points": [{"x": "a"}]}, {"points": [[1, 2]]}])
@@ -155,3 +157,19 @@ def test_download_is_the_engine_export(dash, engine, tmp_path):
     assert data["filename"].endswith(".npz") and data["base64"]
     z = np.load(io.BytesIO(base64.b64decode(data["content"])))
     assert z["rdm/recurrent/conv2"].shape == (20, 20) and list(z["path/names"])[-1] == "labels"
+
+
+def test_large_rdms_are_sent_as_block_means_each_figure_under_3mb(dash, engine):
+    view = _view(engine, n_rdm=100)  # N = 1000 stimuli, 5 nodes
+    r = dash.call("rdm-grid.figure", {"view.data": view, "selection.data": []})
+    assert r.status_code == 200
+    body = r.get_json()["response"]
+    grid = body["rdm-grid"]["figure"]
+    assert len(json.dumps(grid)) < 3_000_000 and len(json.dumps(body["rdm-slider"]["figure"])) < 3_000_000
+    side = decode(grid["data"][0]["z"]).shape[0]
+    assert side < 1000 and side * side * 6 <= 250_000
+    assert "block means" in grid["layout"]["title"]["text"]
+    # a click on a block selects the first stimuli of the two blocks
+    out = dash.outputs("selection.data", {"rdm-grid.clickData": {"points": [{"x": side - 1, "y": 0}]}, "view.data": view, "selection.data": []}, changed=["rdm-grid.clickData"])
+    stim = engine.stimuli(engine.spec(100))
+    assert out["selection.data"][0] == int(stim.indices[0]) and stim.labels[list(stim.indices).index(out["selection.data"][1])] == 9
