@@ -39,10 +39,14 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (or 'all' for images per class), got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (or 'all' for images per class), got {text}")
     return value
+
+
+def _count_or_all(text: str) -> int | str:
+    return "all" if text == "all" else _positive_int(text)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--models", default="recurrent", help="comma-separated model ids (default: recurrent)")
     p.add_argument("--layers", default="all", help="all, or comma-separated node names (default: all)")
-    p.add_argument("--n-per-class", type=_positive_int, default=20, help="images per digit (default: 20)")
+    p.add_argument("--n-per-class", type=_count_or_all, default=20, help="images per digit, or 'all' (default: 20)")
     p.add_argument("--condition", choices=("clean", "fgsm"), default="clean")
     p.add_argument("--epsilon", type=_epsilon, default=0.2, help="FGSM step in [0, 1] (default: 0.2)")
     p.add_argument("--attack-model", default=None, help="model the FGSM images are made against (default: the first exported)")

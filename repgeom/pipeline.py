@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .core.checkpoints import LoadedModel, load_all
-from .core.embedding import DEFAULT_PERPLEXITY, EMBED_METHODS, PERPLEXITY_RANGE, Embedding, align_sequence, embed, euclidean_distances
+from .core.embedding import DEFAULT_PERPLEXITY, EMBED_METHODS, PERPLEXITY_RANGE, TRUST_SAMPLE, Embedding, align_sequence, embed, euclidean_distances
 from .core.errors import RepgeomError, choice_error
 from .core.features import extract_features, node_names, resolve_device, select_nodes
 from .core.metrics import block_contrast, silhouette
@@ -52,7 +52,7 @@ T = TypeVar("T")
 class StimulusSpec:
     """Which probe images: n per class, and clean or FGSM (ε, attacked model)."""
 
-    n_per_class: int = 20
+    n_per_class: int = 20  # 0: every image of the source
     condition: str = "clean"
     epsilon: float = 0.0
     attack_model: str = ""
@@ -179,12 +179,16 @@ class Engine:
     def spec(self, n_per_class: Any = 20, condition: Any = "clean", epsilon: Any = 0.2, attack_model: Any = None) -> StimulusSpec:
         """Validate a stimulus choice into a :class:`StimulusSpec` (the cache key).
 
+        ``n_per_class`` is 1..``max_per_class``, or ``"all"`` for every image of the source.
+
         Raises:
             RepgeomError: n outside 1..max, unknown condition, ε outside [0, 1], unknown
                 attacked model.
         """
         limit = self.max_per_class
-        if isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or not 1 <= n_per_class <= limit:
+        if n_per_class == "all":
+            n_per_class = 0  # every image of the source, sorted by class
+        elif isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or not 1 <= n_per_class <= limit:
             where = " with the embedded probe set (give a data root for more)" if self.source.name == "embedded" else ""
             raise RepgeomError(f"images per class must be a whole number from 1 to {limit}{where}, got {n_per_class!r}")
         if condition not in CONDITIONS:
@@ -279,7 +283,9 @@ class Engine:
 
         def make() -> Embedding:
             feats = self.features(model, node, spec)
-            dist = self._cache.get_or_compute(("dist", model, node, spec), lambda: euclidean_distances(feats).cpu())
+            dist = None
+            if feats.shape[0] <= TRUST_SAMPLE:  # shared by the three methods of one node
+                dist = self._cache.get_or_compute(("dist", model, node, spec), lambda: euclidean_distances(feats).cpu())
             return embed(feats, method, self.stimuli(spec).labels, model, node, seed, perplexity, distances=dist)
 
         return self._cache.get_or_compute(("embed", model, node, spec, method, *key_extra), make)

@@ -7,8 +7,8 @@ Design notes (seed-reference §4.6):
     3. Pairwise comparison of the upper triangles (cosine by default), turned into
        angles with ``arccos``; NaN -> 0; symmetrised.
     4. Metric MDS to 2-D of the *full* matrix, duplicate ``input`` rows included, as the
-       seed does. We run SMACOF from the classical-MDS start plus seeded random starts
-       and keep the lowest stress.
+       seed does. We run SMACOF from the classical-MDS start plus nine seeded random
+       starts (the seed's ``n_init=10``) as one batch and keep the lowest stress.
     5. For display only, every ``input`` row after the first is dropped
        (:attr:`RepPath.display_rows`), because all models share the same input RDM.
 """
@@ -63,17 +63,6 @@ class RepPath:
         return self.distances[:, -1]
 
 
-def _best_smacof(distances: torch.Tensor, seed: int, n_random: int) -> tuple[np.ndarray, float]:
-    best_x, best_s, _ = smacof(distances, max_iter=1000)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(n_random):
-        init = torch.rand(distances.shape[0], 2, generator=gen, dtype=torch.float64)
-        x, s, _ = smacof(distances, init=init, max_iter=1000)
-        if s < best_s - 1e-12:
-            best_x, best_s = x, s
-    return best_x.cpu().numpy(), float(best_s)
-
-
 def compute_path(
     rdms: Sequence[RDM],
     labels: np.ndarray,
@@ -99,7 +88,8 @@ def compute_path(
     method = rdms[0].method
     stack = torch.stack([torch.as_tensor(r.matrix, dtype=torch.float64) for r in rdms] + [onehot_rdm(labels, method)])
     dist = rdm_distances(upper_triangle(stack), compare)
-    coords, stress = _best_smacof(dist, seed, n_random_starts)
+    coords_t, stress, _ = smacof(dist, n_random=n_random_starts, seed=seed)
+    coords = coords_t.cpu().numpy()
     models = [r.model for r in rdms] + ["labels"]
     nodes = [r.node for r in rdms] + ["labels"]
     names = [r.name for r in rdms] + ["labels"]

@@ -212,10 +212,11 @@ def sample_stimuli(source: DigitSource, n_per_class: int) -> Stimuli:
 
     Args:
         source: the pool to draw from.
-        n_per_class: images per digit, 1..``available_per_class(source)``.
+        n_per_class: images per digit, 1..``available_per_class(source)``; 0 takes every
+            image of the source (classes then differ in size).
 
     Returns:
-        Clean :class:`Stimuli` with ``10 * n_per_class`` images.
+        Clean :class:`Stimuli` with ``10 * n_per_class`` images (all of them for 0).
 
     Raises:
         RepgeomError: when ``n_per_class`` is out of range for ``source``.
@@ -223,6 +224,9 @@ def sample_stimuli(source: DigitSource, n_per_class: int) -> Stimuli:
     limit = available_per_class(source)
     if isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)):
         raise RepgeomError(f"images per class must be a whole number from 1 to {limit}, got {n_per_class!r}")
+    if n_per_class == 0:
+        picks = np.argsort(source.labels, kind="stable")
+        return Stimuli(source.images[picks].astype(np.float32) / 255.0, source.labels[picks].copy(), source.indices[picks].copy())
     if not 1 <= n_per_class <= limit:
         hint = "" if source.name != "embedded" else " with the embedded probe set (give --data-root for more)"
         raise RepgeomError(f"images per class must be from 1 to {limit}{hint}, got {n_per_class}")

@@ -122,3 +122,33 @@ def test_procrustes_alignment_removes_rotation_and_keeps_shape():
     a, b = align_sequence([base, big], rescale=True)
     np.testing.assert_allclose(b.coords, a.coords, atol=1e-9)
     assert np.sqrt((a.coords**2).sum(1).mean()) == pytest.approx(1.0)
+
+
+def test_large_n_tsne_uses_fft_branch_seeded(monkeypatch):
+    import repgeom.core.embedding as emb
+
+    monkeypatch.setattr(emb, "TSNE_FFT_ABOVE", 50)
+    x, labels = _blobs(120, 10)
+    a = emb.embed(torch.from_numpy(x), "tsne", labels, seed=1, perplexity=20)
+    b = emb.embed(torch.from_numpy(x), "tsne", labels, seed=1, perplexity=20)
+    np.testing.assert_array_equal(a.coords, b.coords)
+    assert a.trustworthiness > 0.9
+
+
+def test_trustworthiness_on_a_sample_above_the_limit(monkeypatch):
+    import repgeom.core.embedding as emb
+
+    monkeypatch.setattr(emb, "TRUST_SAMPLE", 60)
+    x, labels = _blobs(120, 10)
+    e = emb.embed(torch.from_numpy(x), "pca", labels, seed=2)
+    pick = np.sort(np.random.default_rng(2).choice(120, 60, replace=False))
+    assert e.trustworthiness == pytest.approx(trustworthiness(x[pick], e.coords[pick], n_neighbors=5), abs=1e-9)
+
+
+def test_mds_refused_above_its_limit_with_the_alternatives(monkeypatch):
+    import repgeom.core.embedding as emb
+
+    monkeypatch.setattr(emb, "MDS_MAX_N", 50)
+    x, labels = _blobs(60, 4)
+    with pytest.raises(RepgeomError, match="MDS is offered up to 50 stimuli.*PCA or t-SNE"):
+        emb.embed(torch.from_numpy(x), "mds", labels)
