@@ -5,7 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install clean
+DATA_ROOT ?= $(firstword $(wildcard ../shared/mnist) $(REPGEOM_DATA_ROOT))
+
+.PHONY: run test bench install clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+bench: $(STAMP)
+	mkdir -p artifacts
+	$(PY) -m repgeom bench $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --json artifacts/bench.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts

@@ -47,13 +47,13 @@ class BenchConfig:
         quick: small sizes and few repeats (a smoke run that keeps the benchmark alive).
         device: torch device for repgeom's side.
         data_root: full MNIST root for the N = 10,000 figures (skipped without it).
-        sections: which sections to run (``notebook``, ``machine``).
+        sections: which sections to run (``notebook``, ``machine``, ``browser``, ``scale``).
     """
 
     quick: bool = False
     device: str | None = "cpu"
     data_root: str | None = None
-    sections: tuple[str, ...] = ("notebook", "machine")
+    sections: tuple[str, ...] = ("notebook", "machine", "browser", "scale")
     models_dir: str | None = None
 
 
@@ -219,7 +219,69 @@ def bench_machine(cfg: BenchConfig) -> dict[str, Any]:
             for method in ("correlation", "euclidean"):
                 t_rdm = _median_time(lambda: compute_rdm(xd, method, dtype=dtype), repeats, device)
                 rows.append({"n": n, "d": d, "dtype": str(dtype).removeprefix("torch."), "method": method, "rdm_s": t_rdm, "matmul_s": t_mm, "ratio": t_rdm / t_mm})
-    return {"device": str(device), "rows": rows, "worst_ratio": max(r["ratio"] for r in rows)}
+    out = {"device": str(device), "rows": rows, "worst_ratio": max(r["ratio"] for r in rows)}
+    if device.type != "cpu":
+        out["agreement"] = _device_agreement(cfg, device)
+    return out
+
+
+def _device_agreement(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
+    """Features, RDMs and the path on ``device`` against the CPU, same stimuli; and their times."""
+    n = 5 if cfg.quick else 50
+    cpu, dev = Engine(cfg.models_dir, None, "cpu"), Engine(cfg.models_dir, None, str(device))
+    t_cpu, t_dev = Timer(), Timer()
+    worst_feat = worst_rdm = 0.0
+    for model in ("feedforward", "recurrent"):
+        nodes = cpu.nodes(model)
+        spec_c, spec_d = cpu.spec(n), dev.spec(n)
+        rc = t_cpu.time("rdms", lambda m=model, s=spec_c, nd=nodes: cpu.rdms(m, nd, s, "correlation"))
+        rd = t_dev.time("rdms", lambda m=model, s=spec_d, nd=nodes: dev.rdms(m, nd, s, "correlation"))
+        for node, a, b in zip(nodes, rc, rd):
+            fa, fb = cpu.features(model, node, spec_c), dev.features(model, node, spec_d).cpu()
+            worst_feat = max(worst_feat, float((fa - fb).abs().max() / fa.abs().max().clamp_min(1e-12)))
+            worst_rdm = max(worst_rdm, float(np.abs(a.matrix - b.matrix).max()))
+    pc = t_cpu.time("path", lambda: cpu.path(["feedforward", "recurrent"], None, cpu.spec(n)))
+    pd = t_dev.time("path", lambda: dev.path(["feedforward", "recurrent"], None, dev.spec(n)))
+    return {
+        "n_per_class": n,
+        "max_rel_feature_diff": worst_feat,
+        "max_abs_rdm_diff": worst_rdm,
+        "max_abs_path_distance_diff": float(np.abs(pc.distances - pd.distances).max()),
+        "cpu_s": t_cpu.seconds,
+        "device_s": t_dev.seconds,
+    }
+
+
+def bench_scale(cfg: BenchConfig) -> dict[str, Any]:
+    """Section 4: one model on the whole MNIST test set (or 1,000 images with ``quick``)."""
+    from .figures.rdm import rdm_grid, rdm_slider
+    from .ui.views import display_side
+
+    if not cfg.data_root and not cfg.quick:
+        return {"skipped": "needs --data-root (the full MNIST test set)"}
+    engine = Engine(cfg.models_dir, cfg.data_root if not cfg.quick else None, cfg.device, cache_bytes=8 << 30)
+    spec = engine.spec("all" if not cfg.quick else 100)
+    t = Timer()
+    stim = t.time("stimuli", lambda: engine.stimuli(spec))
+    nodes = engine.nodes("recurrent")
+    t.time("features (22 nodes)", lambda: engine.prefetch_features("recurrent", nodes, spec))
+    rdms = t.time("RDMs (input, conv2, conv2_4)", lambda: engine.rdms("recurrent", ["input", "conv2", "conv2_4"], spec, "correlation"))
+    side = display_side(stim.n, len(rdms) + 1)
+    shown = [r.reduced(side) for r in rdms]
+    grid_bytes = len(rdm_grid(shown).to_json())
+    slider_bytes = len(rdm_slider(shown).to_json())
+    pca = t.time("PCA conv2_4", lambda: engine.embedding("recurrent", "conv2_4", spec, "pca"))
+    tsne = t.time("t-SNE conv2_4", lambda: engine.embedding("recurrent", "conv2_4", spec, "tsne"))
+    return {
+        "n": stim.n,
+        "seconds": t.seconds,
+        "heatmap_side": side,
+        "rdm_grid_json_bytes": grid_bytes,
+        "rdm_slider_json_bytes": slider_bytes,
+        "trust_pca": pca.trustworthiness,
+        "trust_tsne": tsne.trustworthiness,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _machine() -> dict[str, Any]:
@@ -242,6 +304,12 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         report["notebook"] = bench_notebook(cfg)
     if "machine" in cfg.sections:
         report["machine_limit"] = bench_machine(cfg)
+    if "browser" in cfg.sections:
+        from .bench_http import bench_browser
+
+        report["browser"] = bench_browser(cfg.quick, cfg.device)
+    if "scale" in cfg.sections:
+        report["scale"] = bench_scale(cfg)
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
 
@@ -260,5 +328,26 @@ def format_report(report: dict[str, Any]) -> str:
         ml = report["machine_limit"]
         lines += ["", f"2. RDM vs a bare matrix product of the same shape ({ml['device']})", f"{'N':>6}{'D':>7}{'dtype':>9}{'method':>13}{'RDM s':>10}{'matmul s':>10}{'ratio':>7}"]
         lines += [f"{r['n']:>6}{r['d']:>7}{r['dtype']:>9}{r['method']:>13}{r['rdm_s']:>10.4f}{r['matmul_s']:>10.4f}{r['ratio']:>7.2f}" for r in ml["rows"]]
+        if "agreement" in ml:
+            ag = ml["agreement"]
+            lines.append(
+                f"{ml['device']} vs cpu at {ag['n_per_class']}/class, all nodes of feedforward and recurrent: features max rel diff {ag['max_rel_feature_diff']:.2e}, "
+                f"RDMs max abs diff {ag['max_abs_rdm_diff']:.2e}, path angles max abs diff {ag['max_abs_path_distance_diff']:.2e}"
+            )
+            lines.append("  seconds (cpu -> device): " + ", ".join(f"{k} {ag['cpu_s'][k]:.2f} -> {ag['device_s'][k]:.2f}" for k in ag["cpu_s"]))
+    if "browser" in report:
+        from .bench_http import format_browser
+
+        lines += ["", "3. in the browser's path (production server on loopback)", *format_browser(report["browser"])]
+    if "scale" in report:
+        sc = report["scale"]
+        lines += ["", "4. at scale"]
+        if "skipped" in sc:
+            lines.append(f"skipped: {sc['skipped']}")
+        else:
+            lines.append(f"N = {sc['n']} stimuli, recurrent model")
+            lines += [f"{k:<32}{v:>9.2f} s" for k, v in sc["seconds"].items()]
+            lines.append(f"heat maps sent as {sc['heatmap_side']}×{sc['heatmap_side']} block means: grid {sc['rdm_grid_json_bytes'] / 1e6:.2f} MB, slider {sc['rdm_slider_json_bytes'] / 1e6:.2f} MB")
+            lines.append(f"trustworthiness (3,000-stimulus sample): PCA {sc['trust_pca']:.3f}, t-SNE {sc['trust_tsne']:.3f}; peak RSS {sc['peak_rss_mb']:.0f} MB")
     lines.append(f"\npeak RSS: {report['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)

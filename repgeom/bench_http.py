@@ -14,7 +14,9 @@ Design notes:
       the callbacks' own validation are all inside the measured time. Only
       ``--no-control-socket`` is added, so that several servers on one host (two
       benchmark runs, a test run beside a dashboard) do not fight over gunicorn's
-      shared ``~/.gunicorn/gunicorn.ctl``.
+      shared ``~/.gunicorn/gunicorn.ctl``. OpenMP/MKL threads default to
+      ``min(4, cores)`` (an inherited ``OMP_NUM_THREADS`` wins): eight request
+      threads share those cores.
     * *Payloads from the server itself.* Callback bodies are built from the running
       server's ``/_dash-dependencies`` (what the renderer reads at start-up), and the
       default view is what the server's own URL-sync callback answers for an empty
@@ -115,7 +117,7 @@ class _Client:
                 self._conn.request(method, path, body=body, headers=headers)
                 resp = self._conn.getresponse()
                 data = resp.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            except ConnectionError:  # RemoteDisconnected, reset, broken pipe: a stale keep-alive
                 self.close()
                 if fresh or attempt:
                     raise
@@ -146,15 +148,12 @@ def _split_outputs(key: str) -> list[tuple[str, str]]:
     return [tuple(p.rsplit(".", 1)) for p in parts]  # type: ignore[misc]
 
 
-@dataclass
 class _Payloads:
     """Builds ``/_dash-update-component`` bodies from the server's ``/_dash-dependencies``."""
 
-    deps: list[dict[str, Any]]
-    _by_first: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for dep in self.deps:
+    def __init__(self, deps: list[dict[str, Any]]) -> None:
+        self._by_first: dict[str, dict[str, Any]] = {}
+        for dep in deps:
             first = "{}.{}".format(*_split_outputs(dep["output"])[0])
             self._by_first.setdefault(first, dep)
 
@@ -166,7 +165,8 @@ class _Payloads:
         try:
             return self._by_first[first_output]
         except KeyError:
-            raise RepgeomError(f"the server has no callback with output {first_output}; it has: {', '.join(sorted(self._by_first))}") from None
+            known = ", ".join(sorted(self._by_first))
+            raise RepgeomError(f"the server has no callback with output {first_output}; it has: {known}") from None
 
     def body(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None) -> bytes:
         """The JSON body of one call; ``values`` maps ``id.prop`` to the value sent (missing: null)."""
@@ -528,13 +528,24 @@ def bench_browser(quick: bool, device: str | None = "cpu", port: int | None = No
 
 
 def format_browser(section: dict[str, Any]) -> list[str]:
-    """Section 3 as plain-text table lines (the style of :func:`repgeom.bench.format_report`)."""
-    lines = [f"3. in the browser's path: {section['server']}, device {section.get('device', '?')}, HTTP on 127.0.0.1",
-             f"start-up to a served page: {section['startup_s']:.2f} s; start-up warm-up finished {section['warmup_s']:.2f} s later",
-             f"{'cached view':<14}{'clients':>8}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}{'req/s':>8}{'errors':>8}"]
+    """Section 3 as plain-text table lines (in the style of :func:`repgeom.bench.format_report`).
+
+    Args:
+        section: what :func:`bench_browser` returned.
+
+    Returns:
+        The lines, without trailing newlines.
+    """
+    lines = [
+        f"3. in the browser's path: {section['server']}, device {section.get('device', '?')}, HTTP on 127.0.0.1",
+        f"start-up to a served page: {section['startup_s']:.2f} s; "
+        f"start-up warm-up finished {section['warmup_s']:.2f} s later",
+        f"{'cached view':<14}{'clients':>8}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}{'req/s':>8}{'errors':>8}",
+    ]
     for r in section["cached"]:
         rps = f"{r['requests_per_s']:.1f}" if r.get("requests_per_s") else "-"
-        lines.append(f"{r['callback']:<14}{r['clients']:>8}{r['n']:>6}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{r.get('max_ms', float('nan')):>10.1f}{rps:>8}{r['errors']:>8}")
+        lines.append(f"{r['callback']:<14}{r['clients']:>8}{r['n']:>6}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}"
+                     f"{r.get('max_ms', float('nan')):>10.1f}{rps:>8}{r['errors']:>8}")
     lines.append(f"{'uncached view':<14}{'n/class':>8}{'ms':>10}{'errors':>8}")
     for r in section["uncached"]:
         ms = f"{r['ms']:.0f}" if r.get("ms") is not None else "-"
@@ -544,4 +555,3 @@ def format_browser(section: dict[str, Any]) -> list[str]:
     if section.get("errors"):
         lines.append(f"errors: {section['errors']} (see the rows' first_error)")
     return lines
-

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto...")
     p.add_argument("--models-dir", default=None)
     p.add_argument("--data-root", default=None, help="full MNIST for the N = 10,000 figures")
-    p.add_argument("--sections", default="notebook,machine", help="comma-separated: notebook, machine")
+    p.add_argument("--sections", default="notebook,machine,browser,scale", help="comma-separated: notebook, machine, browser, scale")
 
     p = sub.add_parser("train", help="train MODEL from MNIST by its recipe and update the manifest")
     p.add_argument("model")
@@ -214,11 +215,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchConfig, format_report, run_bench
     from .export import atomic_output
 
-    allowed = ("notebook", "machine")
+    allowed = ("notebook", "machine", "browser", "scale")
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
     bad = [s for s in sections if s not in allowed]
     if bad or not sections:
         raise RepgeomError(f"unknown bench section {bad[0] if bad else ''!r}; allowed: {', '.join(allowed)}")
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise RepgeomError(f"cannot write {args.json}: its folder does not exist")
     report = run_bench(BenchConfig(args.quick, args.device, args.data_root, sections, args.models_dir))
     print(format_report(report))
     if args.json:

@@ -131,6 +131,14 @@ def classical_mds(dissimilarities: torch.Tensor, n_components: int = 2) -> torch
     return coords * torch.where(signs == 0, torch.ones_like(signs), signs)
 
 
+def _pairwise(x: torch.Tensor) -> torch.Tensor:
+    """(S, N, k) -> (S, N, N) Euclidean distances (``torch.cdist`` is slow on small batches)."""
+    sq = (x * x).sum(dim=2)
+    d2 = (sq[:, :, None] + sq[:, None, :] - 2.0 * (x @ x.transpose(1, 2))).clamp_(min=0.0)
+    d2.diagonal(dim1=1, dim2=2).zero_()
+    return d2.sqrt_()
+
+
 def smacof(
     dissimilarities: torch.Tensor,
     init: torch.Tensor | None = None,
@@ -166,7 +174,7 @@ def smacof(
     starts = [first] + [torch.rand(n, first.shape[1], generator=gen, dtype=torch.float64).to(delta.device) for _ in range(n_random)]
     x = torch.stack(starts)  # (S, N, k)
     floor = 1e-9 * float(delta.abs().max()) + 1e-300  # coincident points: keep the ratio finite
-    d = torch.cdist(x, x)
+    d = _pairwise(x)
     old = ((d - delta) ** 2).sum(dim=(1, 2)) / 2.0
     active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     it = 0
@@ -176,7 +184,7 @@ def smacof(
         # Guttman transform X <- B(X) X / n without forming B = diag(rowsum) - ratio
         new = (ratio.sum(dim=2, keepdim=True) * x - ratio @ x) / n
         x = torch.where(active[:, None, None], new, x)
-        d = torch.cdist(x, x)
+        d = _pairwise(x)
         raw = ((d - delta) ** 2).sum(dim=(1, 2)) / 2.0
         active &= (old - raw) / ((d * d).sum(dim=(1, 2)) / 2.0) >= eps
         old = raw
