@@ -25,6 +25,8 @@ class Settings:
         device: torch device (``REPGEOM_DEVICE``, default auto: cuda, mps, cpu).
         debug: Dash debug mode and dev tools (``REPGEOM_DEBUG``, default off).
         warm: precompute the default views in the background at start-up (``REPGEOM_WARM``, default on).
+        response_cache_bytes: bound on the replayed-response cache per process
+            (``REPGEOM_RESPONSE_CACHE_BYTES``, default 256 MiB; 0 turns it off).
     """
 
     host: str = "127.0.0.1"
@@ -34,6 +36,7 @@ class Settings:
     device: str | None = None
     debug: bool = False
     warm: bool = True
+    response_cache_bytes: int = 256 << 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,7 +76,14 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     p.add_argument("--no-warm", dest="warm", action="store_false", default=env.get("REPGEOM_WARM", "1").lower() in _TRUE, help="do not precompute the default views (REPGEOM_WARM=0)")
     a = p.parse_args(list(argv or []))
     port = a.port if isinstance(a.port, int) else _checked_port(p, a.port)
-    return Settings(a.host, port, a.models_dir, a.data_root, a.device, a.debug, a.warm)
+    raw_cache = env.get("REPGEOM_RESPONSE_CACHE_BYTES", str(Settings.response_cache_bytes))
+    try:
+        cache_bytes = int(raw_cache)
+        if cache_bytes < 0:
+            raise ValueError
+    except ValueError:
+        p.error(f"REPGEOM_RESPONSE_CACHE_BYTES must be a whole number of bytes >= 0, got {raw_cache!r}")
+    return Settings(a.host, port, a.models_dir, a.data_root, a.device, a.debug, a.warm, cache_bytes)
 
 
 def _checked_port(p: argparse.ArgumentParser, text: str) -> int:

@@ -15,6 +15,7 @@ from ..settings import Settings
 from . import views
 from .callbacks import register_callbacks
 from .layout import build_layout
+from .response_cache import install_response_cache
 from .state import View
 
 __all__ = ["ASSETS", "create_app"]
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.layout = build_layout(engine, view)
     register_callbacks(app, engine)
+    install_response_cache(app.server, settings.response_cache_bytes)
 
     @app.server.route("/healthz")
     def healthz():  # noqa: ANN202 - Flask view

@@ -173,3 +173,22 @@ def test_large_rdms_are_sent_as_block_means_each_figure_under_3mb(dash, engine):
     out = dash.outputs("selection.data", {"rdm-grid.clickData": {"points": [{"x": side - 1, "y": 0}]}, "view.data": view, "selection.data": []}, changed=["rdm-grid.clickData"])
     stim = engine.stimuli(engine.spec(100))
     assert out["selection.data"][0] == int(stim.indices[0]) and stim.labels[list(stim.indices).index(out["selection.data"][1])] == 9
+
+
+def test_repeated_requests_are_replayed_byte_for_byte(engine):
+    from repgeom.settings import Settings
+    from repgeom.ui import create_app
+    from tests.dash_client import DashClient
+
+    app = create_app(Settings(warm=False, response_cache_bytes=64 << 20), engine=engine)
+    client = DashClient(app)
+    body = {"view.data": _view(engine, n_rdm=3), "selection.data": []}
+    first, second = client.call("rdm-grid.figure", body), client.call("rdm-grid.figure", body)
+    assert first.status_code == second.status_code == 200 and first.data == second.data
+    hits = [f for f in app.server.before_request_funcs[None] if f.__name__ == "_replay"]
+    assert hits, "the response cache is installed"
+    # a different body is computed afresh, and a forged one is not cached as a success
+    other = client.call("rdm-grid.figure", {"view.data": _view(engine, n_rdm=4), "selection.data": []})
+    assert other.data != first.data
+    forged = {"view.data": {**_view(engine), "model": "nope"}, "selection.data": []}
+    assert "unknown model" in client.call("rdm-grid.figure", forged).get_data(as_text=True)
