@@ -104,14 +104,17 @@ def extract_features(
     """
     was_training = model.training
     model.eval()
+    # TF32 convolutions (cuDNN's default on Ampere and later) round activations to 10-bit
+    # mantissas: 1e-3 relative error, visible in RDMs. Geometry needs full float32.
     try:
         device = next(model.parameters()).device
         extractor = create_feature_extractor(model, return_nodes=list(nodes))
         chunks: dict[str, list[torch.Tensor]] = {n: [] for n in nodes}
-        for start in range(0, images.shape[0], batch_size):
-            out = extractor(images[start : start + batch_size].to(device))
-            for n in nodes:
-                chunks[n].append(out[n].reshape(out[n].shape[0], -1))
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            for start in range(0, images.shape[0], batch_size):
+                out = extractor(images[start : start + batch_size].to(device))
+                for n in nodes:
+                    chunks[n].append(out[n].reshape(out[n].shape[0], -1))
         return {n: torch.cat(chunks[n]) for n in nodes}
     finally:
         model.train(was_training)

@@ -277,7 +277,7 @@ def fgsm(model: nn.Module, stimuli: Stimuli, epsilon: float, attack_model: str =
 def fgsm_pixels(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, epsilon: float) -> torch.Tensor:
     """FGSM on a batch of pixel images (B, 1, 28, 28) in [0, 1]; returns pixels in [0, 1]."""
     x = normalize(pixels).detach().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
         loss = nn.functional.nll_loss(torch.log(model(x).clamp_min(1e-30)), labels, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
     return (pixels + epsilon * grad.sign()).clamp_(0.0, 1.0).detach()
