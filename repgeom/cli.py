@@ -12,18 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .argparsing import OneLineParser
 from .core.errors import RepgeomError
 
 __all__ = ["main"]
 
 log = logging.getLogger("repgeom")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports errors as one line and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _epsilon(text: str) -> float:
@@ -61,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .core.embedding import DEFAULT_PERPLEXITY
     from .core.rdm import COMPARE_METHODS, RDM_METHODS
 
-    parser = _Parser(prog="repgeom", description="Representational geometry of MNIST networks.")
+    parser = OneLineParser(prog="repgeom", description="Representational geometry of MNIST networks.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("models", help="one line per model: id, parameters, clean accuracy, SHA-256 prefix")
     p.add_argument("--models-dir", default=None)

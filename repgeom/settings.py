@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .argparsing import OneLineParser
+
 __all__ = ["Settings", "parse_settings"]
 
 _TRUE = ("1", "true", "yes", "on")
@@ -54,11 +56,6 @@ def _port(text: str) -> int:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Parse command-line flags, with defaults taken from ``env`` (``os.environ`` by default).
 
@@ -66,16 +63,16 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         SystemExit: with status 2 and a one-line message for a bad flag or variable.
     """
     env = os.environ if env is None else env
-    p = _Parser(prog="app.py", description="Serve the repgeom dashboard.")
+    p = OneLineParser(prog="app.py", description="Serve the repgeom dashboard.")
     p.add_argument("--host", default=env.get("REPGEOM_HOST", Settings.host), help="interface (REPGEOM_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=env.get("REPGEOM_PORT", str(Settings.port)), help="port (REPGEOM_PORT, default 8050)")
+    p.add_argument("--port", type=_port, default=None, help="port (REPGEOM_PORT, default 8050)")
     p.add_argument("--models-dir", default=env.get("REPGEOM_MODELS_DIR"), help="checkpoint folder with manifest.json (REPGEOM_MODELS_DIR)")
     p.add_argument("--data-root", default=env.get("REPGEOM_DATA_ROOT"), help="torchvision MNIST root (REPGEOM_DATA_ROOT; default: embedded probes)")
     p.add_argument("--device", default=env.get("REPGEOM_DEVICE"), help="auto, cpu, cuda, cuda:K, mps (REPGEOM_DEVICE)")
     p.add_argument("--debug", action="store_true", default=env.get("REPGEOM_DEBUG", "").lower() in _TRUE, help="Dash debug mode (REPGEOM_DEBUG)")
     p.add_argument("--no-warm", dest="warm", action="store_false", default=env.get("REPGEOM_WARM", "1").lower() in _TRUE, help="do not precompute the default views (REPGEOM_WARM=0)")
     a = p.parse_args(list(argv or []))
-    port = a.port if isinstance(a.port, int) else _checked_port(p, a.port)
+    port = a.port if a.port is not None else _checked_port(p, env.get("REPGEOM_PORT", str(Settings.port)))
     raw_cache = env.get("REPGEOM_RESPONSE_CACHE_BYTES", str(Settings.response_cache_bytes))
     try:
         cache_bytes = int(raw_cache)
