@@ -118,9 +118,9 @@ def compute_rdm(features: torch.Tensor, method: str = "correlation", dtype: torc
     mean = x.mean(dim=1) if method == "correlation" else None
     if d >= n:
         rdm = _from_gram(x @ x.T, d, method, mean)
+        rdm = rdm.add(rdm.T).mul_(0.5)  # exact symmetry; one small temporary
     else:
-        rdm = _augmented(x, d, method, mean)
-    rdm = rdm.add(rdm.T).mul_(0.5)  # exact symmetry; one temporary
+        rdm = _augmented(x, d, method, mean)  # symmetric by construction
     rdm.fill_diagonal_(0.0)
     return rdm
 
@@ -138,23 +138,43 @@ def _from_gram(g: torch.Tensor, d: int, method: str, mean: torch.Tensor | None) 
     return _constant_rows(rdm, sq <= 0)
 
 
-def _augmented(x: torch.Tensor, d: int, method: str, mean: torch.Tensor | None) -> torch.Tensor:
-    """Tall features (N > D): corrections ride along as extra columns of one ``addmm``."""
+def _augmented(x: torch.Tensor, d: int, method: str, mean: torch.Tensor | None, block: int = 2048) -> torch.Tensor:
+    """Tall features (N > D): corrections ride along as extra columns; only the upper half is multiplied.
+
+    Row block ``i`` is multiplied against columns ``i0:`` (its diagonal block and
+    everything right of it), finished in place, and mirrored into the lower half, so the
+    product costs about half a full ``N × N`` matmul and the result is exactly symmetric.
+    """
     n = x.shape[0]
     one = torch.ones(n, 1, dtype=x.dtype, device=x.device)
     if method == "euclidean":
         sq = (x * x).sum(dim=1, keepdim=True)
         a = torch.cat([x, sq, one], dim=1)
         b = torch.cat([x * -2.0, one, sq], dim=1)
-        return torch.addmm(torch.zeros((), dtype=x.dtype, device=x.device), a, b.T, alpha=1.0 / d).clamp_(min=0.0)
-    m = mean[:, None] if mean is not None else torch.zeros_like(one)
-    sq = (x * x).sum(dim=1, keepdim=True) - d * m * m  # squared norm of the centred row
-    inv = torch.where(sq > 0, sq.clamp_min(torch.finfo(x.dtype).tiny).rsqrt(), torch.zeros_like(sq))
-    u = m * inv * d**0.5
-    xs = x * inv
-    # 1 - r with r_ij = <x_i/s_i, x_j/s_j> - D m_i m_j / (s_i s_j)
-    rdm = torch.addmm(torch.ones((), dtype=x.dtype, device=x.device), torch.cat([xs, u], dim=1), torch.cat([xs, -u], dim=1).T, alpha=-1.0)
-    return _constant_rows(rdm, (sq <= 0).squeeze(1))
+        start, alpha, lower = 0.0, 1.0 / d, 0.0
+        zero = None
+    else:
+        m = mean[:, None] if mean is not None else torch.zeros_like(one)
+        sq = (x * x).sum(dim=1, keepdim=True) - d * m * m  # squared norm of the centred row
+        inv = torch.where(sq > 0, sq.clamp_min(torch.finfo(x.dtype).tiny).rsqrt(), torch.zeros_like(sq))
+        u = m * inv * d**0.5
+        xs = x * inv
+        # 1 - r with r_ij = <x_i/s_i, x_j/s_j> - D m_i m_j / (s_i s_j)
+        a, b = torch.cat([xs, u], dim=1), torch.cat([xs, -u], dim=1)
+        start, alpha, lower = 1.0, -1.0, None
+        zero = (sq <= 0).squeeze(1)
+    rdm = torch.empty(n, n, dtype=x.dtype, device=x.device)
+    c = torch.full((), start, dtype=x.dtype, device=x.device)
+    for i0 in range(0, n, block):
+        i1 = min(i0 + block, n)
+        part = torch.addmm(c, a[i0:i1], b[i0:].T, alpha=alpha)
+        if lower is not None:
+            part.clamp_(min=lower)
+        diag = part[:, : i1 - i0]
+        diag.copy_(diag.add(diag.T).mul_(0.5))  # a != b: the diagonal block needs symmetrising
+        rdm[i0:i1, i0:] = part
+        rdm[i1:, i0:i1] = part[:, i1 - i0 :].T
+    return rdm if zero is None else _constant_rows(rdm, zero)
 
 
 def _constant_rows(rdm: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:

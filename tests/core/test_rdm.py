@@ -24,12 +24,14 @@ def _rsa_rdm(x, method):
 
 
 @pytest.mark.parametrize("method", ["correlation", "euclidean"])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_rdm_matches_rsatoolbox(method, seed):
-    x = _features(seed=seed)
+@pytest.mark.parametrize(("seed", "shape"), [(0, (60, 300)), (1, (60, 300)), (2, (300, 20))])
+def test_rdm_matches_rsatoolbox(method, seed, shape):
+    x = _features(*shape, seed=seed)
     ours = compute_rdm(torch.from_numpy(x), method).numpy()
     ref = _rsa_rdm(x, method)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-12 * np.abs(ref).max())
+    for dtype in (torch.float32,):  # the float32 path stays within the same tolerance
+        np.testing.assert_allclose(compute_rdm(torch.from_numpy(x), method, dtype=dtype).numpy(), ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
     assert np.all(np.diag(ours) == 0)
     np.testing.assert_array_equal(ours, ours.T)
 
@@ -43,11 +45,24 @@ def test_rdm_float32_features_match_rsatoolbox_on_real_activations(engine):
         np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-9 * ref.max())
 
 
-def test_cosine_rdm_matches_scipy():
+@pytest.mark.parametrize("shape", [(60, 300), (300, 20)])
+def test_cosine_rdm_matches_scipy(shape):
     # rsatoolbox has no cosine RDM; scipy's pdist is the oracle
-    x = _features(seed=3)
+    x = _features(*shape, seed=3)
     ours = compute_rdm(torch.from_numpy(x), "cosine").numpy()
     np.testing.assert_allclose(ours, squareform(pdist(x, "cosine")), rtol=1e-5, atol=1e-12)
+    np.testing.assert_array_equal(ours, ours.T)
+
+
+def test_tall_blocked_product_equals_one_block():
+    from repgeom.core import rdm as rdm_mod
+
+    x = torch.from_numpy(_features(130, 7, seed=4))
+    for method in ("correlation", "euclidean", "cosine"):
+        whole = rdm_mod._augmented(x.double(), 7, method, x.double().mean(1) if method == "correlation" else None, block=1000)
+        blocked = rdm_mod._augmented(x.double(), 7, method, x.double().mean(1) if method == "correlation" else None, block=32)
+        np.testing.assert_allclose(blocked.numpy(), whole.numpy(), atol=1e-12)
+        np.testing.assert_array_equal(blocked.numpy(), blocked.numpy().T)
 
 
 def test_euclidean_is_squared_distance_over_features():
