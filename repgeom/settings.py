@@ -29,6 +29,8 @@ class Settings:
         warm: precompute the default views in the background at start-up (``REPGEOM_WARM``, default on).
         response_cache_bytes: bound on the replayed-response cache per process
             (``REPGEOM_RESPONSE_CACHE_BYTES``, default 256 MiB; 0 turns it off).
+        cache_dir: folder where replayed responses are also kept, shared by every worker
+            on the machine and across restarts (``REPGEOM_CACHE_DIR``; default: none).
     """
 
     host: str = "127.0.0.1"
@@ -39,6 +41,7 @@ class Settings:
     debug: bool = False
     warm: bool = True
     response_cache_bytes: int = 256 << 20
+    cache_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +72,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     p.add_argument("--models-dir", default=env.get("REPGEOM_MODELS_DIR"), help="checkpoint folder with manifest.json (REPGEOM_MODELS_DIR)")
     p.add_argument("--data-root", default=env.get("REPGEOM_DATA_ROOT"), help="torchvision MNIST root (REPGEOM_DATA_ROOT; default: embedded probes)")
     p.add_argument("--device", default=env.get("REPGEOM_DEVICE"), help="auto, cpu, cuda, cuda:K, mps (REPGEOM_DEVICE)")
+    p.add_argument("--cache-dir", default=env.get("REPGEOM_CACHE_DIR"), help="folder for the shared response cache (REPGEOM_CACHE_DIR)")
     p.add_argument("--debug", action="store_true", default=env.get("REPGEOM_DEBUG", "").lower() in _TRUE, help="Dash debug mode (REPGEOM_DEBUG)")
     p.add_argument("--no-warm", dest="warm", action="store_false", default=env.get("REPGEOM_WARM", "1").lower() in _TRUE, help="do not precompute the default views (REPGEOM_WARM=0)")
     a = p.parse_args(list(argv or []))
@@ -80,7 +84,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
             raise ValueError
     except ValueError:
         p.error(f"REPGEOM_RESPONSE_CACHE_BYTES must be a whole number of bytes >= 0, got {raw_cache!r}")
-    return Settings(a.host, port, a.models_dir, a.data_root, a.device, a.debug, a.warm, cache_bytes)
+    return Settings(a.host, port, a.models_dir, a.data_root, a.device, a.debug, a.warm, cache_bytes, a.cache_dir)
 
 
 def _checked_port(p: argparse.ArgumentParser, text: str) -> int:

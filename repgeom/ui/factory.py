@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.layout = build_layout(engine, view)
     register_callbacks(app, engine)
-    install_response_cache(app.server, settings.response_cache_bytes)
+    if settings.response_cache_bytes > 0:
+        install_response_cache(app.server, settings.response_cache_bytes, settings.cache_dir)
 
     @app.server.route("/healthz")
     def healthz():  # noqa: ANN202 - Flask view

@@ -192,3 +192,31 @@ def test_repeated_requests_are_replayed_byte_for_byte(engine):
     assert other.data != first.data
     forged = {"view.data": {**_view(engine), "model": "nope"}, "selection.data": []}
     assert "unknown model" in client.call("rdm-grid.figure", forged).get_data(as_text=True)
+
+
+def test_cache_folder_is_shared_between_app_instances(engine, tmp_path):
+    from repgeom.settings import Settings
+    from repgeom.ui import create_app
+    from tests.dash_client import DashClient
+
+    body = {"view.data": _view(engine, n_rdm=2), "selection.data": []}
+    first = DashClient(create_app(Settings(warm=False, cache_dir=str(tmp_path)), engine=engine)).call("rdm-grid.figure", body)
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1 and files[0].read_bytes() == first.data
+    # a second worker (another app) replays the file: plant a marker to prove it was read
+    files[0].write_bytes(first.data.replace(b'"rdm-message"', b'"rdm-message"', 1) + b" ")
+    second = DashClient(create_app(Settings(warm=False, cache_dir=str(tmp_path)), engine=engine)).call("rdm-grid.figure", body)
+    assert second.data == first.data + b" "
+
+
+def test_response_cache_folder_is_bounded(tmp_path):
+    import time
+
+    from repgeom.ui.response_cache import ResponseCache
+
+    cache = ResponseCache(1 << 20, tmp_path, max_disk_bytes=3000)
+    for i in range(10):
+        cache.put(bytes([i]) * 32, b"x" * 1000)
+        time.sleep(0.01)  # distinct modification times
+    sizes = sum(f.stat().st_size for f in tmp_path.glob("*.json"))
+    assert sizes <= 3000 and cache._path(bytes([9]) * 32).exists() and not cache._path(bytes([0]) * 32).exists()
