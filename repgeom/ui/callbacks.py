@@ -28,7 +28,8 @@ from ..core.errors import RepgeomError
 from ..export import ExportRequest, collect_export, export_bytes
 from ..pipeline import Engine
 from . import views
-from .ids import CONTROL_IDS, ID
+from .ids import CONTROL_IDS, GRAPH_IDS, ID
+from .layout import IMAGE_FORMATS, graph_config
 from .state import MAX_LIST, View, default_nodes
 
 __all__ = ["register_callbacks"]
@@ -79,6 +80,7 @@ def _selection(data: Any) -> list[int]:
 def register_callbacks(app: Dash, engine: Engine) -> None:
     """Attach every callback to ``app``, closing over ``engine`` (no module state)."""
     names = list(CONTROL_IDS)
+    _register_image_format(app)
 
     @app.callback(
         [Output(ID.URL, "search"), Output(ID.VIEW, "data"), Output(ID.NODES, "options"), Output(ID.GLOBAL_MESSAGE, "children")]
@@ -248,6 +250,15 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         )
         payload = export_bytes(collect_export(engine, req))
         return dcc.send_bytes(payload, f"repgeom-{view.model}-{n}pc-{view.condition}.npz"), ""
+
+
+def _register_image_format(app: Dash) -> None:
+    @app.callback([Output(g, "config") for g in GRAPH_IDS], Input(ID.IMAGE_FORMAT, "value"), prevent_initial_call=True)
+    def image_format(value: Any) -> tuple:
+        """Every figure's camera button saves PNG or SVG."""
+        if value not in IMAGE_FORMATS:
+            return tuple(no_update for _ in GRAPH_IDS)
+        return tuple(graph_config(value) for _ in GRAPH_IDS)
 
 
 def _node_options(engine: Engine, view: View) -> list[dict[str, str]]:

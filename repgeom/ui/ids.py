@@ -5,7 +5,7 @@ Ids are plain strings grouped by role; nothing else in the code spells an id.
 
 from __future__ import annotations
 
-__all__ = ["CONTROL_IDS", "ID"]
+__all__ = ["CONTROL_IDS", "GRAPH_IDS", "ID"]
 
 
 class ID:
@@ -54,6 +54,11 @@ class ID:
     DOWNLOAD_BUTTON = "download-button"
     DOWNLOAD = "download"
     DOWNLOAD_MESSAGE = "download-message"
+    IMAGE_FORMAT = "image-format"
+
+
+#: Every figure on the page (their toolbar's image format follows ``ID.IMAGE_FORMAT``).
+GRAPH_IDS = (ID.RDM_GRID, ID.RDM_SLIDER, ID.EMBED_GRID, ID.EMBED_ANIM, ID.PATH_GRAPH, ID.METRICS_GRAPH, ID.PAIR_GRAPH)
 
 
 #: View field -> the control that holds it (the order of the URL sync callback's arguments).

@@ -18,13 +18,17 @@ from ..pipeline import Engine
 from .ids import ID
 from .state import View
 
-__all__ = ["build_layout"]
+__all__ = ["IMAGE_FORMATS", "build_layout", "graph_config"]
 
-_GRAPH_CONFIG: dict[str, Any] = {
-    "displaylogo": False,
-    "toImageButtonOptions": {"format": "png", "scale": 2},
-    "modeBarButtonsToAdd": ["toImage"],
-}
+IMAGE_FORMATS = ("png", "svg")
+
+
+def graph_config(image_format: str = "png") -> dict[str, Any]:
+    """Plotly toolbar settings: no logo; the camera button saves ``image_format``."""
+    return {"displaylogo": False, "toImageButtonOptions": {"format": image_format, "scale": 2, "filename": "repgeom"}}
+
+
+_GRAPH_CONFIG = graph_config()
 _RDM_NAMES = {"correlation": "correlation (1 − r)", "euclidean": "squared Euclidean / D", "cosine": "cosine (1 − cos)"}
 _COMPARE_NAMES = {"cosine": "cosine → angle", "corr": "Pearson → angle", "spearman": "Spearman → angle"}
 
@@ -81,6 +85,7 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
             _field("RDMs inside the path", dcc.Dropdown(id=ID.PATH_RDM, options=[{"label": _RDM_NAMES[m], "value": m} for m in RDM_METHODS], value=view.path_rdm, clearable=False)),
             _field("RDM comparison", dcc.Dropdown(id=ID.COMPARE, options=[{"label": _COMPARE_NAMES[m], "value": m} for m in COMPARE_METHODS], value=view.compare, clearable=False)),
             html.Hr(),
+            _field("Figure downloads (camera button)", dcc.RadioItems(id=ID.IMAGE_FORMAT, options=[{"label": f" {f.upper()}", "value": f} for f in IMAGE_FORMATS], value="png", inline=True)),
             html.Button("Download this view (.npz)", id=ID.DOWNLOAD_BUTTON, className="button primary", n_clicks=0),
             _message(ID.DOWNLOAD_MESSAGE),
             dcc.Download(id=ID.DOWNLOAD),

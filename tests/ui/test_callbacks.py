@@ -24,7 +24,7 @@ def test_callback_graph(app):
     inputs = {f"{i['id']}.{i['property']}" for i in sync["inputs"]}
     assert {f"{cid}.value" for cid in CONTROL_IDS.values()} <= inputs and "url.search" in inputs
     for key, spec in app.callback_map.items():
-        if key.startswith(("..rdm-grid", "..embed-grid", "..path-graph", "..models-table")):
+        if key.startswith(("..rdm-grid.figure", "..embed-grid.figure", "..path-graph.figure", "..models-table.children")):
             assert {"id": ID.VIEW, "property": "data"} in spec["inputs"]
 
 
@@ -220,3 +220,9 @@ def test_response_cache_folder_is_bounded(tmp_path):
         time.sleep(0.01)  # distinct modification times
     sizes = sum(f.stat().st_size for f in tmp_path.glob("*.json"))
     assert sizes <= 3000 and cache._path(bytes([9]) * 32).exists() and not cache._path(bytes([0]) * 32).exists()
+
+
+def test_figure_downloads_switch_between_png_and_svg(dash):
+    out = dash.outputs("rdm-grid.config", {"image-format.value": "svg"})
+    assert len(out) == 7 and all(v["toImageButtonOptions"]["format"] == "svg" for v in out.values())
+    assert dash.outputs("rdm-grid.config", {"image-format.value": "exe"}) == {}
