@@ -124,6 +124,10 @@ class _LRU:
         """Bytes currently held."""
         return self._size
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._data
+
     def __len__(self) -> int:
         return len(self._data)
 
@@ -245,8 +249,7 @@ class Engine:
             self._cache.get_or_compute(("features", model, n, spec), lambda n=n: feats[n])
 
     def _cached(self, key: Hashable) -> bool:
-        with self._cache._lock:  # noqa: SLF001 - same module
-            return key in self._cache._data  # noqa: SLF001
+        return key in self._cache
 
     def rdm(self, model: str, node: str, spec: StimulusSpec, method: str = "correlation") -> RDM:
         """The RDM of one node."""
