@@ -6,8 +6,8 @@ Design notes:
     hashes those bytes and unpickles the same bytes with ``torch.load(weights_only=True)``,
     so nothing can swap the file between the check and the load. A model that fails any
     check is refused with a :class:`CheckpointError` that names the file and the reason;
-    :func:`load_all` keeps loading the others. Nothing is ever retried with
-    ``weights_only=False``.
+    :func:`load_all` keeps loading the others. Nothing is ever retried with full
+    (code-running) pickle loading.
 """
 
 from __future__ import annotations
