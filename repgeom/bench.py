@@ -266,7 +266,7 @@ def bench_scale(cfg: BenchConfig) -> dict[str, Any]:
     nodes = engine.nodes("recurrent")
     t.time("features (22 nodes)", lambda: engine.prefetch_features("recurrent", nodes, spec))
     rdms = t.time("RDMs (input, conv2, conv2_4)", lambda: engine.rdms("recurrent", ["input", "conv2", "conv2_4"], spec, "correlation"))
-    side = display_side(stim.n, len(rdms) + 1)
+    side = display_side(stim.n, len(rdms))
     shown = [r.reduced(side) for r in rdms]
     grid_bytes = len(rdm_grid(shown).to_json())
     slider_bytes = len(rdm_slider(shown).to_json())

@@ -117,7 +117,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         recipe = replace(recipe, epochs=args.epochs)
     device = resolve_device(args.device)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train_x, train_y = stimuli.load_mnist(args.data_root, train=True, download=True)
     test_x, test_y = stimuli.load_mnist(args.data_root, train=False, download=True)
     bar = tqdm(total=recipe.epochs * ((len(train_y) + recipe.batch_size - 1) // recipe.batch_size), desc=f"train {args.model}", disable=None, unit="batch")

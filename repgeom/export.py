@@ -2,8 +2,8 @@
 
 Design notes:
     :func:`collect_export` computes everything through the :class:`~repgeom.pipeline.Engine`
-    into a flat ``{key: array}`` dict; :func:`write_npz` and :func:`write_rsatoolbox_hdf5`
-    only write. Files are written under a temporary name in the target folder and renamed
+    into a flat ``{key: array}`` dict; :func:`write_export` and :func:`export_bytes` only
+    write. Files are written under a temporary name in the target folder and renamed
     into place when complete, so an error or an interrupt never leaves a partial file.
 
 Keys (a public contract, see the README):
@@ -29,7 +29,7 @@ import numpy as np
 from .core.errors import RepgeomError
 from .pipeline import Engine, StimulusSpec
 
-__all__ = ["ExportRequest", "atomic_output", "collect_export", "export_bytes", "write_export", "write_npz", "write_rsatoolbox_hdf5"]
+__all__ = ["ExportRequest", "atomic_output", "collect_export", "export_bytes", "write_export"]
 
 
 @dataclass(frozen=True)
@@ -153,17 +153,6 @@ def write_export(
             _write_hdf5(tmp_h5, arrays, method)
         with open(tmp_npz, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-
-
-def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` as a compressed ``.npz`` at exactly ``path``, atomically."""
-    write_export(path, arrays)
-
-
-def write_rsatoolbox_hdf5(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], method: str) -> None:
-    """Write the ``rdm/*`` arrays for ``rsatoolbox.rdm.load_rdm``, atomically (see :func:`_write_hdf5`)."""
-    with atomic_output(path) as tmp:
-        _write_hdf5(tmp, arrays, method)
 
 
 def _write_hdf5(path: Path, arrays: Mapping[str, np.ndarray], method: str) -> None:

@@ -21,7 +21,6 @@ Design notes:
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
@@ -44,7 +43,6 @@ from .core.stimuli import CONDITIONS, DigitSource, Stimuli, available_per_class,
 
 __all__ = ["Engine", "NodeMetrics", "StimulusSpec"]
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 

@@ -44,15 +44,19 @@ MAX_SELECTION = 2
 HEATMAP_CELLS = 250_000
 
 
-def display_side(n: int, panels: int) -> int:
-    """Largest heat-map side (in cells) for ``panels`` RDMs of ``n`` stimuli within the budget."""
-    return max(10, min(n, int((HEATMAP_CELLS / max(panels, 1)) ** 0.5)))
+def display_side(n: int, nodes: int) -> int:
+    """Largest heat-map side (in cells) for ``nodes`` RDMs of ``n`` stimuli within the budget.
+
+    The larger of the RDM tab's figures is the slider, which holds a frame per node plus
+    its first frame again, so the budget is shared by ``nodes + 1`` maps.
+    """
+    return max(10, min(n, int((HEATMAP_CELLS / (max(nodes, 1) + 1)) ** 0.5)))
 
 
 def rdm_cell_rows(engine: Engine, view: View, x: int, y: int) -> tuple[int, int]:
     """Stimulus rows (in the RDM view's stimulus set) under heat-map cell (x, y); first of a block."""
     n = engine.stimuli(view.spec(engine, view.n_rdm)).n
-    side = display_side(n, len(view.nodes) + 1)
+    side = display_side(n, len(view.nodes))
     edges = bin_edges(n, side) if n > side else np.arange(n + 1)
     if not (0 <= x < len(edges) - 1 and 0 <= y < len(edges) - 1):
         raise RepgeomError(f"heat-map cell ({x}, {y}) is outside the {len(edges) - 1}-cell map")
@@ -70,7 +74,7 @@ def rdm_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.
     spec = view.spec(engine, view.n_rdm)
     full = engine.rdms(view.model, list(view.nodes), spec, view.rdm_method)
     n = full[0].matrix.shape[0]
-    side = display_side(n, len(full) + 1)  # the slider figure holds every frame plus its first
+    side = display_side(n, len(full))
     rdms = [r.reduced(side) for r in full]
     rows = selection_rows(engine.stimuli(spec).indices, selection)
     if rdms[0].bins is not None:  # selected stimuli -> the blocks that hold them
