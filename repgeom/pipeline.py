@@ -17,13 +17,23 @@ Design notes:
     view seen before costs a dictionary look-up, and features are extracted once per
     model, node and stimulus set. The engine holds no module-level state: every server
     worker builds its own.
+
+    Embeddings (the slow step: t-SNE, SMACOF) can also go to a
+    :class:`~repgeom.shared_cache.SharedStore` (a folder or Redis), so a background job in
+    another process, another worker or another machine finds what any of them computed.
+    They travel as ``.npz`` bytes read back with ``allow_pickle=False``, under a key
+    that holds the model's checkpoint hash. A forked child (a background job) gets fresh
+    locks, so it never waits on a computation a thread of its parent had in flight.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +50,7 @@ from .core.metrics import block_contrast, silhouette
 from .core.paths import RepPath, compute_path
 from .core.rdm import COMPARE_METHODS, RDM, RDM_METHODS, compute_rdm
 from .core.stimuli import CONDITIONS, DigitSource, Stimuli, available_per_class, fgsm, load_source, sample_stimuli
+from .shared_cache import SharedStore
 
 __all__ = ["Engine", "NodeMetrics", "StimulusSpec"]
 
@@ -122,12 +133,47 @@ class _LRU:
         """Bytes currently held."""
         return self._size
 
+    def reset_locks(self) -> None:
+        """Fresh locks (in a forked child: a lock held by a parent's thread would never be released)."""
+        self._lock = threading.RLock()
+        self._key_locks = {}
+
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._data
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+def _reset_in_child(cache: _LRU) -> Callable[[], None]:
+    ref = weakref.ref(cache)
+
+    def reset() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.reset_locks()
+
+    return reset
+
+
+def _embedding_to_bytes(e: Embedding) -> bytes:
+    buf = io.BytesIO()
+    np.savez(
+        buf, coords=e.coords, labels=e.labels, text=np.array([e.method, e.model, e.node]),
+        numbers=np.array([e.trustworthiness, np.nan if e.stress is None else e.stress, np.nan if e.perplexity is None else e.perplexity]),
+    )
+    return buf.getvalue()
+
+
+def _embedding_from_bytes(data: bytes) -> Embedding:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        method, model, node = (str(t) for t in z["text"])
+        trust, stress, perplexity = (float(x) for x in z["numbers"])
+        return Embedding(
+            coords=z["coords"], method=method, model=model, node=node, labels=z["labels"], trustworthiness=trust,
+            stress=None if math.isnan(stress) else stress, perplexity=None if math.isnan(perplexity) else perplexity,
+        )
 
 
 class Engine:
@@ -138,6 +184,7 @@ class Engine:
         data_root: torchvision MNIST root for the full test set (default: embedded probes).
         device: ``"auto"``/``None``, ``"cpu"``, ``"cuda"``...
         cache_bytes: bound on the cache (default ``$REPGEOM_CACHE_BYTES`` or 2 GiB).
+        shared: where embeddings are also kept for other processes (default: nowhere).
     """
 
     def __init__(
@@ -146,6 +193,7 @@ class Engine:
         data_root: str | os.PathLike[str] | None = None,
         device: str | None = None,
         cache_bytes: int | None = None,
+        shared: SharedStore | None = None,
     ) -> None:
         self.device = resolve_device(device)
         loaded, self.load_errors = load_all(models_dir)  # callers report refusals their own way
@@ -157,6 +205,8 @@ class Engine:
         self.max_per_class = available_per_class(self.source)
         limit = cache_bytes if cache_bytes is not None else int(os.environ.get("REPGEOM_CACHE_BYTES", 2 << 30))
         self._cache = _LRU(limit)
+        self.shared = shared
+        os.register_at_fork(after_in_child=_reset_in_child(self._cache))
 
     # ------------------------------------------------------------------ validation
     @property
@@ -289,7 +339,23 @@ class Engine:
                 dist = self._cache.get_or_compute(("dist", model, node, spec), lambda: euclidean_distances(feats).cpu())
             return embed(feats, method, self.stimuli(spec).labels, model, node, seed, perplexity, distances=dist)
 
-        return self._cache.get_or_compute(("embed", model, node, spec, method, *key_extra), make)
+        key = ("embed", model, node, spec, method, *key_extra)
+        return self._cache.get_or_compute(key, lambda: self._shared_or(key, make))
+
+    def _shared_or(self, key: tuple[Any, ...], make: Callable[[], Embedding]) -> Embedding:
+        """The embedding from the shared store, else computed by ``make`` and stored there."""
+        if self.shared is None:
+            return make()
+        digest = hashlib.sha256(repr((key, self.models[key[1]].entry.sha256, self.source.name)).encode()).hexdigest()
+        data = self.shared.get(digest)
+        if data is not None:
+            try:
+                return _embedding_from_bytes(data)
+            except (ValueError, KeyError, OSError):
+                pass  # unreadable entry: recompute and overwrite
+        value = make()
+        self.shared.put(digest, _embedding_to_bytes(value))
+        return value
 
     def embeddings(
         self,

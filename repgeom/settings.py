@@ -29,8 +29,14 @@ class Settings:
         warm: precompute the default views in the background at start-up (``REPGEOM_WARM``, default on).
         response_cache_bytes: bound on the replayed-response cache per process
             (``REPGEOM_RESPONSE_CACHE_BYTES``, default 256 MiB; 0 turns it off).
-        cache_dir: folder where replayed responses are also kept, shared by every worker
-            on the machine and across restarts (``REPGEOM_CACHE_DIR``; default: none).
+        cache_dir: folder where replayed responses and computed embeddings are also
+            kept, shared by every worker on the machine and across restarts, and where
+            background jobs keep their results (``REPGEOM_CACHE_DIR``; default: a
+            ``repgeom-<uid>`` folder in the system's temporary directory).
+        redis_url: ``redis://host:port/db`` to scale out (``REDIS_URL``): the shared cache
+            moves to Redis and background callbacks run on Celery workers.
+        max_body_bytes: largest request body accepted; larger ones get 413
+            (``REPGEOM_MAX_BODY_BYTES``, default 4 MiB, at least 64 KiB).
     """
 
     host: str = "127.0.0.1"
@@ -42,6 +48,8 @@ class Settings:
     warm: bool = True
     response_cache_bytes: int = 256 << 20
     cache_dir: str | None = None
+    redis_url: str | None = None
+    max_body_bytes: int = 4 << 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +81,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     p.add_argument("--data-root", default=env.get("REPGEOM_DATA_ROOT"), help="torchvision MNIST root (REPGEOM_DATA_ROOT; default: embedded probes)")
     p.add_argument("--device", default=env.get("REPGEOM_DEVICE"), help="auto, cpu, cuda, cuda:K, mps (REPGEOM_DEVICE)")
     p.add_argument("--cache-dir", default=env.get("REPGEOM_CACHE_DIR"), help="folder for the shared response cache (REPGEOM_CACHE_DIR)")
+    p.add_argument("--redis-url", default=env.get("REDIS_URL") or None, help="redis://host:port/db: shared cache and Celery background jobs (REDIS_URL)")
     p.add_argument("--debug", action="store_true", default=env.get("REPGEOM_DEBUG", "").lower() in _TRUE, help="Dash debug mode (REPGEOM_DEBUG)")
     p.add_argument("--no-warm", dest="warm", action="store_false", default=env.get("REPGEOM_WARM", "1").lower() in _TRUE, help="do not precompute the default views (REPGEOM_WARM=0)")
     a = p.parse_args(list(argv or []))
@@ -84,7 +93,20 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
             raise ValueError
     except ValueError:
         p.error(f"REPGEOM_RESPONSE_CACHE_BYTES must be a whole number of bytes >= 0, got {raw_cache!r}")
-    return Settings(a.host, port, a.models_dir, a.data_root, a.device, a.debug, a.warm, cache_bytes, a.cache_dir)
+    raw_body = env.get("REPGEOM_MAX_BODY_BYTES", str(Settings.max_body_bytes))
+    try:
+        body_bytes = int(raw_body)
+        if body_bytes < 1 << 16:
+            raise ValueError
+    except ValueError:
+        p.error(f"REPGEOM_MAX_BODY_BYTES must be a whole number of bytes >= 65536, got {raw_body!r}")
+    if a.redis_url and not a.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        p.error(f"REDIS_URL must start with redis://, rediss:// or unix://, got {a.redis_url[:40]!r}")
+    return Settings(
+        host=a.host, port=port, models_dir=a.models_dir, data_root=a.data_root, device=a.device, debug=a.debug,
+        warm=a.warm, response_cache_bytes=cache_bytes, cache_dir=a.cache_dir, redis_url=a.redis_url,
+        max_body_bytes=body_bytes,
+    )
 
 
 def _checked_port(p: argparse.ArgumentParser, text: str) -> int:

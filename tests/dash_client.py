@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from dash import Dash
@@ -38,10 +39,34 @@ class DashClient:
             "changedPropIds": changed if changed is not None else [f"{i['id']}.{i['property']}" for i in inputs[:1]],
         }
 
-    def call(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None):
-        """POST one call; returns the Flask response."""
+    def call(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None, timeout_s: float = 120.0):
+        """POST one call; returns the Flask response (for a background callback: the final one)."""
         body = self.payload(first_output, values, changed)
-        return self.client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
+        return self.post(json.dumps(body), timeout_s)
+
+    def post(self, data: str | bytes, timeout_s: float = 120.0, query: str = ""):
+        """POST a raw body; a background job's handle is polled, as the browser does, until it ends."""
+        r = self.client.post(f"/_dash-update-component{query}", data=data, content_type="application/json")
+        handle = _job_handle(r)
+        if handle is None:
+            return r
+        self.polls = 0
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.polls += 1
+            r = self.client.post("/_dash-update-component", query_string=handle, data=data, content_type="application/json")
+            if r.status_code != 200 or "response" in (r.get_json(silent=True) or {}):
+                return r
+        raise TimeoutError(f"background job {handle['job']} did not finish in {timeout_s} s")
+
+    def start(self, first_output: str, values: dict[str, Any]) -> dict[str, str]:
+        """Start a background callback and return its handle (``cacheKey``, ``job``) without waiting."""
+        body = json.dumps(self.payload(first_output, values))
+        r = self.client.post("/_dash-update-component", data=body, content_type="application/json")
+        handle = _job_handle(r)
+        assert handle is not None, (r.status_code, r.data[:300])
+        return handle
 
     def outputs(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None) -> dict[str, Any]:
         """Call and return ``{"id.prop": value}`` for the outputs that were updated (empty on 204)."""
@@ -51,6 +76,16 @@ class DashClient:
             return {}
         data = r.get_json()["response"]
         return {f"{cid}.{prop}": v for cid, props in data.items() for prop, v in props.items()}
+
+
+def _job_handle(r) -> dict[str, str] | None:
+    """The (cacheKey, job) query of a background callback's first answer, else ``None``."""
+    if r.status_code != 200:
+        return None
+    body = r.get_json(silent=True)
+    if isinstance(body, dict) and "cacheKey" in body and "job" in body:
+        return {"cacheKey": body["cacheKey"], "job": body["job"]}
+    return None
 
 
 def decode(value: Any):

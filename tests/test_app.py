@@ -20,6 +20,8 @@ def test_defaults_env_and_flags():
     assert (s.port, s.host, s.device, s.debug, s.warm, s.models_dir, s.data_root) == (9000, "0.0.0.0", "cpu", True, False, "/m", "/d")
     assert parse_settings(["--port", "8123", "--host", "127.0.0.2"], env).port == 8123
     assert Settings().debug is False
+    assert parse_settings([], {"REDIS_URL": "redis://127.0.0.1:6379/0"}).redis_url == "redis://127.0.0.1:6379/0"
+    assert parse_settings([], {"REDIS_URL": ""}).redis_url is None
 
 
 @pytest.mark.parametrize(("argv", "env", "message"), [
@@ -27,6 +29,7 @@ def test_defaults_env_and_flags():
     ([], {"REPGEOM_PORT": "http"}, "REPGEOM_PORT: port must be a whole number"),
     ([], {"REPGEOM_RESPONSE_CACHE_BYTES": "-5"}, "REPGEOM_RESPONSE_CACHE_BYTES must be a whole number"),
     (["--bogus"], {}, "unrecognized arguments: --bogus"),
+    ([], {"REDIS_URL": "http://x"}, "REDIS_URL must start with redis://, rediss:// or unix://"),
 ])
 def test_bad_settings_are_one_line_errors(argv, env, message, capsys):
     with pytest.raises(SystemExit) as exc_info:

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ from .nets import ARCHITECTURES, build_net, count_parameters
 
 __all__ = [
     "MANIFEST",
+    "MIN_TORCH",
     "LoadedModel",
     "ModelEntry",
+    "check_runtime",
     "default_models_dir",
     "load_all",
     "load_checkpoint",
@@ -45,6 +48,8 @@ MANIFEST = "manifest.json"
 _ENV_MODELS_DIR = "REPGEOM_MODELS_DIR"
 #: Environment switches with which torch would load full pickles; we refuse to run under them.
 _UNSAFE_ENV = ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",)
+#: Oldest torch whose ``weights_only`` unpickler we trust (major, minor).
+MIN_TORCH = (2, 10)
 
 
 @dataclass(frozen=True)
@@ -98,12 +103,35 @@ def default_models_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
 
 
-def unsafe_loading_forced() -> str | None:
-    """The name of an environment variable that forces unsafe torch loading, if one is set."""
+def unsafe_loading_forced(env: Mapping[str, str] | None = None) -> str | None:
+    """The name of a variable in ``env`` (default ``os.environ``) that forces unsafe torch loading, if set."""
+    env = os.environ if env is None else env
     for name in _UNSAFE_ENV:
-        if os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off"):
+        if env.get(name, "").strip().lower() not in ("", "0", "false", "no", "off"):
             return name
     return None
+
+
+def check_runtime(torch_version: str | None = None, env: Mapping[str, str] | None = None) -> None:
+    """Refuse to serve where checkpoints could not be loaded safely.
+
+    Args:
+        torch_version: the version to check (default: the installed ``torch.__version__``).
+        env: environment variables to check (default: ``os.environ``).
+
+    Raises:
+        RepgeomError: torch older than :data:`MIN_TORCH` (or an unreadable version), or an
+            environment variable that forces unsafe pickle loading.
+    """
+    version = str(torch.__version__ if torch_version is None else torch_version)
+    match = re.match(r"\s*(\d+)\.(\d+)", version)
+    found = (int(match[1]), int(match[2])) if match else (0, 0)
+    if found < MIN_TORCH:
+        need = ".".join(map(str, MIN_TORCH))
+        raise RepgeomError(f"repgeom needs torch >= {need} for safe checkpoint loading, found {version[:40]}")
+    forced = unsafe_loading_forced(env)
+    if forced:
+        raise RepgeomError(f"refusing to start while {forced} is set (it forces unsafe pickle loading); unset it")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -101,7 +101,7 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         raw = dict(zip(names, values))
         try:
             if trigger == ID.MODEL:
-                model = engine.check_model(raw["model"])
+                model = engine.check_model(raw["model"] if isinstance(raw["model"], str) else type(raw["model"]).__name__)
                 raw["nodes"] = list(default_nodes(engine, model))
             elif trigger == ID.FF_VS_REC:
                 raw.update(path_models=["feedforward", "recurrent"], tab="paths")
@@ -124,16 +124,41 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         grid, slider = views.rdm_views(engine, view, _selection(selection))
         return grid, slider, ""
 
+    @app.callback(Output(ID.EMBED_REQUEST, "data"), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")])
+    def embedding_request(data: Any, selection: Any) -> Any:
+        """Start the embeddings job only when its tab shows (a cheap gate in front of a process)."""
+        if not isinstance(data, Mapping) or data.get("tab") != "embeddings":
+            return no_update
+        try:  # only a valid view starts a process; the sync callback reports bad controls
+            view = _view(engine, data)
+        except RepgeomError:
+            return no_update
+        return {"view": view.controls(), "selection": _selection(selection)}
+
     @app.callback(
         [Output(ID.EMBED_GRID, "figure"), Output(ID.EMBED_ANIM, "figure"), Output(ID.EMBED_MESSAGE, "children")],
-        [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")],
+        Input(ID.EMBED_REQUEST, "data"),
+        background=True,
+        progress=[Output(ID.EMBED_PROGRESS, "value"), Output(ID.EMBED_PROGRESS, "max"), Output(ID.EMBED_PROGRESS_TEXT, "children")],
+        progress_default=["0", "1", ""],
+        running=[(Output(ID.EMBED_BUSY, "style"), {"display": "flex"}, {"display": "none"})],
+        cancel=[Input(ID.EMBED_CANCEL, "n_clicks")],
+        interval=250,
+        prevent_initial_call=True,
     )
     @_guarded(3, 2)
-    def embedding_figures(data: Any, selection: Any) -> tuple:
-        view = _view(engine, data)
+    def embedding_figures(set_progress: Callable[[tuple[str, str, str]], None], request: Any) -> tuple:
+        """A background job: t-SNE of many stimuli can take a while; the page shows progress and Cancel."""
+        if not isinstance(request, Mapping):
+            return no_update, no_update, no_update
+        view = _view(engine, request.get("view"))
         if view is None or view.tab != "embeddings":
             return no_update, no_update, no_update
-        grid, anim = views.embedding_views(engine, view, _selection(selection))
+
+        def progress(done: int, total: int, what: str) -> None:
+            set_progress((str(done), str(total), f"{done}/{total} · {what}" if done < total else what))
+
+        grid, anim = views.embedding_views(engine, view, _selection(request.get("selection")), progress)
         return grid, anim, ""
 
     @app.callback([Output(ID.PATH_GRAPH, "figure"), Output(ID.PATH_MESSAGE, "children")], Input(ID.VIEW, "data"))
@@ -276,7 +301,7 @@ def _first_point(event: Any) -> dict[str, Any] | None:
 
 def _index(value: Any, upper: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer() or not 0 <= value < upper:
-        raise ValueError(f"not an index below {upper}: {value!r:.40}")
+        raise ValueError(f"not an index below {upper}")
     return int(value)
 
 

@@ -52,6 +52,20 @@ def _message(message_id: str) -> html.Div:
     return html.Div(id=message_id, className="message", role="status", **{"aria-live": "polite"})
 
 
+def _progress() -> html.Div:
+    """Progress and cancel for the embeddings, shown only while their background job runs."""
+    return html.Div(
+        id=ID.EMBED_BUSY,
+        className="job-progress",
+        style={"display": "none"},
+        children=[
+            html.Progress(id=ID.EMBED_PROGRESS, value="0", max="1"),
+            html.Span(id=ID.EMBED_PROGRESS_TEXT, className="job-progress-text", role="status", **{"aria-live": "polite"}),
+            html.Button("Cancel", id=ID.EMBED_CANCEL, className="cancel-button", n_clicks=0),
+        ],
+    )
+
+
 def _sidebar(engine: Engine, view: View) -> html.Aside:
     models = [{"label": m, "value": m} for m in engine.model_ids]
     limit = engine.max_per_class
@@ -100,7 +114,7 @@ def _tabs(view: View) -> dcc.Tabs:
         className="tabs",
         children=[
             dcc.Tab(label="RDMs", value="rdms", children=[_message(ID.RDM_MESSAGE), _graph(ID.RDM_GRID, 380), _graph(ID.RDM_SLIDER, 640)]),
-            dcc.Tab(label="Embeddings", value="embeddings", children=[_message(ID.EMBED_MESSAGE), _graph(ID.EMBED_GRID, 600), _graph(ID.EMBED_ANIM, 620)]),
+            dcc.Tab(label="Embeddings", value="embeddings", children=[_message(ID.EMBED_MESSAGE), _progress(), _graph(ID.EMBED_GRID, 600), _graph(ID.EMBED_ANIM, 620)]),
             dcc.Tab(label="Representational paths", value="paths", children=[_message(ID.PATH_MESSAGE), _graph(ID.PATH_GRAPH, 620)]),
             dcc.Tab(label="Models", value="models", children=[_message(ID.MODELS_MESSAGE), html.Div(id=ID.MODELS_TABLE), _graph(ID.METRICS_GRAPH, 560)]),
         ],
@@ -116,6 +130,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
             dcc.Location(id=ID.URL, refresh=False),
             dcc.Store(id=ID.SELECTION, data=[]),
             dcc.Store(id=ID.VIEW, data=None),
+            dcc.Store(id=ID.EMBED_REQUEST, data=None),
             html.Header(
                 className="header",
                 children=[

@@ -52,8 +52,17 @@ def _as_list(value: Any, what: str) -> list[Any]:
     return list(value)
 
 
+def _shown(value: Any) -> str:
+    """A short description of an untrusted value for a message (never the repr of a huge one)."""
+    if isinstance(value, str):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    if isinstance(value, (list, tuple, dict)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return repr(value)[:40]
+
+
 def _hashable(value: Any) -> Any:
-    return value if isinstance(value, (str, int, float, type(None))) else repr(value)[:40]
+    return value if isinstance(value, (str, int, float, type(None))) else _shown(value)
 
 
 def _int_in(what: str, value: Any, lo: int, hi: int) -> int:
@@ -61,11 +70,11 @@ def _int_in(what: str, value: Any, lo: int, hi: int) -> int:
         try:
             value = int(value.strip())
         except ValueError:
-            raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}") from None
+            raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {_shown(value)}") from None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {value!r:.40}")
+        raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {_shown(value)}")
     return value
 
 
@@ -73,9 +82,9 @@ def _float_in(what: str, value: Any, lo: float, hi: float) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {value!r:.40}") from None
+        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {_shown(value)}") from None
     if isinstance(value, bool) or not math.isfinite(v) or not lo <= v <= hi:
-        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {value!r:.40}")
+        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {_shown(value)}")
     return v
 
 
@@ -127,11 +136,11 @@ class View:
         """
         base = cls.default(engine)
         get = {f.name: raw.get(f.name, getattr(base, f.name)) for f in fields(cls)}
-        model = engine.check_model(get["model"])
+        model = engine.check_model(_hashable(get["model"]))
         node_list = _as_list(get["nodes"], "nodes")
         if not node_list:
             raise RepgeomError(f"choose at least one node of {model}")
-        nodes = tuple(engine.select_nodes(model, [n if isinstance(n, str) else repr(n)[:40] for n in node_list]))
+        nodes = tuple(engine.select_nodes(model, [n if isinstance(n, str) else _shown(n) for n in node_list]))
         path_models = _as_list(get["path_models"], "path models")
         if not path_models:
             raise RepgeomError(f"choose at least one model for the path; allowed: {', '.join(engine.model_ids)}")
@@ -150,7 +159,7 @@ class View:
             n_embed=_int_in("images per class (embeddings and paths)", get["n_embed"], 1, limit),
             condition=_one_of("condition", get["condition"], CONDITIONS),
             epsilon=_float_in("epsilon", get["epsilon"], 0.0, 1.0),
-            attack_model=engine.check_model(get["attack_model"]),
+            attack_model=engine.check_model(_hashable(get["attack_model"])),
             rdm_method=_one_of("RDM method", get["rdm_method"], RDM_METHODS),
             normalise=_one_of("colour normalisation", get["normalise"], NORMALISE),
             colorscale=_one_of("colour scale", get["colorscale"], COLORSCALES),

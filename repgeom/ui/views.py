@@ -6,7 +6,7 @@ stay a few lines and these can be tested without a server.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from ..core.errors import RepgeomError
 from ..core.rdm import bin_edges
 from ..figures import embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_slider
+from ..figures.embedding import METHOD_NAMES
 from ..figures.images import digit_data_uri
 from ..pipeline import Engine
 from .state import View
@@ -88,13 +89,32 @@ def rdm_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.
     )
 
 
-def embedding_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.Figure, go.Figure]:
-    """The methods × nodes grid and the animation of one method through the nodes."""
+def embedding_views(
+    engine: Engine, view: View, selection: Sequence[int], progress: Callable[[int, int, str], None] | None = None
+) -> tuple[go.Figure, go.Figure]:
+    """The methods × nodes grid and the animation of one method through the nodes.
+
+    Args:
+        engine: the engine.
+        view: a validated view.
+        selection: MNIST test indices to highlight.
+        progress: called as ``progress(done, total, what)`` before each embedding is computed.
+    """
     spec = view.spec(engine, view.n_embed)
     stim = engine.stimuli(spec)
     rows = selection_rows(stim.indices, selection)
-    grid = [engine.embeddings(view.model, list(view.nodes), spec, m, perplexity=view.perplexity) for m in view.embed_methods]
-    frames = engine.embeddings(view.model, list(view.nodes), spec, view.anim_method, perplexity=view.perplexity, align=True)
+    nodes = list(view.nodes)
+    methods = list(dict.fromkeys([*view.embed_methods, view.anim_method]))
+    engine.prefetch_features(view.model, nodes, spec)
+    steps = [(m, n) for m in methods for n in nodes]
+    for done, (method, node) in enumerate(steps):
+        if progress is not None:
+            progress(done, len(steps), f"{METHOD_NAMES[method]} of {node}")
+        engine.embedding(view.model, node, spec, method, perplexity=view.perplexity)
+    grid = [engine.embeddings(view.model, nodes, spec, m, perplexity=view.perplexity) for m in view.embed_methods]
+    frames = engine.embeddings(view.model, nodes, spec, view.anim_method, perplexity=view.perplexity, align=True)
+    if progress is not None:
+        progress(len(steps), len(steps), "drawing")
     return embedding_grid(grid, stim.indices, rows), embedding_animation(frames, stim.indices, rows)
 
 

@@ -132,3 +132,20 @@ def test_out_of_range_input_shows_a_message(live_server: Callable[[Dash], str], 
     page.wait_for_dash_idle(TIMEOUT)
     expect(page.page.locator("#global-message")).to_contain_text("unknown model 'alexnet'", timeout=TIMEOUT)
     expect(page.page.locator("#rdm-grid .js-plotly-plot .gtitle")).to_contain_text("RDMs of", timeout=TIMEOUT)
+
+
+def test_long_embeddings_show_progress_and_can_be_cancelled(live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    # 1,000 stimuli × 5 nodes × PCA, MDS, t-SNE: long enough to watch and to cancel
+    page.page.goto(live_server(dashboard) + "?tab=embeddings&n_embed=100")  # not idle until the job ends
+    page.page.wait_for_selector("#react-entry-point > *", timeout=TIMEOUT)
+    busy = page.page.locator("#embed-busy")
+    expect(busy).to_be_visible(timeout=TIMEOUT)
+    expect(page.page.locator("#embed-progress-text")).to_contain_text("/15 · ", timeout=TIMEOUT)
+    page.page.screenshot(path=screenshot_dir / "embeddings-progress.png", full_page=True)
+    page.page.get_by_role("button", name="Cancel").click()
+    expect(busy).to_be_hidden(timeout=10_000)
+    page.page.wait_for_timeout(2_000)
+    expect(page.page.locator("#embed-grid .gtitle")).to_have_count(0)  # the cancelled job never drew
+    page.assert_no_errors()

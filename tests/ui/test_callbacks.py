@@ -24,8 +24,13 @@ def test_callback_graph(app):
     inputs = {f"{i['id']}.{i['property']}" for i in sync["inputs"]}
     assert {f"{cid}.value" for cid in CONTROL_IDS.values()} <= inputs and "url.search" in inputs
     for key, spec in app.callback_map.items():
-        if key.startswith(("..rdm-grid.figure", "..embed-grid.figure", "..path-graph.figure", "..models-table.children")):
+        if key.startswith(("..rdm-grid.figure", "..path-graph.figure", "..models-table.children", "embed-request.data")):
             assert {"id": ID.VIEW, "property": "data"} in spec["inputs"]
+    # the embeddings are a background job with progress and cancel, started only through the gate
+    embed = app.callback_map[next(k for k in app.callback_map if k.startswith("..embed-grid.figure"))]
+    assert embed["inputs"] == [{"id": ID.EMBED_REQUEST, "property": "data"}]
+    assert embed["background"]["cancel"] == [{"id": ID.EMBED_CANCEL, "property": "n_clicks"}]
+    assert [p.component_id for p in embed["background"]["progress"]] == [ID.EMBED_PROGRESS] * 2 + [ID.EMBED_PROGRESS_TEXT]
 
 
 def test_page_and_health(app):
@@ -84,7 +89,8 @@ def test_rdm_figures_for_the_default_view(dash, engine):
 
 
 def test_inactive_tab_is_not_computed(dash, engine):
-    assert dash.outputs("embed-grid.figure", {"view.data": _view(engine), "selection.data": []}) == {}
+    assert dash.outputs("embed-request.data", {"view.data": _view(engine), "selection.data": []}) == {}
+    assert dash.outputs("embed-grid.figure", {"embed-request.data": {"view": _view(engine), "selection": []}}) == {}
 
 
 def test_path_figure(dash, engine):
@@ -96,7 +102,11 @@ def test_path_figure(dash, engine):
 
 
 def test_embeddings_and_models_tab(dash, engine):
-    out = dash.outputs("embed-grid.figure", {"view.data": _view(engine, tab="embeddings", n_embed=3, embed_methods=["pca", "mds"], nodes=["conv2", "conv2_4"]), "selection.data": []})
+    view = _view(engine, tab="embeddings", n_embed=3, embed_methods=["pca", "mds"], nodes=["conv2", "conv2_4"])
+    request = dash.outputs("embed-request.data", {"view.data": view, "selection.data": [7]})["embed-request.data"]
+    assert request == {"view": view, "selection": [7]}
+    out = dash.outputs("embed-grid.figure", {"embed-request.data": request})
+    assert dash.polls >= 1, "the embeddings ran as a background job and were polled for"
     assert len([t for t in out["embed-grid.figure"]["data"] if t["name"] == "0"]) == 4
     assert len(out["embed-anim.figure"]["frames"]) == 2
     out = dash.outputs("models-table.children", {"view.data": _view(engine, tab="models", n_rdm=3)})
@@ -201,25 +211,29 @@ def test_cache_folder_is_shared_between_app_instances(engine, tmp_path):
 
     body = {"view.data": _view(engine, n_rdm=2), "selection.data": []}
     first = DashClient(create_app(Settings(warm=False, cache_dir=str(tmp_path)), engine=engine)).call("rdm-grid.figure", body)
-    files = list(tmp_path.glob("*.json"))
+    assert first.headers["X-Repgeom-Cache"] == "miss"
+    files = list(tmp_path.glob("responses-*/*.bin"))
     assert len(files) == 1 and files[0].read_bytes() == first.data
     # a second worker (another app) replays the file: plant a marker to prove it was read
-    files[0].write_bytes(first.data.replace(b'"rdm-message"', b'"rdm-message"', 1) + b" ")
+    files[0].write_bytes(first.data + b" ")
     second = DashClient(create_app(Settings(warm=False, cache_dir=str(tmp_path)), engine=engine)).call("rdm-grid.figure", body)
-    assert second.data == first.data + b" "
+    assert second.data == first.data + b" " and second.headers["X-Repgeom-Cache"] == "shared"
 
 
-def test_response_cache_folder_is_bounded(tmp_path):
+def test_shared_cache_folder_is_bounded(tmp_path):
     import time
 
+    from repgeom.shared_cache import FolderStore
     from repgeom.ui.response_cache import ResponseCache
 
-    cache = ResponseCache(1 << 20, tmp_path, max_disk_bytes=3000)
+    store = FolderStore(tmp_path, max_bytes=3000)
+    cache = ResponseCache(1 << 20, store)
     for i in range(10):
         cache.put(bytes([i]) * 32, b"x" * 1000)
         time.sleep(0.01)  # distinct modification times
-    sizes = sum(f.stat().st_size for f in tmp_path.glob("*.json"))
-    assert sizes <= 3000 and cache._path(bytes([9]) * 32).exists() and not cache._path(bytes([0]) * 32).exists()
+    sizes = sum(f.stat().st_size for f in tmp_path.glob("*.bin"))
+    assert sizes <= 3000 and store.get((bytes([9]) * 32).hex()) is not None and store.get((bytes([0]) * 32).hex()) is None
+    assert not list(tmp_path.glob(".*.part")), "no half-written files are left behind"
 
 
 def test_figure_downloads_switch_between_png_and_svg(dash):

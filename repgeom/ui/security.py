@@ -1,0 +1,247 @@
+"""Production hardening of the dashboard's Flask server.
+
+Design notes:
+    Everything here is installed by one call, :func:`install_security`, at the end of
+    :func:`repgeom.ui.factory.create_app` (after every callback and route exists).
+
+    * *Request guard first.* One ``before_request`` hook is put right after Dash's
+      set-up hook (which completes the callback map on a worker's first request and
+      reads no body) and ahead of every other hook, the response cache's
+      (:mod:`repgeom.ui.response_cache`) included, which reads the whole body. The guard
+      answers 404 to any path outside an allow-list, 413 to a body over
+      ``settings.max_body_bytes`` (Flask's ``MAX_CONTENT_LENGTH``: a declared
+      ``Content-Length`` is refused before anything is read; a chunked body, which
+      Werkzeug silently cuts off at the limit, is refused when it reaches the limit),
+      and 400 to a callback request that is not a Dash envelope (not a JSON object,
+      nested too deeply to parse, an unknown callback, outputs other than the
+      callback's, the wrong number of inputs or states: Dash itself would answer
+      those with a 500). Only then does anything else read the body; a refusal
+      raised while reading stays an HTTP error, never a 500.
+    * *Allow-list, not deny-list.* Dash registers a catch-all ``<path:path>`` that
+      answers every GET with the page (for multi-page apps) and Flask a ``/static``
+      folder; this app is one page. Allowed are Dash's own routes under
+      ``app.config.routes_pathname_prefix`` (the index, ``_dash-layout``,
+      ``_dash-dependencies``, ``_dash-update-component``, ``_reload-hash``,
+      ``_favicon.ico``, ``_dash-component-suites/...``, ``assets/...``), Dash's health
+      endpoint when configured, and the app's ``/healthz``. Anything else, ``/console``
+      included, is 404, and so is any path with a ``..`` segment or one that only the
+      catch-all would answer (a GET of the callback path).
+    * *Errors say little.* Unless ``settings.debug``, Flask's debug flag is forced off
+      (``FLASK_DEBUG`` cannot turn it on), exceptions do not propagate to the WSGI
+      server, and an unexpected exception becomes a one-line generic 500 (the traceback
+      goes to the log). HTTP errors (404, 405, 413, ...) are one line of text too.
+      With ``settings.debug`` the generic handler is left out, so Dash's dev tools show
+      the traceback to the developer.
+    * *Headers on every response*, assets and replayed answers included: a
+      Content-Security-Policy whose ``script-src`` is ``'self'`` plus the SHA-256 of
+      each inline script Dash writes into the page (``app.csp_hashes()``: the renderer
+      start-up line and any clientside callbacks; the ``_dash-config`` block is JSON,
+      not a script), ``'unsafe-eval'`` (Plotly's WebGL traces, which the embedding
+      figures use above 2000 points per panel, compile their drawing code with
+      ``new Function``: ``tests/browser/test_csp.py`` shows a WebGL scatter blocked and
+      undrawn without it), inline styles (Plotly writes ``<style>`` elements),
+      ``data:``/``blob:`` images (digit thumbnails, PNG export), no framing, no
+      plugins, no ``<base>``; plus ``X-Frame-Options: DENY``,
+      ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``.
+      Scripts and styles are served by the app itself (``serve_locally=True``), so
+      ``'self'`` is enough and no CDN is ever contacted. The ``Server`` header is the
+      WSGI server's (gunicorn sends no version).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dash import Dash, Output
+from flask import Response, abort, request
+from werkzeug.exceptions import HTTPException
+
+from ..settings import Settings
+
+__all__ = ["GENERIC_ERROR", "SECURITY_HEADERS", "allowed_paths", "content_security_policy", "install_security"]
+
+log = logging.getLogger(__name__)
+
+#: The whole body of an unexpected server error.
+GENERIC_ERROR = "internal server error; the server log has the details"
+#: Headers set on every response besides the Content-Security-Policy.
+SECURITY_HEADERS: Mapping[str, str] = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# Dash's fixed routes, relative to routes_pathname_prefix ("" is the page itself).
+_DASH_ROUTES = ("", "_dash-layout", "_dash-dependencies", "_dash-update-component", "_reload-hash", "_favicon.ico")
+_DASH_FOLDERS = ("_dash-component-suites/",)
+_APP_ROUTES = ("/healthz",)
+_CALLBACK = "_dash-update-component"
+
+
+def content_security_policy(script_hashes: Sequence[str], unsafe_eval: bool = True) -> str:
+    """The Content-Security-Policy header value.
+
+    Args:
+        script_hashes: CSP source expressions for the page's inline scripts, such as
+            ``"'sha256-...'"`` (what :meth:`dash.Dash.csp_hashes` returns).
+        unsafe_eval: allow ``new Function`` (Plotly's WebGL traces need it).
+
+    Returns:
+        The policy, directives separated by ``"; "``.
+    """
+    script = ["'self'", *script_hashes] + (["'unsafe-eval'"] if unsafe_eval else [])
+    directives = {
+        "default-src": ["'self'"],
+        "script-src": script,
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+    return "; ".join(f"{k} {' '.join(v)}" for k, v in directives.items())
+
+
+def allowed_paths(app: Dash) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The paths the server answers: exact paths and folder prefixes.
+
+    Args:
+        app: the Dash app (its ``routes_pathname_prefix``, ``assets_url_path`` and
+            health endpoint decide the paths).
+
+    Returns:
+        ``(exact, prefixes)``: a request path is allowed when it is in ``exact`` or
+        starts with one of ``prefixes``.
+    """
+    prefix = app.config.routes_pathname_prefix or "/"
+    exact = {prefix + name for name in _DASH_ROUTES} | set(_APP_ROUTES)
+    health = app.config.get("health_endpoint")
+    if health:
+        exact.add(prefix + str(health).lstrip("/"))
+    assets = prefix + str(app.config.assets_url_path).strip("/") + "/"
+    return frozenset(exact), (*(prefix + f for f in _DASH_FOLDERS), assets)
+
+
+def _text(message: str, status: int) -> Response:
+    return Response(message + "\n", status=status, mimetype="text/plain")
+
+
+def _envelope_error(body: Any, callback_map: Mapping[str, Any]) -> str | None:
+    """Why ``body`` is not a Dash callback request for one of ``callback_map``'s callbacks, or ``None``."""
+    if not isinstance(body, dict):
+        return "a callback request must be a JSON object"
+    output = body.get("output")
+    if not isinstance(output, str) or output not in callback_map:
+        return "unknown callback output"
+    spec = callback_map[output]
+    if not _outputs_match(spec.get("output"), body.get("outputs")):
+        return f"the outputs do not match the callback {output[:80]}"
+    for key in ("inputs", "state"):
+        items = body.get(key, [])
+        if not isinstance(items, list) or len(items) != len(spec.get(key, [])):
+            return f"a callback request for {output[:80]} needs {len(spec.get(key, []))} {key}"
+        for item in items:
+            group = item if isinstance(item, list) else [item]
+            if not all(isinstance(i, dict) and "id" in i and isinstance(i.get("property"), str) for i in group):
+                return f"each of the {key} must be an object with an id and a property"
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        return "changedPropIds must be a list of strings"
+    return None
+
+
+def _outputs_match(expected: Any, given: Any) -> bool:
+    """Whether a request's ``outputs`` name the callback's outputs (Dash's own check, which raises a 500)."""
+    if not isinstance(expected, (list, tuple)):
+        expected, given = [expected], [given]
+    elif not isinstance(given, list) or len(given) != len(expected):
+        return False
+    for out, spec in zip(expected, given):
+        for item in spec if isinstance(spec, list) else [spec]:
+            if not isinstance(item, dict) or not isinstance(item.get("property"), str) or "id" not in item:
+                return False
+            try:
+                if Output(item["id"], item["property"].split("@")[0]) != out:
+                    return False
+            except Exception:  # an id Dash cannot even represent
+                return False
+    return True
+
+
+def install_security(app: Dash, settings: Settings) -> None:
+    """Harden ``app``'s Flask server for production (see the module notes).
+
+    Call once, after every callback and route is registered (the CSP hashes the inline
+    scripts that exist then).
+
+    Args:
+        app: the Dash app to harden (its ``server`` is modified in place).
+        settings: ``debug`` keeps Flask's debug mode and leaves unexpected errors to
+            Dash's dev tools; ``max_body_bytes`` bounds request bodies.
+    """
+    server = app.server
+    server.config["MAX_CONTENT_LENGTH"] = int(settings.max_body_bytes)
+    if not settings.debug:
+        server.debug = False
+        server.config["PROPAGATE_EXCEPTIONS"] = False
+    exact, prefixes = allowed_paths(app)
+    callback_path = (app.config.routes_pathname_prefix or "/") + _CALLBACK
+    catch_all = (app.config.routes_pathname_prefix or "/") + "<path:path>"
+    policy = content_security_policy(app.csp_hashes())
+
+    def guard() -> Response | None:
+        path = request.path
+        if ".." in path.split("/") or not (path in exact or path.startswith(prefixes)):
+            abort(404)
+        if request.url_rule is not None and request.url_rule.rule == catch_all:
+            abort(404)  # an allowed path with a method only the catch-all answers (GET of the callback path)
+        if request.content_length is not None and request.content_length > settings.max_body_bytes:
+            abort(413)
+        if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            # Werkzeug cuts a chunked body off at the limit without a word: a body that
+            # reaches the limit may be longer, and is refused.
+            if len(request.get_data(cache=True)) >= settings.max_body_bytes:
+                abort(413)
+        if request.method != "POST" or path != callback_path:
+            return None
+        try:
+            body = request.get_json(force=True, silent=True)
+        except RecursionError:
+            body = None
+        reason = _envelope_error(body, app.callback_map)
+        return None if reason is None else _text(f"400 Bad Request: {reason}", 400)
+
+    hooks = server.before_request_funcs.setdefault(None, [])
+    # Right after Dash's own set-up hook (it completes the callback map on the first request
+    # and reads no body), before every other hook.
+    hooks.insert(next((i + 1 for i, f in enumerate(hooks) if getattr(f, "__self__", None) is app), 0), guard)
+
+    @server.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response | HTTPException:
+        if exc.code is None:
+            return exc
+        if exc.code == 413:
+            return _text(f"413 Content Too Large: request bodies are limited to {settings.max_body_bytes} bytes", 413)
+        return _text(f"{exc.code} {exc.name}", exc.code)
+
+    if not settings.debug:
+
+        @server.errorhandler(Exception)
+        def server_error(exc: Exception) -> Response:
+            if isinstance(exc, HTTPException):
+                return http_error(exc)
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _text(GENERIC_ERROR, 500)
+
+    @server.after_request
+    def headers(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = policy
+        for name, value in SECURITY_HEADERS.items():
+            response.headers[name] = value
+        return response
