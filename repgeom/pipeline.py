@@ -45,7 +45,7 @@ import torch
 from .core.checkpoints import LoadedModel, load_all
 from .core.embedding import DEFAULT_PERPLEXITY, EMBED_METHODS, PERPLEXITY_RANGE, TRUST_SAMPLE, Embedding, align_sequence, embed, euclidean_distances
 from .core.errors import RepgeomError, choice_error
-from .core.features import extract_features, node_names, resolve_device, select_nodes
+from .core.features import NodeExtractor, resolve_device, select_nodes
 from .core.metrics import block_contrast, silhouette
 from .core.paths import RepPath, compute_path
 from .core.rdm import COMPARE_METHODS, RDM, RDM_METHODS, compute_rdm
@@ -200,7 +200,12 @@ class Engine:
         self.models: dict[str, LoadedModel] = {k: v for k, v in loaded.items()}
         for m in self.models.values():
             m.module.to(self.device)
-        self._nodes = {k: node_names(m.module) for k, m in self.models.items()}
+        if self.device.type == "cuda":  # full float32 everywhere (see features.py); set once, not per call
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        # traced once, here: tracing while serving would break forward passes in other threads
+        self._extractors = {k: NodeExtractor(m.module) for k, m in self.models.items()}
+        self._nodes = {k: e.nodes for k, e in self._extractors.items()}
         self.source: DigitSource = load_source(data_root)
         self.max_per_class = available_per_class(self.source)
         limit = cache_bytes if cache_bytes is not None else int(os.environ.get("REPGEOM_CACHE_BYTES", 2 << 30))
@@ -282,7 +287,7 @@ class Engine:
 
         def make() -> torch.Tensor:
             images = self.stimuli(spec).tensor(self.device)
-            return extract_features(self.models[model].module, images, [node])[node]
+            return self._extractors[model](images, [node])[node]
 
         return self._cache.get_or_compute(("features", model, node, spec), make)
 
@@ -292,7 +297,7 @@ class Engine:
         if len(missing) < 2:
             return
         images = self.stimuli(spec).tensor(self.device)
-        feats = extract_features(self.models[model].module, images, missing)
+        feats = self._extractors[model](images, missing)
         for n in missing:
             self._cache.get_or_compute(("features", model, n, spec), lambda n=n: feats[n])
 

@@ -112,6 +112,19 @@ def unsafe_loading_forced(env: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
+def _load_refusal(exc: Exception) -> str:
+    """What torch's weights-only loader objected to, in a few words (its message runs to paragraphs)."""
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it would import Python code: {found.group(1)[:100]}"
+    found = re.search(r"Unsupported operand \d+", text)
+    if found:
+        return f"it uses pickle instructions a weights-only load refuses: {found.group(0)}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("Weights only load failed", "Check the documentation"))]
+    return (lines[0] if lines else type(exc).__name__)[:160]
+
+
 def check_runtime(torch_version: str | None = None, env: Mapping[str, str] | None = None) -> None:
     """Refuse to serve where checkpoints could not be loaded safely.
 
@@ -197,8 +210,7 @@ def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, zip errors...
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: refused, not a plain weights-only checkpoint ({reason[:160]})") from None
+        raise CheckpointError(f"{path}: refused, not a plain weights-only checkpoint ({_load_refusal(exc)})") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: refused, expected a state dict of tensors")
     module = build_net(entry.architecture)

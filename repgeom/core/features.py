@@ -1,4 +1,15 @@
-"""Device choice, graph node names and batched feature extraction with torchvision FX."""
+"""Device choice, graph node names and batched feature extraction with torchvision FX.
+
+Design notes:
+    Tracing a model with torchvision's ``create_feature_extractor`` patches torch
+    functions for the whole process while it runs, so a forward pass in another thread
+    at that moment fails in odd ways. A server must therefore never trace while it
+    serves: :class:`NodeExtractor` traces each model once, when the engine is built,
+    into a graph that returns *every* node, and later calls only run that graph (in
+    eval mode, never switched) and keep the requested nodes. Returning every node costs
+    memory, not time (the forward pass computes them all anyway), so the batch size is
+    chosen to keep one batch's activations under a budget.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +21,10 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 from .errors import RepgeomError
 
-__all__ = ["extract_features", "node_names", "resolve_device", "select_nodes"]
+__all__ = ["NodeExtractor", "extract_features", "node_names", "resolve_device", "select_nodes"]
+
+#: Bytes of activations one forward batch may hold (every node of the model).
+BATCH_BYTES = 256 << 20
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -83,38 +97,64 @@ def select_nodes(available: Sequence[str], wanted: str | Sequence[str] | None, m
     return [n for n in available if n in chosen]
 
 
-@torch.no_grad()
-def extract_features(
-    model: nn.Module,
-    images: torch.Tensor,
-    nodes: Sequence[str],
-    batch_size: int = 500,
-) -> dict[str, torch.Tensor]:
-    """Activations of ``nodes`` for ``images``, flattened to (N, D), in eval mode.
+class NodeExtractor:
+    """A model traced once into a graph that returns every node; safe to call from many threads.
 
     Args:
-        model: the network, already on the device to compute on (its train/eval mode
-            is restored afterwards).
+        model: the network, on the device to compute on. It is put in eval mode and
+            must stay there (the engine never trains the models it serves).
+        batch_bytes: bound on one forward batch's activations.
+    """
+
+    def __init__(self, model: nn.Module, batch_bytes: int = BATCH_BYTES) -> None:
+        model.eval()
+        self.nodes = node_names(model)
+        self.graph = create_feature_extractor(model, return_nodes=self.nodes).eval()
+        self.device = next(model.parameters()).device
+        with torch.no_grad():
+            probe = self.graph(torch.zeros(1, 1, 28, 28, device=self.device))
+        per_image = sum(t.element_size() * t[0].numel() for t in probe.values())
+        self.batch_size = int(max(16, min(1000, batch_bytes // max(per_image, 1))))
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, nodes: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Activations of ``nodes`` for ``images``, flattened to (N, D).
+
+        Args:
+            images: (N, 1, 28, 28) normalised images (moved to the model's device).
+            nodes: names from :attr:`nodes`.
+
+        Returns:
+            ``{node: (N, D) float32 tensor}`` on the model's device, in the order of ``nodes``.
+
+        Raises:
+            RepgeomError: for a node the model does not have.
+        """
+        wanted = select_nodes(self.nodes, list(nodes))
+        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
+        # TF32 convolutions (cuDNN's default on Ampere and later) round activations to 10-bit
+        # mantissas: 1e-3 relative error, visible in RDMs. Geometry needs full float32.
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            for start in range(0, images.shape[0], self.batch_size):
+                out = self.graph(images[start : start + self.batch_size].to(self.device))
+                for n in wanted:
+                    chunks[n].append(out[n].reshape(out[n].shape[0], -1))
+                del out
+        return {n: torch.cat(chunks[n]) for n in nodes if n in chunks}
+
+
+def extract_features(model: nn.Module, images: torch.Tensor, nodes: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Activations of ``nodes`` for ``images``, flattened to (N, D), in eval mode.
+
+    A one-off convenience: it traces ``model`` (see the module notes; a server keeps a
+    :class:`NodeExtractor` per model instead). The model is left in eval mode.
+
+    Args:
+        model: the network, already on the device to compute on.
         images: (N, 1, 28, 28) normalised images (moved to the model's device).
         nodes: graph node names (see :func:`node_names`).
-        batch_size: images per forward pass.
 
     Returns:
         ``{node: (N, D) float32 tensor}`` on the model's device, in the order of ``nodes``.
     """
-    was_training = model.training
-    model.eval()
-    # TF32 convolutions (cuDNN's default on Ampere and later) round activations to 10-bit
-    # mantissas: 1e-3 relative error, visible in RDMs. Geometry needs full float32.
-    try:
-        device = next(model.parameters()).device
-        extractor = create_feature_extractor(model, return_nodes=list(nodes))
-        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in nodes}
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-            for start in range(0, images.shape[0], batch_size):
-                out = extractor(images[start : start + batch_size].to(device))
-                for n in nodes:
-                    chunks[n].append(out[n].reshape(out[n].shape[0], -1))
-        return {n: torch.cat(chunks[n]) for n in nodes}
-    finally:
-        model.train(was_training)
+    return NodeExtractor(model)(images, nodes)

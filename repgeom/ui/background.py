@@ -18,15 +18,27 @@ Design notes:
     Handles given to the browser are signed by Dash with a secret every process must
     share: from Redis when scaled out, else from a ``secret`` file (mode 0600) in the
     shared folder, created once by whichever process gets there first.
+
+    Results are kept (``cache_by`` the build fingerprint, for an hour): Dash would
+    otherwise delete a result on its first read, and a second browser that asked the
+    same thing at the same moment would get nothing. On one machine at most
+    :func:`default_job_slots` jobs compute at once (:class:`JobSlots`, file locks that
+    every worker's jobs share, released by the kernel if a job is killed); the others
+    wait, showing "waiting for a free slot". Scaled out, Celery's ``--concurrency`` is
+    that bound.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import tempfile
+import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +48,7 @@ from dash import CeleryManager, DiskcacheManager
 
 from ..core.errors import RepgeomError
 
-__all__ = ["Background", "default_cache_dir", "make_background", "make_celery"]
+__all__ = ["Background", "JobSlots", "default_cache_dir", "default_job_slots", "make_background", "make_celery"]
 
 #: Seconds a job's result or progress stays stored when nobody reads it.
 RESULT_TTL_S = 3600
@@ -89,8 +101,6 @@ def _shared_secret(folder: Path) -> str:
         text = path.read_text().strip()
         if len(text) == 64:
             return text
-        import time  # noqa: PLC0415
-
         time.sleep(0.01)
     raise RepgeomError(f"the secret file {path} is unreadable or corrupt; delete it and restart")
 
@@ -121,6 +131,54 @@ def make_celery(redis_url: str) -> Any:
     return app
 
 
+def default_job_slots() -> int:
+    """How many background jobs may compute at once on this machine: its usable cores."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class JobSlots:
+    """At most ``n`` holders at once across every process of the machine (one lock file per slot).
+
+    Args:
+        folder: where the lock files live (shared by the workers).
+        n: number of slots.
+    """
+
+    def __init__(self, folder: Path, n: int) -> None:
+        self.paths = [folder / f"slot-{i}.lock" for i in range(max(1, n))]
+
+    @contextlib.contextmanager
+    def hold(self, waiting: Callable[[], None] | None = None, poll_s: float = 0.1) -> Iterator[int]:
+        """Block until a slot is free and hold it for the ``with`` block; yields the slot's number.
+
+        Args:
+            waiting: called once if the caller has to wait (to tell the user).
+            poll_s: seconds between tries.
+        """
+        told = False
+        while True:
+            for i, path in enumerate(self.paths):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                try:
+                    yield i
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    os.close(fd)
+                return
+            if waiting is not None and not told:
+                waiting()
+                told = True
+            time.sleep(poll_s)
+
+
 @dataclass(frozen=True)
 class Background:
     """The background-callback manager of one app, and what it runs on.
@@ -130,12 +188,14 @@ class Background:
         kind: ``"celery"`` or ``"diskcache"``.
         celery: the Celery app (scaled out), else ``None``.
         secret: the signing secret every process shares (``None``: kept in Redis by Dash).
+        slots: the bound on concurrent jobs on this machine (``None``: Celery's concurrency).
     """
 
     manager: Any
     kind: str
     celery: Any = None
     secret: str | None = None
+    slots: JobSlots | None = None
 
 
 def make_background(redis_url: str | None, cache_dir: Path, fingerprint: str) -> Background:
@@ -149,12 +209,14 @@ def make_background(redis_url: str | None, cache_dir: Path, fingerprint: str) ->
     Returns:
         A :class:`Background`.
     """
+    keep = [lambda: fingerprint]  # results are kept, per build (see the module notes)
     if redis_url:
         celery = make_celery(redis_url)
-        return Background(CeleryManager(celery, expire=RESULT_TTL_S), "celery", celery)
+        return Background(CeleryManager(celery, cache_by=keep, expire=RESULT_TTL_S), "celery", celery)
     from diskcache import Cache  # noqa: PLC0415
 
     folder = cache_dir / f"jobs-{fingerprint[:16]}"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     cache = Cache(str(folder), disk=_json_disk(), size_limit=256 << 20)
-    return Background(DiskcacheManager(cache, expire=RESULT_TTL_S), "diskcache", secret=_shared_secret(cache_dir))
+    manager = DiskcacheManager(cache, cache_by=keep, expire=RESULT_TTL_S)
+    return Background(manager, "diskcache", secret=_shared_secret(cache_dir), slots=JobSlots(folder, default_job_slots()))

@@ -17,9 +17,10 @@ consumer parses it again: any client can post any JSON to any callback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
@@ -29,7 +30,9 @@ from ..export import ExportRequest, collect_export, export_bytes
 from ..pipeline import Engine
 from . import views
 from .ids import CONTROL_IDS, GRAPH_IDS, ID
+from .background import JobSlots
 from .layout import IMAGE_FORMATS, graph_config
+from .response_cache import do_not_replay
 from .state import MAX_LIST, View, default_nodes
 
 __all__ = ["register_callbacks"]
@@ -53,6 +56,7 @@ def _guarded(n_outputs: int, message_at: int) -> Callable[[Callable[..., tuple]]
                 text = str(exc)
             except Exception:  # a bug: keep the traceback in the log, not in the page
                 log.exception("callback %s failed", fn.__name__)
+                do_not_replay()
                 text = "Something went wrong while computing this view; the server log has the details."
             out: list[Any] = [no_update] * n_outputs
             out[message_at] = _alert(text)
@@ -77,8 +81,15 @@ def _selection(data: Any) -> list[int]:
     return [int(x) for x in data if isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 10**6][-views.MAX_SELECTION :]
 
 
-def register_callbacks(app: Dash, engine: Engine) -> None:
-    """Attach every callback to ``app``, closing over ``engine`` (no module state)."""
+def register_callbacks(app: Dash, engine: Engine, slots: JobSlots | None = None) -> None:
+    """Attach every callback to ``app``, closing over ``engine`` (no module state).
+
+    Args:
+        app: the Dash app (with a background-callback manager).
+        engine: the engine every callback computes with.
+        slots: the bound on background jobs computing at once (``None``: no bound here).
+    """
+    hold = slots.hold if slots is not None else _no_slots
     names = list(CONTROL_IDS)
     _register_image_format(app)
 
@@ -158,7 +169,8 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         def progress(done: int, total: int, what: str) -> None:
             set_progress((str(done), str(total), f"{done}/{total} · {what}" if done < total else what))
 
-        grid, anim = views.embedding_views(engine, view, _selection(request.get("selection")), progress)
+        with hold(lambda: set_progress(("0", "1", "waiting for a free slot…"))):
+            grid, anim = views.embedding_views(engine, view, _selection(request.get("selection")), progress)
         return grid, anim, ""
 
     @app.callback([Output(ID.PATH_GRAPH, "figure"), Output(ID.PATH_MESSAGE, "children")], Input(ID.VIEW, "data"))
@@ -275,6 +287,11 @@ def register_callbacks(app: Dash, engine: Engine) -> None:
         )
         payload = export_bytes(collect_export(engine, req))
         return dcc.send_bytes(payload, f"repgeom-{view.model}-{n}pc-{view.condition}.npz"), ""
+
+
+@contextlib.contextmanager
+def _no_slots(waiting: Callable[[], None] | None = None) -> Iterator[int]:
+    yield 0
 
 
 def _register_image_format(app: Dash) -> None:

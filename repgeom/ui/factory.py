@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.server.secret_key = background.secret
     app.server.extensions["repgeom.background"] = background
     app.layout = build_layout(engine, view)
-    register_callbacks(app, engine)
+    register_callbacks(app, engine, background.slots)
     if settings.response_cache_bytes > 0:
         responses = f"responses-{fingerprint[:16]}"  # shared only where asked: --cache-dir or Redis
         shared = open_store(settings.redis_url, cache_dir / responses, responses) if settings.cache_dir or settings.redis_url else None

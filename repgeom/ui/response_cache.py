@@ -27,11 +27,11 @@ import hashlib
 import threading
 from collections import OrderedDict
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 
 from ..shared_cache import SharedStore
 
-__all__ = ["CACHE_HEADER", "ResponseCache", "install_response_cache"]
+__all__ = ["CACHE_HEADER", "ResponseCache", "do_not_replay", "install_response_cache"]
 
 _ENDPOINT = "/_dash-update-component"
 #: Response header naming where an answer came from: ``miss``, ``hit`` or ``shared``.
@@ -98,6 +98,12 @@ class ResponseCache:
     def nbytes(self) -> int:
         """Bytes held in this process."""
         return self._size
+
+
+def do_not_replay() -> None:
+    """Keep the current answer out of the cache (it reports a failure that may not recur)."""
+    if has_request_context():
+        g.repgeom_response_key = None
 
 
 def _replayable() -> bool:

@@ -51,3 +51,49 @@ def test_scaled_out_mode_configures_celery_for_json_only():
     conf = bg.celery.conf
     assert bg.kind == "celery" and bg.secret is None
     assert conf.accept_content == ["json"] and conf.task_serializer == "json" and conf.result_accept_content == ["json"]
+
+
+def test_job_slots_bound_concurrent_jobs_across_processes(tmp_path):
+    import multiprocessing as mp
+
+    from repgeom.ui.background import JobSlots
+
+    slots = JobSlots(tmp_path, 2)
+    waited = []
+    with slots.hold() as a, slots.hold() as b:
+        assert {a, b} == {0, 1}
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+
+        def third() -> None:  # another process: must wait until a slot is released
+            with JobSlots(tmp_path, 2).hold(lambda: q.put("waiting"), poll_s=0.02):
+                q.put("got")
+
+        p = ctx.Process(target=third)
+        p.start()
+        assert q.get(timeout=20) == "waiting"
+        import queue
+
+        with pytest.raises(queue.Empty):
+            q.get(timeout=0.5)
+    assert q.get(timeout=20) == "got"
+    p.join(20)
+    assert p.exitcode == 0 and not waited
+
+
+def test_identical_concurrent_jobs_all_get_the_result(engine):
+    """Two browsers asking the same embeddings at once: Dash would hand the result to the first only."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from repgeom.settings import Settings
+    from repgeom.ui import create_app
+    from repgeom.ui.state import View
+    from tests.dash_client import DashClient
+
+    app = create_app(Settings(warm=False, response_cache_bytes=0), engine=engine)
+    view = View.parse(engine, {**View.default(engine).controls(), "tab": "embeddings", "n_embed": 2, "embed_methods": ["pca"], "nodes": ["conv2"]}).controls()
+    request = {"embed-request.data": {"view": view, "selection": [1, 2, 3]}}
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: DashClient(app).call("embed-grid.figure", request), range(3)))
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all("embed-grid" in a.get_json()["response"] for a in answers)

@@ -240,3 +240,21 @@ def test_figure_downloads_switch_between_png_and_svg(dash):
     out = dash.outputs("rdm-grid.config", {"image-format.value": "svg"})
     assert len(out) == 7 and all(v["toImageButtonOptions"]["format"] == "svg" for v in out.values())
     assert dash.outputs("rdm-grid.config", {"image-format.value": "exe"}) == {}
+
+
+def test_a_failed_view_is_not_replayed_from_the_cache(engine, monkeypatch):
+    from repgeom.settings import Settings
+    from repgeom.ui import create_app, views
+    from tests.dash_client import DashClient
+
+    app = create_app(Settings(warm=False, response_cache_bytes=64 << 20), engine=engine)
+    client = DashClient(app)
+    body = {"view.data": _view(engine, n_rdm=6), "selection.data": []}
+    real = views.rdm_views
+    monkeypatch.setattr(views, "rdm_views", lambda *a, **k: 1 / 0)  # a bug, once
+    failed = client.call("rdm-grid.figure", body)
+    assert failed.status_code == 200 and "Something went wrong" in failed.get_data(as_text=True)
+    assert "ZeroDivisionError" not in failed.get_data(as_text=True)
+    monkeypatch.setattr(views, "rdm_views", real)
+    again = client.call("rdm-grid.figure", body)
+    assert again.headers["X-Repgeom-Cache"] == "miss" and "Something went wrong" not in again.get_data(as_text=True)
