@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 DATA_ROOT ?= $(firstword $(wildcard ../shared/mnist) $(REPGEOM_DATA_ROOT))
 
-.PHONY: run test bench install clean
+.PHONY: run test bench loadtest install clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	mkdir -p artifacts
 	$(PY) -m repgeom bench $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --json artifacts/bench.json
+
+loadtest: $(STAMP)
+	mkdir -p artifacts
+	$(PY) -m repgeom.loadtest --users 50 --duration 300 $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --json artifacts/loadtest.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts
