@@ -26,6 +26,11 @@ Design notes:
     every worker's jobs share, released by the kernel if a job is killed); the others
     wait, showing "waiting for a free slot". Scaled out, Celery's ``--concurrency`` is
     that bound.
+
+    One race in Dash's polling is closed here (:class:`_Settled`): a poll reads the
+    result, then asks whether the job still runs; a job that writes its result and
+    exits between the two looks cancelled, and the browser stops waiting. The managers
+    below read the result once more when the job is found gone.
 """
 
 from __future__ import annotations
@@ -179,6 +184,24 @@ class JobSlots:
             time.sleep(poll_s)
 
 
+class _Settled:
+    """Mixin for a Dash manager: a job that ended just now is read again before it counts as cancelled."""
+
+    def get_result(self, key: str, job: Any) -> Any:
+        result = super().get_result(key, job)  # type: ignore[misc]
+        if result is self.UNDEFINED and job is not None and not self.job_running(job):  # type: ignore[attr-defined]
+            result = super().get_result(key, job)  # type: ignore[misc]
+        return result
+
+
+class _DiskcacheManager(_Settled, DiskcacheManager):
+    """Dash's disk-cache manager without the finished-looks-cancelled race."""
+
+
+class _CeleryManager(_Settled, CeleryManager):
+    """Dash's Celery manager without the finished-looks-cancelled race."""
+
+
 @dataclass(frozen=True)
 class Background:
     """The background-callback manager of one app, and what it runs on.
@@ -212,11 +235,11 @@ def make_background(redis_url: str | None, cache_dir: Path, fingerprint: str) ->
     keep = [lambda: fingerprint]  # results are kept, per build (see the module notes)
     if redis_url:
         celery = make_celery(redis_url)
-        return Background(CeleryManager(celery, cache_by=keep, expire=RESULT_TTL_S), "celery", celery)
+        return Background(_CeleryManager(celery, cache_by=keep, expire=RESULT_TTL_S), "celery", celery)
     from diskcache import Cache  # noqa: PLC0415
 
     folder = cache_dir / f"jobs-{fingerprint[:16]}"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     cache = Cache(str(folder), disk=_json_disk(), size_limit=256 << 20)
-    manager = DiskcacheManager(cache, cache_by=keep, expire=RESULT_TTL_S)
+    manager = _DiskcacheManager(cache, cache_by=keep, expire=RESULT_TTL_S)
     return Background(manager, "diskcache", secret=_shared_secret(cache_dir), slots=JobSlots(folder, default_job_slots()))

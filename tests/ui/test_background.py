@@ -97,3 +97,27 @@ def test_identical_concurrent_jobs_all_get_the_result(engine):
         answers = list(pool.map(lambda _: DashClient(app).call("embed-grid.figure", request), range(3)))
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert all("embed-grid" in a.get_json()["response"] for a in answers)
+
+
+def test_a_job_that_finishes_between_two_looks_is_not_taken_for_cancelled():
+    """Dash reads the result, then asks if the job runs: a job that wrote and exited in between looked cancelled."""
+    from repgeom.ui.background import _Settled
+
+    class Racing:
+        UNDEFINED = object()
+
+        def __init__(self) -> None:
+            self.stored = None
+
+        def get_result(self, key, job):
+            value, self.stored = self.stored, "figure"  # the job writes right after our first look...
+            return self.UNDEFINED if value is None else value
+
+        def job_running(self, job):  # ...and has exited by the time we ask
+            return False
+
+    class Manager(_Settled, Racing):
+        pass
+
+    assert Manager().get_result("key", 1234) == "figure"
+    assert Racing().get_result("key", 1234) is Racing.UNDEFINED, "without the mixin the result is missed"
