@@ -22,8 +22,10 @@ Design notes:
     :class:`~repgeom.shared_cache.SharedStore` (a folder or Redis), so a background job in
     another process, another worker or another machine finds what any of them computed.
     They travel as ``.npz`` bytes read back with ``allow_pickle=False``, under a key
-    that holds the model's checkpoint hash. A forked child (a background job) gets fresh
-    locks, so it never waits on a computation a thread of its parent had in flight.
+    that holds the model's checkpoint hash. A forked child (a background job, a Celery
+    prefork worker) gets fresh locks, so it never waits on a computation a thread of its
+    parent had in flight, and one torch thread, since torch's OpenMP pool does not
+    survive a fork (more threads hang the child's first convolution).
 """
 
 from __future__ import annotations
@@ -150,6 +152,9 @@ def _reset_in_child(cache: _LRU) -> Callable[[], None]:
     ref = weakref.ref(cache)
 
     def reset() -> None:
+        # torch's OpenMP thread pool does not survive a fork: a child that uses more than
+        # one intra-op thread after its parent did hangs in its first convolution.
+        torch.set_num_threads(1)
         alive = ref()
         if alive is not None:
             alive.reset_locks()

@@ -120,3 +120,25 @@ def _wait_child(pid: int, timeout_s: float) -> int:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     return -1
+
+
+def test_a_forked_child_computes_after_its_parent_used_several_threads(engine):
+    """torch's OpenMP pool does not survive a fork: without the engine's fork hook this child hangs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        spec = engine.spec(2)
+        engine.prefetch_features("feedforward", ["conv1", "conv2"], spec)  # the parent's pool is busy
+        pid = os.fork()
+        if pid == 0:
+            try:
+                images = engine.stimuli(spec).tensor(engine.device)
+                out = engine._extractors["feedforward"](images, ["conv2"])
+                os._exit(0 if out["conv2"].shape[0] == 20 else 1)
+            except BaseException:
+                os._exit(3)
+        assert _wait_child(pid, 30) == 0, "the child hung or failed"
+    finally:
+        torch.set_num_threads(before)

@@ -27,6 +27,11 @@ Design notes:
     wait, showing "waiting for a free slot". Scaled out, Celery's ``--concurrency`` is
     that bound.
 
+    A job forked from a server worker inherits its listening socket; an orphaned job
+    (its worker stopped or restarted) would keep the port open and block the next
+    server from binding it. Every forked child therefore closes the listening sockets
+    it inherited (:func:`_close_listening_sockets`, registered once per process).
+
     One race in Dash's polling is closed here (:class:`_Settled`): a poll reads the
     result, then asks whether the job still runs; a job that writes its result and
     exits between the two looks cancelled, and the browser stops waiting. The managers
@@ -37,9 +42,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import secrets
+import socket
 import tempfile
 import time
 import zlib
@@ -134,6 +141,33 @@ def make_celery(redis_url: str) -> Any:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def _close_listening_sockets() -> None:
+    """Close every listening socket this (freshly forked) process inherited."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: nothing to do that is portable
+        return
+    for fd in fds:
+        try:
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue  # not a socket (or already closed)
+        try:
+            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        except OSError:
+            listening = False
+        finally:
+            sock.close()  # closes only the duplicate
+        if listening:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@functools.cache
+def _register_fork_hook() -> None:
+    os.register_at_fork(after_in_child=_close_listening_sockets)
 
 
 def default_job_slots() -> int:
@@ -238,6 +272,7 @@ def make_background(redis_url: str | None, cache_dir: Path, fingerprint: str) ->
         return Background(_CeleryManager(celery, cache_by=keep, expire=RESULT_TTL_S), "celery", celery)
     from diskcache import Cache  # noqa: PLC0415
 
+    _register_fork_hook()
     folder = cache_dir / f"jobs-{fingerprint[:16]}"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     cache = Cache(str(folder), disk=_json_disk(), size_limit=256 << 20)
