@@ -151,9 +151,14 @@ def _close_listening_sockets() -> None:
         return
     for fd in fds:
         try:
-            sock = socket.socket(fileno=os.dup(fd))
+            dup = os.dup(fd)
         except OSError:
-            continue  # not a socket (or already closed)
+            continue  # already closed (the listing's own descriptor)
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            continue  # not a socket
         try:
             listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
         except OSError:

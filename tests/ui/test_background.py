@@ -121,3 +121,30 @@ def test_a_job_that_finishes_between_two_looks_is_not_taken_for_cancelled():
 
     assert Manager().get_result("key", 1234) == "figure"
     assert Racing().get_result("key", 1234) is Racing.UNDEFINED, "without the mixin the result is missed"
+
+
+def test_forked_jobs_do_not_keep_the_servers_port_open():
+    import socket
+
+    from repgeom.ui.background import _register_fork_hook
+
+    _register_fork_hook()
+    listener, other = socket.socket(), socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        pid = os.fork()
+        if pid == 0:  # a job: the listening socket is gone, an ordinary one is not
+            try:
+                os.fstat(listener.fileno())
+                os._exit(1)
+            except OSError:
+                pass
+            os.fstat(other.fileno())
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        os.fstat(listener.fileno())  # the parent's is untouched
+    finally:
+        listener.close()
+        other.close()
