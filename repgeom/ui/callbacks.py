@@ -166,10 +166,16 @@ def register_callbacks(app: Dash, engine: Engine, slots: JobSlots | None = None)
         if view is None or view.tab != "embeddings":
             return no_update, no_update, no_update
 
-        def progress(done: int, total: int, what: str) -> None:
-            set_progress((str(done), str(total), f"{done}/{total} · {what}" if done < total else what))
+        def tell(value: tuple[str, str, str]) -> None:
+            try:  # progress is a courtesy: a busy job store must not fail the job itself
+                set_progress(value)
+            except Exception as exc:  # noqa: BLE001 - diskcache.Timeout, redis errors...
+                log.warning("progress not recorded (%s)", type(exc).__name__)
 
-        with hold(lambda: set_progress(("0", "1", "waiting for a free slot…"))):
+        def progress(done: int, total: int, what: str) -> None:
+            tell((str(done), str(total), f"{done}/{total} · {what}" if done < total else what))
+
+        with hold(lambda: tell(("0", "1", "waiting for a free slot…"))):
             grid, anim = views.embedding_views(engine, view, _selection(request.get("selection")), progress)
         return grid, anim, ""
 
