@@ -9,7 +9,9 @@ import pytest
 import torch
 from scipy.spatial.distance import pdist, squareform
 from sklearn.decomposition import PCA
-from sklearn.manifold import MDS, trustworthiness
+from sklearn.manifold import MDS, TSNE, trustworthiness
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from repgeom.core.embedding import (
     align_sequence,
@@ -20,6 +22,7 @@ from repgeom.core.embedding import (
     pca_2d,
     smacof,
     stress1,
+    tsne_2d,
 )
 from repgeom.core.errors import RepgeomError
 
@@ -104,6 +107,72 @@ def test_small_n_tsne_runs_with_clamped_perplexity():
     assert e.coords.shape == (20, 2)
 
 
+def _clustered(n, d=120, k=10, seed=0):
+    """k clusters in d dimensions, each a noisy 4-D linear manifold (local structure to keep)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(k, d))
+    mixing = rng.normal(size=(k, 4, d))
+    labels = np.arange(n) % k
+    latent = rng.normal(size=(n, 4))
+    x = centres[labels] + 0.5 * np.einsum("nl,nld->nd", latent, mixing[labels]) + rng.normal(scale=0.3, size=(n, d))
+    return x, labels
+
+
+@pytest.mark.parametrize("path", ["exact", "barnes-hut"])
+def test_tsne_trustworthiness_matches_sklearn_and_is_seeded(monkeypatch, path):
+    import repgeom.core.embedding as emb
+
+    if path == "barnes-hut":
+        monkeypatch.setattr(emb, "TSNE_EXACT_MAX", 100)
+    x, _ = _clustered(300)
+    ours, p = tsne_2d(torch.from_numpy(x), 30, seed=0)
+    ref = TSNE(n_components=2, perplexity=30, random_state=0).fit_transform(x)
+    trust_ref = trustworthiness(x, ref, n_neighbors=5)
+    assert trustworthiness(x, ours, n_neighbors=5) >= trust_ref - 0.01
+    assert trust_ref > trustworthiness(x, pca_2d(torch.from_numpy(x)).numpy(), n_neighbors=5) + 0.01  # the bar is above PCA's
+    np.testing.assert_array_equal(tsne_2d(torch.from_numpy(x), 30, seed=0)[0], ours)
+    assert not np.allclose(tsne_2d(torch.from_numpy(x), 30, seed=1)[0], ours)
+    assert p == 30 and ours.shape == (300, 2) and ours.dtype == np.float64
+
+
+@pytest.mark.parametrize("exact_max", [4096, 20])
+def test_tsne_pca_scores_match_sklearn(monkeypatch, exact_max):
+    import repgeom.core.embedding as emb
+
+    monkeypatch.setattr(emb, "TSNE_EXACT_PCA_MAX", exact_max)  # 20: the seeded randomised SVD
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 120)) @ np.diag(np.geomspace(10, 0.01, 120)) + 3.0
+    ours = emb._top_pca_scores(torch.from_numpy(x), 50, seed=0).numpy()
+    ref = PCA(n_components=50, svd_solver="full").fit_transform(x)
+    np.testing.assert_allclose(ours[:, :10], ref[:, :10], atol=1e-6 * np.abs(ref).max())
+    np.testing.assert_allclose(ours.var(axis=0), ref.var(axis=0), rtol=1e-3)  # the variance kept, to the last
+
+
+def test_tsne_neighbours_are_exact():
+    import repgeom.core.embedding as emb
+
+    x = np.random.default_rng(6).normal(size=(700, 12))
+    idx, dist = emb._exact_knn(torch.from_numpy(x), 9, block=256)
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=9).fit(x).kneighbors()
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-9)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_tsne_of_a_handful_of_stimuli(n):
+    x, labels = _blobs(12, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the perplexity clamp
+        e = embed(torch.from_numpy(x[:n]), "tsne", labels[:n])
+    assert e.coords.shape == (n, 2) and np.isfinite(e.coords).all()
+    assert e.perplexity <= max((n - 1) / 3, 1.0)
+
+
+def test_tsne_of_identical_stimuli_is_finite():
+    e = embed(torch.ones(30, 8), "tsne", np.zeros(30, int), perplexity=5)
+    assert e.coords.shape == (30, 2) and np.isfinite(e.coords).all()
+
+
 def test_unknown_method_lists_choices():
     with pytest.raises(RepgeomError, match="allowed: pca, mds, tsne"):
         embed(torch.zeros(5, 2), "umap", np.zeros(5, int))
@@ -128,11 +197,25 @@ def test_large_n_tsne_uses_fft_branch_seeded(monkeypatch):
     import repgeom.core.embedding as emb
 
     monkeypatch.setattr(emb, "TSNE_FFT_ABOVE", 50)
+    monkeypatch.setattr(emb, "TSNE_EXAGGERATION_ITER", 100)  # its grid has a floor: short runs keep this quick
+    monkeypatch.setattr(emb, "TSNE_ITERATIONS_FFT", 100)
     x, labels = _blobs(120, 10)
     a = emb.embed(torch.from_numpy(x), "tsne", labels, seed=1, perplexity=20)
     b = emb.embed(torch.from_numpy(x), "tsne", labels, seed=1, perplexity=20)
     np.testing.assert_array_equal(a.coords, b.coords)
     assert a.trustworthiness > 0.9
+
+
+def test_large_n_fft_tsne_separates_clusters_as_well_as_sklearn(monkeypatch):
+    import repgeom.core.embedding as emb
+
+    monkeypatch.setattr(emb, "TSNE_FFT_ABOVE", 3000)
+    x, labels = _clustered(4000)
+    coords, _ = tsne_2d(torch.from_numpy(x), 40, seed=0)
+    assert cross_val_score(KNeighborsClassifier(5), coords, labels, cv=5).mean() >= 0.95
+    pick = np.sort(np.random.default_rng(0).choice(4000, 1000, replace=False))
+    ref = TSNE(n_components=2, perplexity=40, random_state=0).fit_transform(x[pick])
+    assert trustworthiness(x[pick], coords[pick], n_neighbors=5) >= trustworthiness(x[pick], ref, n_neighbors=5) - 0.01
 
 
 def test_trustworthiness_on_a_sample_above_the_limit(monkeypatch):
