@@ -187,21 +187,33 @@ class _Payloads:
         }).encode()
 
 
-def _ok(status: int, data: bytes, outputs: list[tuple[str, str]]) -> str | None:
-    """``None`` if the answer is a 200 carrying the first output and empty messages, else why not."""
+def _parse_answer(status: int, data: bytes) -> tuple[dict[str, Any], str | None]:
+    """The ``response`` object of a 200 Dash answer, or ``({}, why not)``."""
     if status != 200:
-        return f"HTTP {status}"
+        return {}, f"HTTP {status}"
     try:
-        response = json.loads(data)["response"]
+        return json.loads(data)["response"], None
     except (ValueError, KeyError, TypeError):
-        return "not a Dash response"
-    first_id, first_prop = outputs[0]
-    if first_prop not in response.get(first_id, {}):
-        return f"no {first_id}.{first_prop} in the response"
+        return {}, "not a Dash response"
+
+
+def _message_of(response: dict[str, Any], outputs: list[tuple[str, str]]) -> str | None:
+    """The first non-empty message (a ``children`` output after the first output), if any."""
     for cid, prop in outputs[1:]:
         if prop == "children" and response.get(cid, {}).get(prop):
             return f"message: {json.dumps(response[cid][prop])[:200]}"
     return None
+
+
+def _ok(status: int, data: bytes, outputs: list[tuple[str, str]]) -> str | None:
+    """``None`` if the answer is a 200 carrying the first output and empty messages, else why not."""
+    response, problem = _parse_answer(status, data)
+    if problem:
+        return problem
+    first_id, first_prop = outputs[0]
+    if first_prop not in response.get(first_id, {}):
+        return f"no {first_id}.{first_prop} in the response"
+    return _message_of(response, outputs)
 
 
 # ---------------------------------------------------------------------------- the server

@@ -84,7 +84,9 @@ from .bench_http import (
     REQUEST_TIMEOUT_S,
     _Client,
     _free_port,
+    _message_of,
     _ok,
+    _parse_answer,
     _Payloads,
     _split_outputs,
     _start,
@@ -389,15 +391,12 @@ class _Connection:
                     if len(self.good) < _MAX_DIGESTS:
                         self.good.add(digest)
             return (_message(data, cb) or problem) if problem else None
-        if status != 200:
-            return f"HTTP {status}"
-        try:
-            response = json.loads(data)["response"]
-        except (ValueError, KeyError, TypeError):
-            return "not a Dash response"
-        for cid, prop in cb.outputs:
-            if prop == "children" and (cid, prop) != cb.outputs[0] and response.get(cid, {}).get(prop):
-                return f"message: {json.dumps(response[cid][prop])[:200]}"
+        response, problem = _parse_answer(status, data)
+        if problem:
+            return problem
+        message = _message_of(response, list(cb.outputs))
+        if message:
+            return message
         got = {f"{cid}.{prop}": value for cid, props in response.items() for prop, value in props.items()}
         if needs is not None and needs not in got:
             return f"no {needs} in the response"
