@@ -53,6 +53,7 @@ Nothing here asserts a time: benchmarks report, tests check that they still run.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -335,20 +336,46 @@ def _peak_rss_mb(pids: list[int]) -> float | None:
     return total / 1024 if total else None
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (graceful), wait, then SIGKILL the server's own process group."""
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``, from ``/proc`` (empty without it)."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM (graceful), wait, then SIGKILL the server's own process group until none of it is left.
+
+    A SIGKILLed worker of a few GB takes a while to free its memory before its
+    sockets close; returning before that would leave the port open behind us.
+    """
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=40)
         except subprocess.TimeoutExpired:
             log.warning("the server ignored SIGTERM; killing it")
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group is the server's own (start_new_session)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if proc.poll() is None:
-        proc.wait(timeout=10)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group is the server's own (start_new_session)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
+        left = _group_members(proc.pid)
+        if (not left and proc.poll() is not None) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        log.warning("processes %s of the server outlived SIGKILL for %.0f s", left, timeout_s)
 
 
 # ---------------------------------------------------------------------------- measuring

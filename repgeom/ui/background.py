@@ -1,14 +1,19 @@
-"""Where background callbacks run: a disk-cache folder on one machine, Celery + Redis when scaled out.
+"""Where background callbacks run: forked jobs and a shared folder on one machine, Celery + Redis when scaled out.
 
 Design notes:
     Long computations (t-SNE of many stimuli, FGSM at large N, exports) run as Dash
     background callbacks, so a request thread never blocks on them and the browser
     shows progress and a cancel button. Dash needs a *manager* for them:
 
-    * one machine (no ``REDIS_URL``): :class:`dash.DiskcacheManager`. Each job runs in a
-      forked process (the models are already loaded, copy-on-write) and writes its
-      result to a folder every gunicorn worker of the machine shares, so a poll may land
-      on any worker. Values are stored as JSON (``_JSONDisk``), never pickled.
+    * one machine (no ``REDIS_URL``): :class:`FolderManager`. Each job runs in a
+      process forked from the server worker (the models are already loaded,
+      copy-on-write) and writes its progress and result as files in a folder every
+      gunicorn worker of the machine shares, so a poll may land on any worker. Values
+      are JSON, never pickled. Dash's own ``DiskcacheManager`` keeps them in SQLite,
+      which must not be used across ``fork``: a job forked while another thread of its
+      worker was inside SQLite inherited that thread's locks and stalled every process
+      of the machine (the load test's 60 s "Timeout"s and 180 s stalls). Plain files,
+      written to a temporary name and renamed, have no such state.
     * scaled out (``REDIS_URL``): :class:`dash.CeleryManager` on a Celery app whose
       broker and result backend are that Redis. Workers start with
       ``celery -A repgeom.worker:celery_app worker``; they build the same Dash app, which
@@ -21,16 +26,19 @@ Design notes:
 
     Results are kept (``cache_by`` the build fingerprint, for an hour): Dash would
     otherwise delete a result on its first read, and a second browser that asked the
-    same thing at the same moment would get nothing. On one machine at most
+    same thing at the same moment would get nothing. A result already kept is answered
+    without starting a process; identical jobs started at once compute once (the others
+    wait on a file lock, then find the result). On one machine at most
     :func:`default_job_slots` jobs compute at once (:class:`JobSlots`, file locks that
     every worker's jobs share, released by the kernel if a job is killed); the others
     wait, showing "waiting for a free slot". Scaled out, Celery's ``--concurrency`` is
     that bound.
 
-    A job forked from a server worker inherits its listening socket; an orphaned job
-    (its worker stopped or restarted) would keep the port open and block the next
-    server from binding it. Every forked child therefore closes the listening sockets
-    it inherited (:func:`_close_listening_sockets`, registered once per process).
+    A job forked from a server worker inherits its listening socket and its signal
+    handlers. An orphaned job (its worker stopped or restarted) would keep the port
+    open, and gunicorn's handlers would make it ignore SIGTERM. Every forked child
+    therefore closes the listening sockets it inherited (:func:`_close_listening_sockets`,
+    registered once per process) and every job restores the default signal handlers.
 
     One race in Dash's polling is closed here (:class:`_Settled`): a poll reads the
     result, then asks whether the job still runs; a job that writes its result and
@@ -43,9 +51,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import hashlib
 import json
+import multiprocessing
 import os
+import re
 import secrets
+import signal
 import socket
 import tempfile
 import time
@@ -56,28 +68,15 @@ from pathlib import Path
 from typing import Any
 
 from _plotly_utils.utils import PlotlyJSONEncoder
-from dash import CeleryManager, DiskcacheManager
+from dash import CeleryManager
+from dash.background_callback.managers import BaseBackgroundCallbackManager
 
 from ..core.errors import RepgeomError
 
-__all__ = ["Background", "JobSlots", "default_cache_dir", "default_job_slots", "make_background", "make_celery"]
+__all__ = ["Background", "FolderManager", "JobFiles", "JobSlots", "default_cache_dir", "default_job_slots", "make_background", "make_celery"]
 
 #: Seconds a job's result or progress stays stored when nobody reads it.
 RESULT_TTL_S = 3600
-
-
-def _json_disk() -> type:
-    """diskcache's JSON disk, taught to encode Plotly figures and numpy arrays."""
-    from diskcache import UNKNOWN, JSONDisk  # noqa: PLC0415 - optional until the manager is built
-
-    class _JSONDisk(JSONDisk):
-        def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> Any:
-            if not read:
-                value = zlib.compress(json.dumps(value, cls=PlotlyJSONEncoder).encode("utf-8"), self.compress_level)
-                return super(JSONDisk, self).store(value, read, key=key)
-            return super().store(value, read, key=key)
-
-    return _JSONDisk
 
 
 def default_cache_dir() -> Path:
@@ -233,8 +232,268 @@ class _Settled:
         return result
 
 
-class _DiskcacheManager(_Settled, DiskcacheManager):
-    """Dash's disk-cache manager without the finished-looks-cancelled race."""
+#: How much lower a background job's CPU priority is than its server worker's.
+JOB_NICENESS = 10
+
+#: Lock files that keep identical jobs from computing at once (a bounded set: keys hash onto them).
+FLIGHT_STRIPES = 256
+
+
+def _is_our_job(proc: Any) -> bool:
+    """Whether ``proc`` (a :class:`psutil.Process`) is a live job forked by one of this server's processes.
+
+    A job handle is a pid; once the job has ended the kernel may give that pid to any
+    other process of the user. Forked jobs keep their server worker's command line, so
+    a process with another command line is not ours to kill or wait for.
+    """
+    import psutil  # noqa: PLC0415 - imported when a job is looked at, not at start-up
+
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.cmdline() == psutil.Process().cmdline()
+    except psutil.Error:
+        return False
+
+
+#: A job file's name: Dash's cache key (a sha256), maybe with the suffix of its progress or side updates.
+_JOB_KEY = re.compile(r"[0-9a-f]{64}(-progress|-set_props)?")
+
+
+class JobFiles:
+    """What jobs write and server workers read: one file per key in a shared folder.
+
+    Values are JSON (Plotly figures and numpy arrays included), zlib-compressed, written
+    to a temporary name and renamed, so a reader sees a whole value or none. Files
+    unread for ``ttl_s`` are gone; the folder is kept under ``max_bytes`` (oldest out).
+    No lock, no database: safe to use from a process forked at any moment.
+
+    Args:
+        folder: the shared folder (created if missing, mode 0700).
+        ttl_s: seconds a value lives after it was last written or read.
+        max_bytes: bound on the folder's content.
+    """
+
+    def __init__(self, folder: Path, ttl_s: int = RESULT_TTL_S, max_bytes: int = 256 << 20) -> None:
+        self.folder = folder
+        self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self._written = 0
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        if not isinstance(key, str) or not _JOB_KEY.fullmatch(key):
+            raise ValueError(f"job keys are sha256 hex digests, got {str(key)[:40]!r}")
+        return self.folder / f"{key}.json.z"
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` (replacing what was there)."""
+        data = zlib.compress(json.dumps(value, cls=PlotlyJSONEncoder).encode("utf-8"), 1)
+        path = self._path(key)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._written += len(data)
+        if self._written > self.max_bytes // 8:
+            self._written = 0
+            self.trim()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``; ``default`` when there is none (or it expired)."""
+        path = self._path(key)
+        try:
+            with path.open("rb") as fh:
+                if time.time() - os.fstat(fh.fileno()).st_mtime > self.ttl_s:
+                    path.unlink(missing_ok=True)
+                    return default
+                data = fh.read()
+            return json.loads(zlib.decompress(data))
+        except FileNotFoundError:
+            return default
+        except (OSError, ValueError, zlib.error):  # unreadable or corrupt: as if absent
+            return default
+
+    def has(self, key: str) -> bool:
+        """Whether a value is stored under ``key`` (without reading it)."""
+        try:
+            return time.time() - self._path(key).stat().st_mtime <= self.ttl_s
+        except OSError:
+            return False
+
+    def touch(self, key: str) -> None:
+        """Restart ``key``'s time to live."""
+        with contextlib.suppress(OSError):
+            os.utime(self._path(key))
+
+    def delete(self, key: str) -> None:
+        """Forget ``key``."""
+        self._path(key).unlink(missing_ok=True)
+
+    def trim(self) -> None:
+        """Delete expired files, then the oldest until the folder is within its budget."""
+        now, files = time.time(), []
+        for f in self.folder.glob("*.json.z"):
+            with contextlib.suppress(OSError):
+                st = f.stat()
+                if now - st.st_mtime > self.ttl_s:
+                    f.unlink(missing_ok=True)
+                else:
+                    files.append((st.st_mtime, st.st_size, f))
+        total = sum(size for _, size, _ in files)
+        for _, size, f in sorted(files):
+            if total <= self.max_bytes:
+                break
+            f.unlink(missing_ok=True)
+            total -= size
+
+
+def _default_signals() -> None:
+    """Give a forked job the default handlers its server worker replaced (SIGTERM must end it)."""
+    for name in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCHLD", "SIGTTIN", "SIGTTOU"):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+class FolderManager(_Settled, BaseBackgroundCallbackManager):
+    """Dash's background-callback manager for one machine: forked jobs, results in a shared folder.
+
+    * A result already stored is answered without forking a process (job ``0``).
+    * Jobs run at a lower CPU priority (:data:`JOB_NICENESS`) than the request threads,
+      so the quick callbacks of every page stay quick while t-SNEs compute.
+    * Identical jobs do not compute at once: the second waits for the first
+      (:data:`FLIGHT_STRIPES` file locks) and then finds its result stored.
+    * Ending a job waits for nothing and never signals a pid that is no longer one of
+      ours (see :func:`_is_our_job`).
+    * The finished-looks-cancelled race is closed (:class:`_Settled`).
+
+    Args:
+        files: where jobs write and workers read.
+        cache_by: as for Dash's managers: what, besides the inputs, keys a result.
+    """
+
+    def __init__(self, files: JobFiles, cache_by: list[Callable[[], Any]]) -> None:
+        self.files = files  # before Dash's __init__, which builds the job functions
+        super().__init__(cache_by)
+
+    # ---------------------------------------------------------------- starting and ending jobs
+    def make_job_fn(self, fn: Callable[..., Any], progress: Any, key: Any = None) -> Callable[..., None]:
+        from dash.background_callback.managers.diskcache_manager import _make_job_fn  # noqa: PLC0415
+
+        files = self.files
+        inner = _make_job_fn(fn, files, progress)  # Dash's job body; it only calls ``files.set``
+
+        def job_fn(result_key: str, progress_key: str, args: Any, context: Any) -> None:
+            _default_signals()
+            with contextlib.suppress(OSError):
+                os.nice(JOB_NICENESS)  # a page's quick callbacks go before a long t-SNE
+
+            def waiting() -> None:
+                if progress and not files.has(progress_key):
+                    with contextlib.suppress(OSError):  # the callback's progress: value, max, text
+                        files.set(progress_key, ["0", "1", "the same view is being computed for someone else…"])
+
+            with _single_flight(files.folder, result_key, waiting):
+                if not files.has(result_key):  # the job we waited for may have stored it
+                    inner(result_key, progress_key, args, context)
+            files.delete(progress_key)
+
+        return job_fn
+
+    def call_job_fn(self, key: str, job_fn: Callable[..., None], args: Any, context: Any) -> int:
+        if self.files.has(key):
+            return 0  # stored: the first poll reads it, there is no process to wait for
+        process = multiprocessing.get_context("fork").Process(target=job_fn, args=(key, self._make_progress_key(key), args, context))
+        process.start()
+        return int(process.pid or 0)
+
+    def terminate_job(self, job: Any) -> None:
+        import psutil  # noqa: PLC0415
+
+        pid = _pid(job)
+        if pid is None:
+            return
+        try:
+            proc = psutil.Process(pid)
+            victims = [*proc.children(recursive=True), proc] if _is_our_job(proc) else []
+        except psutil.Error:
+            victims = []
+        for victim in victims:
+            with contextlib.suppress(psutil.Error):
+                victim.kill()
+        multiprocessing.active_children()  # reaps this worker's ended jobs; no waiting
+
+    def terminate_unhealthy_job(self, job: Any) -> bool:
+        return False  # a job is either running (ours, alive) or gone: nothing half-dead to clean up
+
+    def job_running(self, job: Any) -> bool:
+        import psutil  # noqa: PLC0415
+
+        pid = _pid(job)
+        if pid is None:
+            return False
+        try:
+            return _is_our_job(psutil.Process(pid))
+        except psutil.Error:
+            return False
+
+    # ---------------------------------------------------------------- what polls read
+    def get_progress(self, key: str) -> Any:
+        return self.files.get(self._make_progress_key(key))  # kept: every poller of the job sees it
+
+    def result_ready(self, key: str) -> bool:
+        return self.files.has(key)
+
+    def get_result(self, key: str, job: Any) -> Any:
+        result = self.files.get(key, self.UNDEFINED)
+        if result is self.UNDEFINED:
+            return self.UNDEFINED
+        self.files.touch(key)  # kept for the next visitor who asks the same
+        self.files.delete(self._make_progress_key(key))
+        if job:
+            self.terminate_job(job)
+        return result
+
+    def get_updated_props(self, key: str) -> dict[str, Any]:
+        props_key = self._make_set_props_key(key)
+        props = self.files.get(props_key)
+        if props is None:
+            return {}
+        self.files.delete(props_key)
+        return dict(props)
+
+    def clear_cache_entry(self, key: str) -> None:
+        self.files.delete(key)
+
+    def get_or_create_signing_secret(self, generate: Callable[[], bytes]) -> bytes:
+        raise NotImplementedError  # the app's secret_key (the shared secret file) signs handles
+
+
+def _pid(job: Any) -> int | None:
+    """A job handle as a pid, or ``None`` for ``0``, garbage and non-positive numbers."""
+    try:
+        pid = int(job)
+    except (TypeError, ValueError):
+        return None
+    return pid if pid > 0 else None
+
+
+@contextlib.contextmanager
+def _single_flight(folder: Path, key: str, waiting: Callable[[], None]) -> Iterator[None]:
+    """Hold the lock file ``key`` hashes onto; call ``waiting`` once if someone else holds it."""
+    stripe = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % FLIGHT_STRIPES
+    fd = os.open(folder / f"flight-{stripe:03d}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if its holder is killed
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 class _CeleryManager(_Settled, CeleryManager):
@@ -247,7 +506,7 @@ class Background:
 
     Attributes:
         manager: the Dash manager to pass as ``background_callback_manager``.
-        kind: ``"celery"`` or ``"diskcache"``.
+        kind: ``"celery"`` or ``"folder"``.
         celery: the Celery app (scaled out), else ``None``.
         secret: the signing secret every process shares (``None``: kept in Redis by Dash).
         slots: the bound on concurrent jobs on this machine (``None``: Celery's concurrency).
@@ -275,11 +534,7 @@ def make_background(redis_url: str | None, cache_dir: Path, fingerprint: str) ->
     if redis_url:
         celery = make_celery(redis_url)
         return Background(_CeleryManager(celery, cache_by=keep, expire=RESULT_TTL_S), "celery", celery)
-    from diskcache import Cache  # noqa: PLC0415
-
     _register_fork_hook()
     folder = cache_dir / f"jobs-{fingerprint[:16]}"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    cache = Cache(str(folder), disk=_json_disk(), size_limit=256 << 20)
-    manager = _DiskcacheManager(cache, cache_by=keep, expire=RESULT_TTL_S)
-    return Background(manager, "diskcache", secret=_shared_secret(cache_dir), slots=JobSlots(folder, default_job_slots()))
+    manager = FolderManager(JobFiles(folder), cache_by=keep)
+    return Background(manager, "folder", secret=_shared_secret(cache_dir), slots=JobSlots(folder, default_job_slots()))

@@ -169,7 +169,7 @@ def register_callbacks(app: Dash, engine: Engine, slots: JobSlots | None = None)
         def tell(value: tuple[str, str, str]) -> None:
             try:  # progress is a courtesy: a busy job store must not fail the job itself
                 set_progress(value)
-            except Exception as exc:  # noqa: BLE001 - diskcache.Timeout, redis errors...
+            except Exception as exc:  # noqa: BLE001 - a full disk, redis errors...
                 log.warning("progress not recorded (%s)", type(exc).__name__)
 
         def progress(done: int, total: int, what: str) -> None:

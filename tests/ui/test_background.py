@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
-import sqlite3
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 
@@ -30,20 +31,48 @@ def test_every_process_reads_the_same_secret(tmp_path):
 
 
 def test_job_results_are_stored_as_json_never_pickled(tmp_path):
-    bg = make_background(None, tmp_path, "f" * 64)
-    assert bg.kind == "diskcache" and bg.celery is None and bg.secret == _shared_secret(tmp_path)
-    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
-    bg.manager.handle.set("result", [fig, "", {"a": 1}])
-    assert bg.manager.handle.get("result")[0]["data"][0]["type"] == "scatter"
-    db = next(Path(bg.manager.handle.directory).glob("*.db"))
-    with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT mode, value FROM Cache").fetchall()
     import zlib
 
-    assert rows and all(mode in (1, 2) for mode, _ in rows), "raw or binary values, not pickles (mode 4)"
-    for mode, value in rows:
-        if value is not None:
-            assert zlib.decompress(value).startswith(b"[{")
+    bg = make_background(None, tmp_path, "f" * 64)
+    assert bg.kind == "folder" and bg.celery is None and bg.secret == _shared_secret(tmp_path)
+    fig = go.Figure(go.Scatter(x=[1, 2], y=np.arange(2)))
+    key = "0" * 64
+    bg.manager.files.set(key, [fig, "", {"a": 1}])
+    assert bg.manager.files.get(key)[0]["data"][0]["type"] == "scatter"
+    (stored,) = bg.manager.files.folder.glob("*.json.z")
+    assert json.loads(zlib.decompress(stored.read_bytes()))[2] == {"a": 1}, "zlib-compressed JSON, not a pickle"
+    assert not list(bg.manager.files.folder.glob(".*.part")), "no temporary file left behind"
+
+
+def test_job_files_refuse_keys_that_are_not_digests_and_survive_corrupt_files(tmp_path):
+    from repgeom.ui.background import JobFiles
+
+    files = JobFiles(tmp_path / "jobs")
+    for bad in ("../../etc/passwd", "a" * 63, "A" * 64, "a" * 64 + "-x", "", None):
+        with pytest.raises(ValueError, match="sha256"):
+            files.get(bad)
+    key = "b" * 64
+    (files.folder / f"{key}.json.z").write_bytes(b"not zlib")
+    assert files.get(key, "absent") == "absent"
+    files.set(key, {"x": 1})
+    assert files.has(key) and files.get(key) == {"x": 1}
+    files.delete(key)
+    assert not files.has(key) and files.get(key) is None
+
+
+def test_job_files_expire_and_stay_within_their_budget(tmp_path):
+    from repgeom.ui.background import JobFiles
+
+    files = JobFiles(tmp_path / "jobs", ttl_s=60, max_bytes=40_000)
+    rng = np.random.default_rng(0)
+    keys = [f"{i:064x}" for i in range(12)]
+    for i, key in enumerate(keys):
+        files.set(key, rng.random(1000).tolist())  # ~9 kB each, incompressible
+        os.utime(files._path(key), (1000 + i, 1000 + i) if i == 0 else None)
+    files.trim()
+    assert not files.has(keys[0]), "an expired value is gone"
+    assert sum(f.stat().st_size for f in files.folder.glob("*.json.z")) <= 40_000
+    assert files.has(keys[-1]), "the newest value stays"
 
 
 def test_scaled_out_mode_configures_celery_for_json_only():
@@ -148,3 +177,115 @@ def test_forked_jobs_do_not_keep_the_servers_port_open():
     finally:
         listener.close()
         other.close()
+
+
+def _manager(tmp_path: Path):
+    bg = make_background(None, tmp_path, "f" * 64)
+    return bg.manager
+
+
+def test_a_stored_result_is_answered_without_forking_a_process(tmp_path):
+    manager = _manager(tmp_path)
+    forked: list[str] = []
+
+    def job_fn(*args):
+        forked.append("ran")
+
+    key = "d" * 64
+    manager.files.set(key, {"figure": 1})
+    assert manager.call_job_fn(key, job_fn, [], {}) == 0
+    assert forked == [] and not manager.job_running("0")
+    assert manager.get_result(key, "0") == {"figure": 1}
+    manager.terminate_job("0")  # nothing to end, and no pid 0 signalled
+
+
+def test_identical_jobs_compute_once_the_second_waits_for_the_first(tmp_path):
+    """Two visitors asking the same view at the same moment: one computation, both get the result."""
+    import multiprocessing
+
+    manager = _manager(tmp_path)
+    count = tmp_path / "computed"
+
+    def slow(progress, request):
+        with count.open("a") as fh:
+            fh.write("x")
+        import time as _time
+
+        _time.sleep(1.0)
+        return {"answer": request}
+
+    job_fn = manager.make_job_fn(slow, progress=True)
+    key, pkey = "a" * 64, "a" * 64 + "-progress"
+    jobs = [multiprocessing.get_context("fork").Process(target=job_fn, args=(key, pkey, [7], {})) for _ in range(3)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(30)
+    assert [j.exitcode for j in jobs] == [0, 0, 0]
+    assert count.read_text() == "x", "the same job was computed more than once"
+    assert manager.files.get(key) == {"answer": 7}
+    assert not manager.files.has(pkey), "progress is cleared once the result is stored"
+
+
+def test_ending_a_job_kills_our_job_but_never_a_stranger_with_a_reused_pid(tmp_path):
+    import subprocess
+    import time
+
+    import multiprocessing
+
+    manager = _manager(tmp_path)
+    ours = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    ours.start()
+    stranger = subprocess.Popen(["sleep", "60"])  # another program of the same user, as after pid reuse
+    try:
+        assert manager.job_running(str(ours.pid))
+        assert not manager.job_running(str(stranger.pid)), "a stranger's pid must not count as our job"
+        manager.terminate_job(str(stranger.pid))
+        assert stranger.poll() is None, "a process that is not one of our jobs was killed"
+        manager.terminate_job(str(ours.pid))
+        ours.join(5)
+        assert ours.exitcode is not None and ours.exitcode < 0
+        assert not manager.job_running(str(ours.pid))
+        for bad in ("-1", "0", "x", None):
+            manager.terminate_job(bad)
+            assert not manager.job_running(bad)
+    finally:
+        stranger.kill()
+        stranger.wait()
+        if ours.is_alive():
+            ours.kill()
+
+
+def test_a_job_ends_on_sigterm_even_when_its_worker_ignored_it(tmp_path):
+    """gunicorn's worker catches SIGTERM; a job forked from it must not inherit that."""
+    import multiprocessing
+    import signal
+    import time
+
+    manager = _manager(tmp_path)
+    job_fn = manager.make_job_fn(lambda request: time.sleep(60), progress=False)
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # as a gunicorn worker does
+    try:
+        job = multiprocessing.get_context("fork").Process(target=job_fn, args=("c" * 64, "c" * 64 + "-progress", [1], {}))
+        job.start()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    time.sleep(0.5)
+    os.kill(job.pid, signal.SIGTERM)
+    job.join(5)
+    assert job.exitcode == -signal.SIGTERM
+
+
+def test_jobs_compute_at_a_lower_cpu_priority_than_their_worker(tmp_path):
+    import multiprocessing
+
+    from repgeom.ui.background import JOB_NICENESS
+
+    manager = _manager(tmp_path)
+    job_fn = manager.make_job_fn(lambda request: {"niceness": os.nice(0)}, progress=False)
+    key = "e" * 64
+    job = multiprocessing.get_context("fork").Process(target=job_fn, args=(key, key + "-progress", [1], {}))
+    job.start()
+    job.join(10)
+    assert job.exitcode == 0
+    assert manager.files.get(key) == {"niceness": min(19, os.nice(0) + JOB_NICENESS)}
