@@ -18,7 +18,9 @@ Design notes:
       side); above ``REPGEOM_MAX_WORKER_RSS_MB`` it logs a warning and marks the
       worker not alive, so gunicorn finishes its in-flight requests and forks a fresh
       one. ``max_requests`` (with jitter) recycles workers too, but rarely: a recycled
-      worker loses its in-process caches (``REPGEOM_CACHE_DIR`` survives it).
+      worker loses its in-process caches (``REPGEOM_CACHE_DIR`` survives it), and every
+      browser waiting on a background job polls 4 times a second, each poll a request
+      (at 10,000 a class of 50 recycled both workers within 3 minutes).
     * *Nothing happens at import but reading the environment* (gunicorn imports this
       module in the master): torch, psutil and threadpoolctl are imported inside the
       hooks, which run in the workers. A bad variable stops gunicorn with one line
@@ -76,7 +78,7 @@ class ServerOptions:
         timeout: seconds a silent worker lives before it is killed and replaced
             (``REPGEOM_TIMEOUT``, default 120).
         max_requests: requests after which a worker is replaced, 0 for never
-            (``REPGEOM_MAX_REQUESTS``, default 10000, with 10 % jitter).
+            (``REPGEOM_MAX_REQUESTS``, default 100000, with 10 % jitter).
         max_worker_rss_mb: resident memory above which a worker is replaced after its
             current requests, 0 for no limit (``REPGEOM_MAX_WORKER_RSS_MB``, default 3072).
         access_log: one line per request on stdout (``REPGEOM_ACCESS_LOG``, default off).
@@ -88,7 +90,7 @@ class ServerOptions:
     workers: int = 2
     threads: int = 4
     timeout: int = 120
-    max_requests: int = 10_000
+    max_requests: int = 100_000
     max_worker_rss_mb: int = 3072
     access_log: bool = False
     cores: int = 1

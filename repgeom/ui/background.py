@@ -53,13 +53,13 @@ import fcntl
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 import secrets
 import signal
 import socket
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -376,6 +376,8 @@ class FolderManager(_Settled, BaseBackgroundCallbackManager):
 
     def __init__(self, files: JobFiles, cache_by: list[Callable[[], Any]]) -> None:
         self.files = files  # before Dash's __init__, which builds the job functions
+        self._children: set[int] = set()  # jobs forked by this process, not yet reaped
+        self._lock = threading.Lock()
         super().__init__(cache_by)
 
     # ---------------------------------------------------------------- starting and ending jobs
@@ -403,11 +405,36 @@ class FolderManager(_Settled, BaseBackgroundCallbackManager):
         return job_fn
 
     def call_job_fn(self, key: str, job_fn: Callable[..., None], args: Any, context: Any) -> int:
+        self._reap()
         if self.files.has(key):
             return 0  # stored: the first poll reads it, there is no process to wait for
-        process = multiprocessing.get_context("fork").Process(target=job_fn, args=(key, self._make_progress_key(key), args, context))
-        process.start()
-        return int(process.pid or 0)
+        pid = os.fork()
+        if pid == 0:  # the job: run, then leave without the worker's exit handlers
+            code = 1
+            try:
+                job_fn(key, self._make_progress_key(key), args, context)
+                code = 0
+            finally:
+                os._exit(code)
+        with self._lock:
+            self._children.add(pid)
+        return pid
+
+    def _reap(self) -> None:
+        """Collect this worker's ended jobs (no zombies), never waiting for a running one.
+
+        Jobs are plain forks, not :mod:`multiprocessing` processes, so a worker that exits
+        (recycled, or its RSS over the limit) neither waits for its jobs nor kills them:
+        they finish, store their results, and any other worker answers the polls.
+        """
+        with self._lock:
+            for pid in list(self._children):
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done = pid
+                if done:
+                    self._children.discard(pid)
 
     def terminate_job(self, job: Any) -> None:
         import psutil  # noqa: PLC0415
@@ -423,7 +450,7 @@ class FolderManager(_Settled, BaseBackgroundCallbackManager):
         for victim in victims:
             with contextlib.suppress(psutil.Error):
                 victim.kill()
-        multiprocessing.active_children()  # reaps this worker's ended jobs; no waiting
+        self._reap()
 
     def terminate_unhealthy_job(self, job: Any) -> bool:
         return False  # a job is either running (ours, alive) or gone: nothing half-dead to clean up
@@ -450,6 +477,7 @@ class FolderManager(_Settled, BaseBackgroundCallbackManager):
         result = self.files.get(key, self.UNDEFINED)
         if result is self.UNDEFINED:
             return self.UNDEFINED
+        self._reap()
         self.files.touch(key)  # kept for the next visitor who asks the same
         self.files.delete(self._make_progress_key(key))
         if job:

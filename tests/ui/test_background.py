@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -289,3 +290,38 @@ def test_jobs_compute_at_a_lower_cpu_priority_than_their_worker(tmp_path):
     job.join(10)
     assert job.exitcode == 0
     assert manager.files.get(key) == {"niceness": min(19, os.nice(0) + JOB_NICENESS)}
+
+
+def test_a_worker_that_exits_neither_waits_for_nor_kills_its_jobs(tmp_path):
+    """A recycled gunicorn worker used to wait for its jobs (26 s without a worker in the load test)."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    key = "f" * 64
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from repgeom.ui.background import make_background
+        manager = make_background(None, Path({str(tmp_path)!r}), "f" * 64).manager
+        job_fn = manager.make_job_fn(lambda request: (time.sleep(3), {{"done": request}})[1], progress=False)
+        print(manager.call_job_fn({key!r}, job_fn, [5], {{}}), flush=True)
+        sys.exit(0)  # as a worker leaves: atexit handlers run
+    """)
+    log = tmp_path / "worker.out"
+    with log.open("w") as fh:  # a file, not a pipe: the orphan keeps the worker's stdout open
+        subprocess.run([sys.executable, "-c", script], stdout=fh, timeout=60, check=True)
+    manager = _manager(tmp_path)
+    pid = int(log.read_text().split()[-1])
+    import psutil
+
+    job = psutil.Process(pid)  # its command line is the worker's, not this test's: ask psutil
+    assert job.status() != psutil.STATUS_ZOMBIE and manager.files.get(key) is None, "the worker left before its job ended"
+    deadline = time.monotonic() + 20
+    while manager.files.get(key) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert manager.files.get(key) == {"done": 5}, "the orphaned job was lost"
+    with contextlib.suppress(psutil.NoSuchProcess):
+        job.wait(5)
+    assert not psutil.pid_exists(pid) or job.status() == psutil.STATUS_ZOMBIE
