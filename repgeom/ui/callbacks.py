@@ -154,7 +154,7 @@ def register_callbacks(app: Dash, engine: Engine, slots: JobSlots | None = None)
         progress_default=["0", "1", ""],
         running=[(Output(ID.EMBED_BUSY, "style"), {"display": "flex"}, {"display": "none"})],
         cancel=[Input(ID.EMBED_CANCEL, "n_clicks")],
-        interval=250,
+        interval=500,
         prevent_initial_call=True,
     )
     @_guarded(3, 2)

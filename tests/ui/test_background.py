@@ -305,7 +305,7 @@ def test_a_worker_that_exits_neither_waits_for_nor_kills_its_jobs(tmp_path):
         from pathlib import Path
         from repgeom.ui.background import make_background
         manager = make_background(None, Path({str(tmp_path)!r}), "f" * 64).manager
-        job_fn = manager.make_job_fn(lambda request: (time.sleep(3), {{"done": request}})[1], progress=False)
+        job_fn = manager.make_job_fn(lambda request: (time.sleep(10), {{"done": request}})[1], progress=False)
         print(manager.call_job_fn({key!r}, job_fn, [5], {{}}), flush=True)
         sys.exit(0)  # as a worker leaves: atexit handlers run
     """)
@@ -318,7 +318,7 @@ def test_a_worker_that_exits_neither_waits_for_nor_kills_its_jobs(tmp_path):
 
     job = psutil.Process(pid)  # its command line is the worker's, not this test's: ask psutil
     assert job.status() != psutil.STATUS_ZOMBIE and manager.files.get(key) is None, "the worker left before its job ended"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while manager.files.get(key) is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert manager.files.get(key) == {"done": 5}, "the orphaned job was lost"
