@@ -1,30 +1,33 @@
 """2-D embeddings of stimuli (PCA, metric MDS, t-SNE), their quality, and Procrustes alignment.
 
 Design notes:
-    * PCA is an eigendecomposition of the smaller Gram/covariance matrix on the torch
-      device, with scikit-learn's sign convention (the largest loading of each component
-      is positive), so it equals ``sklearn.decomposition.PCA`` up to round-off.
-    * Metric MDS is SMACOF from a classical (Torgerson) start with a tight stopping rule
-      (optionally plus seeded random starts, run as one batch, lowest stress kept)
-      instead of scikit-learn's random restarts. The stress we
-      report is Kruskal's stress-1, ``sqrt(Σ(d - δ)² / Σ d²)`` over pairs, scikit-learn's
-      ``normalized_stress``.
+    * PCA takes the top two eigenvectors of the smaller Gram/covariance matrix on the torch
+      device (subspace iteration with a residual check, :func:`_top_eigh`, rather than a full
+      eigendecomposition), with scikit-learn's sign convention (the largest loading of each
+      component is positive), so it equals ``sklearn.decomposition.PCA`` up to round-off.
+      Given the stimulus distances, the Gram matrix is ``-½ J d² J`` (no product over D).
+    * Metric MDS is SMACOF from the classical (Torgerson) start and perturbed copies of it,
+      raced (see :data:`MDS_STARTS`), with over-relaxed Guttman transforms and a tight
+      stopping rule; several nodes and all their starts run as one batch of (B, S, N, N)
+      operations, in float32 from :data:`MDS_FLOAT32_MIN_N` stimuli. The stress we report
+      is Kruskal's stress-1, ``sqrt(Σ(d - δ)² / Σ d²)`` over pairs, in float64.
     * t-SNE (perplexity clamped below N/3) runs on the top 50 principal components
       (torch, on the device; seeded randomised SVD), with exact nearest neighbours (blocked
       matrix products) and openTSNE's perplexity affinities, PCA start and gradient-descent
-      schedule (250 iterations at exaggeration 12, then 500). The gradient depends on N, by
-      measurement on this project's 2-core CPU: exact and dense in torch float32 up to
-      1,000 stimuli (0.5 s at N = 500, where scikit-learn's Barnes-Hut takes 1.0 s for 500
-      iterations), openTSNE's Barnes-Hut up to 5,000 (twice as fast as its FFT there), its
-      FFT interpolation above, with 250 final iterations instead of 500 (N = 10,000: each
-      costs more as the embedding spreads, and trustworthiness and the 2-D neighbours'
-      digit accuracy stop changing after ~150 of them). Trustworthiness matches
-      scikit-learn's ``TSNE(perplexity=40)``: averaged over five seeds on the seed's five
-      recurrent steps (N = 500) they differ by at most 0.0006 (one seed to the next, by
-      up to 0.006).
-    * Every embedding carries its trustworthiness (scikit-learn's, k = 5 neighbours,
-      fewer for tiny N) computed from the same stimulus distances; above 3,000 stimuli,
-      on a seeded sample of 3,000 of them.
+      schedule. The gradient depends on N, by measurement on this project's 2-core CPU:
+      exact and dense in torch float32 up to 1,000 stimuli, several nodes of one N as one
+      (B, N, N) batch, for 75 + 175 iterations (:data:`TSNE_EXACT_ITERATIONS`);
+      openTSNE's Barnes-Hut up to 5,000 (twice as fast as its FFT there), its FFT
+      interpolation above, with 250 early-exaggeration and 500 (FFT: 250) final iterations
+      (N = 10,000: each costs more as the embedding spreads, and trustworthiness and the
+      2-D neighbours' digit accuracy stop changing after ~150 of them). Trustworthiness
+      stays within 0.004 of scikit-learn's ``TSNE(perplexity=40)`` on the seed's five
+      recurrent steps (N = 500; one seed to the next, scikit-learn's own varies by up to 0.006).
+    * Every embedding carries its trustworthiness (scikit-learn's definition, k = 5
+      neighbours, fewer for tiny N; computed by counting, :func:`trustworthiness_from_distances`)
+      from the same stimulus distances; above 3,000 stimuli, on a seeded sample of 3,000.
+    * Large N × N work reuses preallocated buffers: a fresh multi-megabyte tensor per
+      iteration costs page faults comparable to the arithmetic.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.linalg import orthogonal_procrustes
-from sklearn.manifold import trustworthiness
 
 from .errors import RepgeomError, choice_error
+from .rdm import gram_matrix
 
 __all__ = [
     "EMBED_METHODS",
@@ -47,11 +51,15 @@ __all__ = [
     "align_sequence",
     "classical_mds",
     "embed",
+    "embed_many",
     "euclidean_distances",
     "pca_2d",
     "smacof",
+    "smacof_many",
     "stress1",
+    "trustworthiness_from_distances",
     "tsne_2d",
+    "tsne_many",
 ]
 
 EMBED_METHODS = ("pca", "mds", "tsne")
@@ -64,7 +72,7 @@ TSNE_EXACT_PCA_MAX = 100
 #: Power iterations of that randomised SVD (top two components then equal the exact ones to
 #: 1e-13, the tenth to 1e-8, on the recurrent model's conv2_4 features).
 TSNE_PCA_POWER_ITER = 4
-#: t-SNE iterations with early exaggeration (12, momentum 0.5).
+#: t-SNE iterations with early exaggeration (12, momentum 0.5), Barnes-Hut and FFT gradients.
 TSNE_EXAGGERATION_ITER = 250
 #: t-SNE iterations after early exaggeration (momentum 0.8) with exact or Barnes-Hut gradients.
 TSNE_ITERATIONS = 500
@@ -72,6 +80,13 @@ TSNE_ITERATIONS = 500
 TSNE_ITERATIONS_FFT = 250
 #: Exact (dense, torch) t-SNE gradients up to this many stimuli.
 TSNE_EXACT_MAX = 1000
+#: Iterations with early exaggeration (12, momentum 0.5), then without (momentum 0.8), with
+#: exact gradients. From the PCA start the neighbourhoods settle fast: on the seed's five
+#: recurrent steps (N = 500, seeds 0 and 1) trustworthiness after 75 + 175 is within 0.004
+#: of scikit-learn's ``TSNE(perplexity=40)`` at every node (250 + 500: within 0.006), at a
+#: third of the cost; 125 + 125 falls 0.009 short at one node.
+TSNE_EXACT_EXAGGERATION_ITER = 75
+TSNE_EXACT_ITERATIONS = 175
 #: openTSNE's Barnes-Hut gradients up to this many stimuli, its FFT-interpolated ones above.
 TSNE_FFT_ABOVE = 5000
 #: FFT grid intervals per axis at least, during early exaggeration (openTSNE: 50). The
@@ -82,11 +97,25 @@ TSNE_FFT_EXAGGERATION_INTERVALS = 10
 MDS_MAX_N = 3000
 #: Trustworthiness above this many stimuli is computed on a seeded sample of this size.
 TRUST_SAMPLE = 3000
-#: Random SMACOF starts besides the classical one for stimulus embeddings. Measured on the
-#: seed's five recurrent steps (500 stimuli): the classical start alone ends within 0.2 % of
-#: the best of scikit-learn's four random starts (lower at four of five nodes) in a fifth of
-#: the time, while extra random starts cost 10x for no reliable gain; paths use 9 (K is small).
-MDS_RANDOM_STARTS = 0
+#: SMACOF starts for stimulus embeddings: classical MDS plus perturbed copies of it (see
+#: :func:`_mds_starts`), raced (see :func:`smacof_many`): after :data:`MDS_RACE` relaxed
+#: steps only the classical start and the best of the others go on, for at most
+#: :data:`MDS_MAX_ITER` steps in all, until the stress changes by less than :data:`MDS_EPS`
+#: (relative to Σd²/2). The classical start alone can settle in a poorer basin than the
+#: best of scikit-learn's four random starts (the seed's recurrent conv2_4 at 50 per class:
+#: stress-1 +0.0005); with these settings every one of the seed's five recurrent steps and
+#: two synthetic clustered sets ends at or below it (by 1e-5 to 2e-3), for about twice
+#: the work of the classical start alone.
+MDS_STARTS = 6
+MDS_RACE = (10, 30)
+MDS_MAX_ITER = 400
+MDS_EPS = 1e-7
+#: Scale of the mixing of the third and fourth classical axes into the extra starts.
+MDS_START_SPREAD = 0.5
+#: SMACOF iterates in float32 from this many stimuli (the stress is still float64).
+MDS_FLOAT32_MIN_N = 256
+#: Over-relaxation of the Guttman transform (1: plain SMACOF; up to 2 converges).
+SMACOF_RELAX = 1.9
 DEFAULT_PERPLEXITY = 40.0
 PERPLEXITY_RANGE = (1.0, 100.0)
 
@@ -118,12 +147,14 @@ class Embedding:
 
 
 def euclidean_distances(features: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """(N, N) Euclidean distances between rows of (N, D) ``features`` (centred Gram, exact zero diagonal)."""
+    """(N, N) Euclidean distances between rows of (N, D) ``features`` (centred Gram, exact zero diagonal, symmetric)."""
     x = features.reshape(features.shape[0], -1).to(dtype)
     x = x - x.mean(dim=0, keepdim=True)
-    sq = (x * x).sum(dim=1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_(min=0.0)
-    d2 = 0.5 * (d2 + d2.T)
+    g = gram_matrix(x)
+    sq = g.diagonal().clone()
+    d2 = torch.add(sq[:, None], sq[None, :]).add_(g, alpha=-2.0).clamp_(min=0.0)  # ij and ji alike
+    if d2.device.type != "cpu":  # only a CPU BLAS Gram matrix is exactly symmetric
+        d2 = 0.5 * (d2 + d2.T)
     d2.fill_diagonal_(0.0)
     return d2.sqrt_()
 
@@ -149,46 +180,79 @@ def stress1(dissimilarities: np.ndarray | torch.Tensor, coords: np.ndarray | tor
 
 def classical_mds(dissimilarities: torch.Tensor, n_components: int = 2) -> torch.Tensor:
     """Torgerson's classical MDS: the top eigenvectors of the double-centred -½δ²."""
+    vals, vecs = torch.linalg.eigh(_double_centre(dissimilarities))
+    return _scaled_axes(vals.flip(0)[:n_components], vecs.flip(1)[:, :n_components])
+
+
+def _double_centre(dissimilarities: torch.Tensor) -> torch.Tensor:
+    """``-½ J δ² J`` (J the centring matrix) by row and column means: O(N²), no N³ products."""
     d2 = dissimilarities.to(torch.float64) ** 2
-    n = d2.shape[0]
-    j = torch.eye(n, dtype=d2.dtype, device=d2.device) - 1.0 / n
-    b = -0.5 * j @ d2 @ j
-    vals, vecs = torch.linalg.eigh(0.5 * (b + b.T))
-    vals, vecs = vals.flip(0)[:n_components], vecs.flip(1)[:, :n_components]
+    row = d2.mean(dim=1)
+    b = d2.sub_(row[:, None]).sub_(row[None, :]).add_(row.mean()).mul_(-0.5)
+    return 0.5 * (b + b.T)
+
+
+def _scaled_axes(vals: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
+    """Eigenvectors times sqrt(eigenvalue), each axis signed so its largest-magnitude coordinate is positive."""
     coords = vecs * vals.clamp(min=0.0).sqrt()
-    # deterministic sign: largest-magnitude coordinate of each axis positive
     signs = torch.sign(coords.gather(0, coords.abs().argmax(0, keepdim=True)))
     return coords * torch.where(signs == 0, torch.ones_like(signs), signs)
 
 
-def _pairwise(x: torch.Tensor) -> torch.Tensor:
-    """(S, N, k) -> (S, N, N) Euclidean distances (``torch.cdist`` is slow on small batches)."""
-    sq = (x * x).sum(dim=2)
-    d2 = (sq[:, :, None] + sq[:, None, :] - 2.0 * (x @ x.transpose(1, 2))).clamp_(min=0.0)
-    d2.diagonal(dim1=1, dim2=2).zero_()
-    return d2.sqrt_()
+def _top_eigh(a: torch.Tensor, k: int, tol: float = 1e-11, max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest eigenpairs of a symmetric positive semi-definite matrix, descending.
+
+    Subspace iteration on ``2k + 8`` seeded columns with a Rayleigh-Ritz step each time,
+    until every wanted pair has residual ``|A v - λ v| <= tol·λ₁``; a full ``eigh`` for
+    small matrices or when that does not happen within ``max_iter`` steps. At N = 500 it
+    takes a few milliseconds where ``eigh`` takes 17 (and far more when another process
+    holds a core). Only for PSD matrices (Gram matrices, double-centred squared Euclidean
+    distances): subspace iteration finds the eigenvalues of largest magnitude.
+    """
+    n = a.shape[0]
+    k = min(k, n)
+    p = min(n, 2 * k + 8)
+    if n <= 4 * p:
+        vals, vecs = torch.linalg.eigh(a)
+        return vals.flip(0)[:k], vecs.flip(1)[:, :k]
+    gen = torch.Generator().manual_seed(0)
+    q = torch.linalg.qr(a @ torch.randn(n, p, generator=gen, dtype=a.dtype).to(a.device))[0]
+    for _ in range(max_iter):
+        aq = a @ q
+        h = q.T @ aq
+        vals, w = torch.linalg.eigh(0.5 * (h + h.T))
+        vals, w = vals.flip(0), w.flip(1)
+        v, av = q @ w, aq @ w
+        res = torch.linalg.vector_norm(av[:, :k] - v[:, :k] * vals[:k], dim=0)
+        if bool((res <= tol * vals[0].abs()).all()):
+            return vals[:k], v[:, :k]
+        q = torch.linalg.qr(av)[0]
+    vals, vecs = torch.linalg.eigh(a)
+    return vals.flip(0)[:k], vecs.flip(1)[:, :k]
 
 
 def smacof(
     dissimilarities: torch.Tensor,
     init: torch.Tensor | None = None,
     max_iter: int = 1000,
-    eps: float = 1e-7,
+    eps: float = 1e-10,
     n_random: int = 0,
     seed: int = 0,
 ) -> tuple[torch.Tensor, float, int]:
     """Metric MDS by SMACOF (Guttman transforms), on the dissimilarities' device.
 
-    All starts run together as one batch: the classical-MDS start (or ``init``) plus
-    ``n_random`` seeded random ones; the lowest stress wins.
+    All starts run together as one batch (see :func:`smacof_many`): the classical-MDS
+    start (or ``init``) plus ``n_random`` seeded random ones; the lowest stress wins.
 
     Args:
         dissimilarities: (N, N) symmetric, zero diagonal.
         init: (N, k) start; classical MDS when ``None``.
         max_iter: most Guttman transforms.
-        eps: stop a start when its stress falls by less than ``eps`` relative to Σd²/2
-            (scikit-learn's criterion, ten times tighter than its default: a batch of
-            well-started runs is cheap, so we let them settle).
+        eps: stop a start when its stress changes by less than ``eps`` relative to Σd²/2
+            (scikit-learn's criterion, far tighter than its default: over-relaxed steps
+            change the stress less per step near a minimum, and a path's few points are
+            cheap to settle: on the shipped models' path, 1e-7 stops 2e-5 above the
+            minimum that scikit-learn's ten restarts reach, 1e-10 below it).
         n_random: extra random starts (uniform in [0, 1)², as scikit-learn's).
         seed: seeds the random starts.
 
@@ -202,31 +266,134 @@ def smacof(
         return first, stress1(delta.cpu(), first.cpu()), 0
     gen = torch.Generator().manual_seed(seed)
     starts = [first] + [torch.rand(n, first.shape[1], generator=gen, dtype=torch.float64).to(delta.device) for _ in range(n_random)]
-    x = torch.stack(starts)  # (S, N, k)
-    floor = 1e-9 * float(delta.abs().max()) + 1e-300  # coincident points: keep the ratio finite
-    d = _pairwise(x)
-    old = ((d - delta) ** 2).sum(dim=(1, 2)) / 2.0
-    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    return smacof_many(delta[None], torch.stack(starts)[None], max_iter=max_iter, eps=eps)[0]
+
+
+def _take(t: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """Rows ``pick`` (B, S') of the second axis of (B, S, ...) ``t``, per first index."""
+    index = pick.reshape(*pick.shape, *([1] * (t.ndim - 2))).expand(*pick.shape, *t.shape[2:])
+    return t.gather(1, index)
+
+
+class _SmacofBuffers:
+    """Reused N × N buffers for :func:`smacof_many` (fresh large tensors every step cost page faults)."""
+
+    def __init__(self, b: int, s: int, n: int, k: int, like: torch.Tensor) -> None:
+        opts = {"dtype": like.dtype, "device": like.device}
+        self.shape = (b, s, n, n)
+        self.left, self.right = torch.ones(b * s, n, k + 2, **opts), torch.ones(b * s, n, k + 2, **opts)
+        self.x1 = torch.ones(b * s, n, k + 1, **opts)
+        self.r, self.bx = torch.empty(b * s, n, n, **opts), torch.empty(b * s, n, k + 1, **opts)
+        self.k, self.n = k, n
+
+    def guttman(self, x: torch.Tensor, delta: torch.Tensor, floor2: float) -> torch.Tensor:
+        """The Guttman transform ``B(X) X / N`` of (B, S, N, k) ``x`` against (B, 1, N, N) ``delta``."""
+        k, flat = self.k, x.reshape(-1, self.n, self.k)
+        sq = (flat * flat).sum(dim=2)
+        self.left[..., :k], self.left[..., k] = flat, sq
+        self.right[..., :k], self.right[..., k + 1] = -2.0 * flat, sq
+        self.x1[..., :k] = flat
+        torch.bmm(self.left, self.right.transpose(1, 2), out=self.r)  # d²
+        self.r.clamp_min_(floor2).rsqrt_().view(self.shape).mul_(delta)  # δ / d, zero on the diagonal
+        torch.bmm(self.r, self.x1, out=self.bx)  # [B(X)-part X, row sums]
+        bx = self.bx.view(*x.shape[:3], k + 1)
+        return (bx[..., k:] * x - bx[..., :k]) / self.n
+
+
+def smacof_many(
+    dissimilarities: torch.Tensor,
+    starts: torch.Tensor,
+    max_iter: int = 1000,
+    eps: float = 1e-7,
+    race: Sequence[int] = (),
+    dtype: torch.dtype = torch.float64,
+) -> list[tuple[torch.Tensor, float, int]]:
+    """SMACOF for B dissimilarity matrices with S starts each, all as one batch.
+
+    Each step is one relaxed Guttman transform ``X + α (B(X) X / N - X)``, α =
+    :data:`SMACOF_RELAX` (de Leeuw and Heiser's over-relaxation, convergent for α < 2:
+    about twice as fast near a minimum). The N × N work of a step is two
+    batched products and three passes: ``d²`` from one product of ``[x, |x|², 1]`` with
+    ``[-2x, 1, |x|²]``, ``δ / d`` in place, and one product with ``[x, 1]`` that gives both
+    ``B(X) X`` and the row sums. The raw stress of the current configuration then costs
+    nothing more: ``Σ δ² - 2 tr(Xᵀ B(X) X) + Σ d²`` over pairs. A start stops when its
+    stress changes by less than ``eps`` relative to Σd²/2 (scikit-learn's criterion); each
+    start keeps the best configuration it has seen.
+
+    Args:
+        dissimilarities: (B, N, N) symmetric, zero diagonal.
+        starts: (B, S, N, k) initial configurations.
+        max_iter: most Guttman transforms.
+        eps: the stopping tolerance above.
+        race: steps after which, per matrix, the first start and the better half of the
+            others (by the lowest stress so far) go on; after the last of them, the first
+            and the best other run to the end (empty: all run to the end). Early stress
+            ranks the basins poorly, so the first (classical) start is never dropped.
+        dtype: working precision of the iterations (stress-1 is computed in float64).
+
+    Returns:
+        Per matrix, ``(coords, stress1, iterations)`` of its best start, coords (N, k) float64.
+        A matrix whose starts have all stopped leaves the batch, so the others do not
+        carry it along.
+    """
+    delta64 = dissimilarities.to(torch.float64)
+    b, s, n, k = starts.shape
+    delta = delta64.to(dtype)[:, None]  # (B, 1, N, N), broadcast over starts
+    x = starts.to(dtype)
+    x = x - x.mean(dim=2, keepdim=True)
+    floor2 = (1e-9 * float(delta64.abs().max()) + 1e-150) ** 2  # coincident points: keep δ/d finite
+    half_delta2 = (delta64 * delta64).sum(dim=(1, 2))[:, None] / 2.0  # (B, 1)
+    best_x, best = x.clone(), torch.full((b, s), math.inf, dtype=torch.float64, device=x.device)
+    active = torch.ones(b, s, dtype=torch.bool, device=x.device)
+    live = torch.arange(b, device=x.device)  # matrices still iterating; finished ones leave the batch
+    done: dict[int, tuple[torch.Tensor, int]] = {}
+    bufs = _SmacofBuffers(b, s, n, k, x)
     it = 0
     for it in range(1, max_iter + 1):
-        ratio = delta / d.clamp_min(floor)
-        ratio.diagonal(dim1=1, dim2=2).zero_()
-        # Guttman transform X <- B(X) X / n without forming B = diag(rowsum) - ratio
-        new = (ratio.sum(dim=2, keepdim=True) * x - ratio @ x) / n
-        x = torch.where(active[:, None, None], new, x)
-        d = _pairwise(x)
-        raw = ((d - delta) ** 2).sum(dim=(1, 2)) / 2.0
-        active &= (old - raw) / ((d * d).sum(dim=(1, 2)) / 2.0) >= eps
+        guttman = bufs.guttman(x, delta, floor2)
+        # raw stress of x over pairs: Σδ² - 2Σδd + Σd², with Σδd = tr(Xᵀ B(X) X) = n Σ x·guttman
+        sum_d2 = n * (x * x).sum(dim=(2, 3), dtype=torch.float64) - (x.sum(dim=2, dtype=torch.float64) ** 2).sum(dim=2)
+        raw = half_delta2 - 2.0 * n * (x * guttman).sum(dim=(2, 3), dtype=torch.float64) + sum_d2
+        better = raw < best
+        best_x = torch.where(better[:, :, None, None], x, best_x)
+        best = torch.where(better, raw, best)
+        if it > 1:
+            active &= (old - raw).abs() >= eps * sum_d2.clamp_min(1e-300)
+        if it in race and s > 2:  # successive halving: the first start and the better half of the others go on
+            s = 2 if it == max(race) else 1 + s // 2
+            order = best[:, 1:].argsort(dim=1) + 1
+            pick = torch.cat([torch.zeros_like(order[:, :1]), order[:, : s - 1]], dim=1)
+            x, guttman, best_x, best, active, raw = (_take(t, pick) for t in (x, guttman, best_x, best, active, raw))
+            bufs = _SmacofBuffers(len(live), s, n, k, x)
+        finished = ~active.any(dim=1)
+        if it == max_iter:
+            finished[:] = True
+        if bool(finished.any()):
+            for row in finished.nonzero().flatten().tolist():
+                done[int(live[row])] = (best_x[row, int(best[row].argmin())], it)
+            keep = ~finished
+            if not bool(keep.any()):
+                break
+            live, x, guttman, best_x, best, active, raw, delta, half_delta2 = (
+                t[keep] for t in (live, x, guttman, best_x, best, active, raw, delta, half_delta2))
+            bufs = _SmacofBuffers(len(live), s, n, k, x)
         old = raw
-        if not bool(active.any()):
-            break
-    stresses = [stress1(delta.cpu(), xi.cpu()) for xi in x]
-    best = int(np.argmin(stresses))
-    return x[best], float(stresses[best]), it
+        x = torch.where(active[:, :, None, None], x + SMACOF_RELAX * (guttman - x), x)
+    out = []
+    for i in range(b):
+        coords, steps = done[i]
+        coords = coords.to(torch.float64)
+        out.append((coords, stress1(delta64[i].cpu(), coords.cpu()), steps))
+    return out
 
 
-def pca_2d(features: torch.Tensor) -> torch.Tensor:
+def pca_2d(features: torch.Tensor, distances: torch.Tensor | None = None) -> torch.Tensor:
     """The first two principal-component scores of (N, D) ``features``, sklearn's signs.
+
+    Args:
+        features: (N, D) features.
+        distances: their (N, N) Euclidean distances, if at hand: when N <= D the Gram
+            matrix is then ``-½ J d² J`` (O(N²)) instead of a product over all D features.
 
     Returns:
         (N, 2) float64 on the features' device.
@@ -236,14 +403,13 @@ def pca_2d(features: torch.Tensor) -> torch.Tensor:
     n, d = x.shape
     k = min(2, n, d)
     if n <= d:
-        vals, u = torch.linalg.eigh(x @ x.T)
-        vals, u = vals.flip(0)[:k].clamp(min=0.0), u.flip(1)[:, :k]
-        s = vals.sqrt()
+        gram = _double_centre(distances.to(x.device)) if distances is not None else x @ x.T
+        vals, u = _top_eigh(gram, k)
+        s = vals.clamp(min=0.0).sqrt()
         scores = u * s
         components = (x.T @ u) / torch.where(s > 0, s, torch.ones_like(s))  # (D, k)
     else:
-        vals, v = torch.linalg.eigh(x.T @ x)
-        components = v.flip(1)[:, :k]
+        components = _top_eigh(x.T @ x, k)[1]
         scores = x @ components
     # scikit-learn (>= 1.5) flips each component so its largest-|loading| entry is positive
     signs = torch.sign(components.gather(0, components.abs().argmax(0, keepdim=True)))
@@ -323,71 +489,70 @@ def _exact_knn(z: torch.Tensor, k: int, block: int = 2048) -> tuple[np.ndarray, 
 
 
 def _tsne_exact(p: torch.Tensor, start: torch.Tensor, phases: Sequence[tuple[int, float, float]]) -> torch.Tensor:
-    """openTSNE's gradient descent with the exact t-SNE gradient, dense, in float32.
+    """openTSNE's gradient descent with the exact t-SNE gradient, dense, in float32, for a batch.
 
     The gradient is openTSNE's (no factor 4): ``Σ_j (e·p_ij - w_ij/Z) w_ij (y_i - y_j)``
     with ``w = 1 / (1 + d²)``; gains (+0.2 / ×0.8 + 0.01), momentum, learning rate
     N / exaggeration, steps clipped to length 5, the embedding re-centred every step.
+    Several embeddings of the same N run as one batch of (B, N, N) operations: per step,
+    one product gives ``1 + d²`` (``[y, |y|², 1]`` times ``[-2y, 1, |y|² + 1]``), then
+    four passes (reciprocal, row sums for Z, ``e·p - w/Z``, times ``w``) and one product
+    with ``[y, 1]`` gives both ``M y`` and ``M``'s row sums.
 
     Args:
-        p: (N, N) symmetric affinities summing to 1.
-        start: (N, 2) initial embedding.
+        p: (B, N, N) (or (N, N)) symmetric affinities summing to 1.
+        start: (B, N, 2) (or (N, 2)) initial embeddings.
         phases: ``(iterations, exaggeration, momentum)`` in order; gains and momentum carry over.
 
     Returns:
-        (N, 2) float64 embedding.
+        (B, N, 2) (or (N, 2)) float64 embeddings.
     """
-    n = start.shape[0]
-    y = start.to(torch.float32)
-    # d² = [y, |y|², 1] [-2y, 1, |y|²]ᵀ in one product; M [y, 1] gives M y and M's row sums
-    left = torch.ones(n, 4, dtype=y.dtype, device=y.device)
-    right = torch.ones(n, 4, dtype=y.dtype, device=y.device)
+    single = start.ndim == 2
+    p, y = (p[None], start[None]) if single else (p, start)
+    b, n, _ = y.shape
+    y = y.to(torch.float32)
+    opts = {"dtype": y.dtype, "device": y.device}
+    left, right, y1 = torch.ones(b, n, 4, **opts), torch.ones(b, n, 4, **opts), torch.ones(b, n, 3, **opts)
+    # N × N buffers reused every step: a fresh 1 MB+ tensor per step costs page faults, not just arithmetic
+    w, m = torch.empty(b, n, n, **opts), torch.empty(b, n, n, **opts)
+    rows, my = torch.empty(b, n, **opts), torch.empty(b, n, 3, **opts)
     update, gains = torch.zeros_like(y), torch.ones_like(y)
     for iterations, exaggeration, momentum in phases:
         pe = (p * exaggeration).to(y)
         rate = n / exaggeration
         for _ in range(iterations):
-            sq = (y * y).sum(dim=1)
-            left[:, :2], left[:, 2] = y, sq
-            right[:, :2], right[:, 3] = -2.0 * y, sq
-            w = (left @ right.T).clamp_(min=0.0).add_(1.0).reciprocal_()
-            z = float(w.sum()) - n  # w_ii = 1 stays in the matrix: its term cancels from the gradient
-            m = torch.addcmul(pe * w, w, w, value=-1.0 / z)
-            my = m @ left[:, (0, 1, 3)]
-            grad = my[:, 2:] * y - my[:, :2]
+            sq = (y * y).sum(dim=2)
+            left[..., :2], left[..., 2] = y, sq
+            right[..., :2], right[..., 3] = -2.0 * y, sq + 1.0
+            y1[..., :2] = y
+            torch.bmm(left, right.transpose(1, 2), out=w).reciprocal_()  # 1 / (1 + d²); w_ii = 1 cancels below
+            z = torch.sum(w, dim=2, out=rows).sum(dim=1) - n  # row sums first: the same order for any batch size
+            torch.addcmul(pe, w, (-1.0 / z)[:, None, None], out=m).mul_(w)
+            torch.bmm(m, y1, out=my)
+            grad = my[..., 2:] * y - my[..., :2]
             gains = torch.where(torch.sign(grad) != torch.sign(update), gains + 0.2, gains * 0.8 + 0.01)
             update = momentum * update - rate * gains * grad
-            norm = update.norm(dim=1, keepdim=True)
+            norm = update.norm(dim=2, keepdim=True)
             update = torch.where(norm > 5.0, update * (5.0 / norm), update)
             y = y + update
-            y = y - y.mean(dim=0)
-    return y.to(torch.float64)
+            y = y - y.mean(dim=1, keepdim=True)
+    y = y.to(torch.float64)
+    return y[0] if single else y
 
 
-def tsne_2d(features: torch.Tensor, perplexity: float = DEFAULT_PERPLEXITY, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Seeded 2-D t-SNE with PCA initialisation.
+@dataclass
+class _TsneJob:
+    """One embedding's t-SNE inputs: its start, affinities and the perplexity used."""
 
-    The stimuli are reduced to their top :data:`TSNE_PCA_DIMS` principal components on the
-    torch device; their ``3 × perplexity`` nearest neighbours are found exactly there and
-    turned into openTSNE's symmetric perplexity-based affinities. The start is the top two
-    components scaled to standard deviation 1e-4 plus openTSNE's seeded jitter (1 % of
-    that). :data:`TSNE_EXAGGERATION_ITER` iterations at exaggeration 12 and momentum 0.5
-    follow, then :data:`TSNE_ITERATIONS` at momentum 0.8, learning rate N / exaggeration,
-    with exact gradients (torch, the features' device) up to :data:`TSNE_EXACT_MAX`
-    stimuli, openTSNE's Barnes-Hut ones up to :data:`TSNE_FFT_ABOVE`, and its FFT ones
-    above (with :data:`TSNE_ITERATIONS_FFT` final iterations). Fewer than four stimuli (or
-    identical ones) are returned at their principal-component scores.
+    n: int
+    perplexity: float
+    start: np.ndarray
+    affinities: Any = None  # openTSNE affinities; None: the start is the answer
 
-    Args:
-        features: (N, D) features.
-        perplexity: from :data:`PERPLEXITY_RANGE`; lowered below N/3 with a warning.
-        seed: seeds the jitter of the start (and the randomised PCA of large inputs).
 
-    Returns:
-        ``(coords, perplexity_used)``: (N, 2) float64 and the perplexity after clamping.
-    """
-    from openTSNE import TSNEEmbedding  # noqa: PLC0415 - heavy; only when t-SNE is asked for
-    from openTSNE.affinity import PerplexityBasedNN  # noqa: PLC0415
+def _tsne_prepare(features: torch.Tensor, perplexity: float, seed: int) -> _TsneJob:
+    """PCA to :data:`TSNE_PCA_DIMS`, exact neighbours, openTSNE's affinities and start."""
+    from openTSNE.affinity import PerplexityBasedNN  # noqa: PLC0415 - heavy; only when t-SNE is asked for
     from openTSNE.initialization import jitter, rescale  # noqa: PLC0415
     from openTSNE.nearest_neighbors import PrecomputedNeighbors  # noqa: PLC0415
 
@@ -397,25 +562,136 @@ def tsne_2d(features: torch.Tensor, perplexity: float = DEFAULT_PERPLEXITY, seed
     start = np.zeros((n, 2))
     start[:, : min(2, z.shape[1])] = z[:, :2].cpu().numpy()
     if n < 4 or not np.std(start[:, 0]) > 0:
-        return start, p
+        return _TsneJob(n, p, start)
     neighbors, distances = _exact_knn(z, min(n - 1, int(3 * p)))
+    affinities = PerplexityBasedNN(perplexity=p, knn_index=PrecomputedNeighbors(neighbors, distances), n_jobs=torch.get_num_threads())
+    return _TsneJob(n, p, jitter(rescale(start), random_state=seed), affinities)
+
+
+def tsne_2d(features: torch.Tensor, perplexity: float = DEFAULT_PERPLEXITY, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Seeded 2-D t-SNE with PCA initialisation.
+
+    The stimuli are reduced to their top :data:`TSNE_PCA_DIMS` principal components on the
+    torch device; their ``3 × perplexity`` nearest neighbours are found exactly there and
+    turned into openTSNE's symmetric perplexity-based affinities. The start is the top two
+    components scaled to standard deviation 1e-4 plus openTSNE's seeded jitter (1 % of
+    that). Up to :data:`TSNE_EXACT_MAX` stimuli, the exact gradients run in torch (the
+    features' device): :data:`TSNE_EXACT_EXAGGERATION_ITER` iterations at exaggeration 12
+    and momentum 0.5, then :data:`TSNE_EXACT_ITERATIONS` at momentum 0.8, learning rate
+    N / exaggeration. Above, openTSNE's Barnes-Hut gradients up to :data:`TSNE_FFT_ABOVE`
+    stimuli and its FFT ones beyond, with :data:`TSNE_EXAGGERATION_ITER` and
+    :data:`TSNE_ITERATIONS` (:data:`TSNE_ITERATIONS_FFT`) iterations. Fewer than four
+    stimuli (or identical ones) are returned at their principal-component scores.
+
+    Args:
+        features: (N, D) features.
+        perplexity: from :data:`PERPLEXITY_RANGE`; lowered below N/3 with a warning.
+        seed: seeds the jitter of the start (and the randomised PCA of large inputs).
+
+    Returns:
+        ``(coords, perplexity_used)``: (N, 2) float64 and the perplexity after clamping.
+    """
+    return tsne_many([features], perplexity, seed)[0]
+
+
+def tsne_many(
+    features: Sequence[torch.Tensor], perplexity: float = DEFAULT_PERPLEXITY, seed: int = 0
+) -> list[tuple[np.ndarray, float]]:
+    """:func:`tsne_2d` of several feature sets; those with exact gradients and one N run as one batch.
+
+    Each result equals what :func:`tsne_2d` gives for that feature set alone (the batch
+    changes no arithmetic, only how many embeddings each operation carries).
+    """
+    jobs = [_tsne_prepare(f, perplexity, seed) for f in features]
+    out: list[tuple[np.ndarray, float] | None] = [None] * len(jobs)
+    exact: dict[int, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.affinities is None:
+            out[i] = (job.start, job.perplexity)
+        elif job.n <= TSNE_EXACT_MAX and job.n <= TSNE_FFT_ABOVE:
+            exact.setdefault(job.n, []).append(i)
+        else:
+            out[i] = (_tsne_opentsne(job, seed), job.perplexity)
+    phases = ((TSNE_EXACT_EXAGGERATION_ITER, 12.0, 0.5), (TSNE_EXACT_ITERATIONS, 1.0, 0.8))
+    for group in exact.values():
+        device = features[group[0]].device
+        p = torch.stack([torch.as_tensor(jobs[i].affinities.P.toarray(), dtype=torch.float32) for i in group]).to(device)
+        start = torch.stack([torch.as_tensor(jobs[i].start) for i in group]).to(device)
+        coords = _tsne_exact(p, start, phases).cpu().numpy()
+        for j, i in enumerate(group):
+            out[i] = (coords[j], jobs[i].perplexity)
+    return [o for o in out if o is not None]
+
+
+def _tsne_opentsne(job: _TsneJob, seed: int) -> np.ndarray:
+    """openTSNE's Barnes-Hut (up to :data:`TSNE_FFT_ABOVE` stimuli) or FFT gradients."""
+    from openTSNE import TSNEEmbedding  # noqa: PLC0415
+
+    fft = job.n > TSNE_FFT_ABOVE
     threads = torch.get_num_threads()
-    affinities = PerplexityBasedNN(perplexity=p, knn_index=PrecomputedNeighbors(neighbors, distances), n_jobs=threads)
-    start = jitter(rescale(start), random_state=seed)
-    fft = n > TSNE_FFT_ABOVE
-    if not fft and n <= TSNE_EXACT_MAX:
-        dense = torch.as_tensor(affinities.P.toarray(), device=features.device)
-        phases = ((TSNE_EXAGGERATION_ITER, 12.0, 0.5), (TSNE_ITERATIONS, 1.0, 0.8))
-        return _tsne_exact(dense, torch.as_tensor(start, device=features.device), phases).cpu().numpy(), p
-    embedding = TSNEEmbedding(np.ascontiguousarray(start), affinities, negative_gradient_method="fft" if fft else "bh", n_jobs=threads, random_state=seed)
+    embedding = TSNEEmbedding(np.ascontiguousarray(job.start), job.affinities, negative_gradient_method="fft" if fft else "bh", n_jobs=threads, random_state=seed)
     coarse = {"min_num_intervals": TSNE_FFT_EXAGGERATION_INTERVALS} if fft else {}
     embedding = embedding.optimize(TSNE_EXAGGERATION_ITER, exaggeration=12, momentum=0.5, **coarse)
     embedding = embedding.optimize(TSNE_ITERATIONS_FFT if fft else TSNE_ITERATIONS, momentum=0.8)
-    return np.asarray(embedding, dtype=np.float64), p
+    return np.asarray(embedding, dtype=np.float64)
+
+
+def trustworthiness_from_distances(
+    distances: torch.Tensor, coords: np.ndarray | torch.Tensor, n_neighbors: int = 5
+) -> float:
+    """scikit-learn's ``trustworthiness(..., metric="precomputed")``, by counting instead of sorting.
+
+    The rank of ``j`` among ``i``'s input-space neighbours is one plus the number of
+    stimuli nearer to ``i`` than ``j`` is, so only the ``k`` embedded neighbours of each
+    stimulus need ranking: an (N, k, N) comparison instead of scikit-learn's argsort of the
+    whole N × N matrix. Equal to scikit-learn's whenever no two distances from a stimulus tie
+    (with ties scikit-learn's own answer depends on its sort order).
+
+    Args:
+        distances: (N, N) input-space distances.
+        coords: (N, m) embedding.
+        n_neighbors: k, below N / 2.
+
+    Returns:
+        Trustworthiness in [0, 1].
+    """
+    dist = distances.to(torch.float64).cpu().clone()
+    n, k = dist.shape[0], n_neighbors
+    if k >= n / 2:
+        raise ValueError(f"n_neighbors ({k}) should be less than n_samples / 2 ({n / 2})")
+    y = torch.as_tensor(np.asarray(coords), dtype=torch.float64)
+    embedded = torch.cdist(y, y, compute_mode="donot_use_mm_for_euclid_dist")
+    embedded.fill_diagonal_(math.inf)
+    near = torch.topk(embedded, k, dim=1, largest=False).indices  # (N, k) embedded neighbours
+    dist.fill_diagonal_(math.inf)
+    to_near = dist.gather(1, near)
+    total = 0
+    rows = max(1, (1 << 24) // max(1, n * k))  # bound the (rows, k, N) comparison
+    for a in range(0, n, rows):
+        rank = (dist[a : a + rows, None, :] < to_near[a : a + rows, :, None]).sum(dim=2) + 1
+        total += int((rank - k).clamp_(min=0).sum())
+    return 1.0 - total * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)))
 
 
 def _n_neighbors(n: int) -> int:
     return max(1, min(5, (n - 1) // 2 - 1 if n > 4 else 1))
+
+
+def _mds_starts(distances: torch.Tensor, n_starts: int, seed: int) -> torch.Tensor:
+    """(S, N, 2) SMACOF starts from Euclidean ``distances``: classical MDS, then perturbed copies.
+
+    The first is classical MDS (the features' top two principal components). Each other
+    start adds the third and fourth classical axes, mixed by a seeded 2 × 2 Gaussian
+    matrix of scale :data:`MDS_START_SPREAD`: the same large-scale layout, folded
+    differently, so the starts fall into different basins of the stress.
+    """
+    vals, vecs = _top_eigh(_double_centre(distances), 4)
+    axes = _scaled_axes(vals, vecs)
+    if axes.shape[1] < 4:
+        axes = torch.cat([axes, axes.new_zeros(axes.shape[0], 4 - axes.shape[1])], dim=1)
+    gen = torch.Generator().manual_seed(seed)
+    mix = torch.randn(max(n_starts - 1, 0), 2, 2, generator=gen, dtype=axes.dtype).to(axes.device) * MDS_START_SPREAD
+    return torch.cat([axes[None, :, :2], axes[None, :, :2] + axes[None, :, 2:] @ mix])
 
 
 def embed(
@@ -436,45 +712,84 @@ def embed(
         labels: (N,) digit labels (carried along).
         model: model id (carried along).
         node: node name (carried along).
-        seed: random state for t-SNE (PCA and MDS are deterministic).
+        seed: random state for t-SNE and the extra MDS starts.
         perplexity: t-SNE perplexity (clamped below N/3 with a warning).
         distances: precomputed (N, N) Euclidean distances of ``features`` (optional).
 
     Returns:
         An :class:`Embedding`.
     """
+    return embed_many([features], method, labels, model, [node], seed, perplexity, [distances])[0]
+
+
+def embed_many(
+    features: Sequence[torch.Tensor],
+    method: str,
+    labels: np.ndarray,
+    model: str = "",
+    nodes: Sequence[str] | None = None,
+    seed: int = 0,
+    perplexity: float = DEFAULT_PERPLEXITY,
+    distances: Sequence[torch.Tensor | None] | None = None,
+) -> list[Embedding]:
+    """:func:`embed` for several nodes' features of the same stimuli.
+
+    MDS and exact t-SNE of feature sets with the same N run as one batch (one sequence of
+    (B, N, N) operations instead of B), which is where their time goes; each embedding is
+    what :func:`embed` gives for that node alone.
+
+    Args:
+        features: B (N, D_b) feature sets.
+        method: ``"pca"``, ``"mds"`` or ``"tsne"``.
+        labels: (N,) digit labels (carried along).
+        model: model id (carried along).
+        nodes: B node names (carried along).
+        seed: random state for t-SNE and the extra MDS starts.
+        perplexity: t-SNE perplexity (clamped below N/3 with a warning).
+        distances: per feature set, its precomputed (N, N) Euclidean distances or ``None``.
+
+    Returns:
+        B :class:`Embedding` objects, in order.
+    """
     if method not in EMBED_METHODS:
         raise choice_error("embedding method", method, EMBED_METHODS)
-    n = features.shape[0]
-    if method == "mds" and n > MDS_MAX_N:
-        raise RepgeomError(f"MDS is offered up to {MDS_MAX_N} stimuli (it fits all N² distances); got {n}: use PCA or t-SNE, or fewer images per class")
-    dist = euclidean_distances(features) if distances is None and n <= TRUST_SAMPLE else distances
-    used_perplexity = None
+    names = list(nodes) if nodes is not None else [""] * len(features)
+    given = list(distances) if distances is not None else [None] * len(features)
+    sizes = [f.shape[0] for f in features]
+    if method == "mds" and max(sizes, default=0) > MDS_MAX_N:
+        raise RepgeomError(f"MDS is offered up to {MDS_MAX_N} stimuli (it fits all N² distances); got {max(sizes)}: use PCA or t-SNE, or fewer images per class")
+    dists = [
+        euclidean_distances(f) if d is None and n <= TRUST_SAMPLE else d for f, d, n in zip(features, given, sizes)
+    ]
+    stresses: list[float | None] = [None] * len(features)
+    perplexities: list[float | None] = [None] * len(features)
     if method == "pca":
-        coords = pca_2d(features).cpu().numpy()
+        coords = [pca_2d(f, d).cpu().numpy() for f, d in zip(features, dists)]
     elif method == "mds":
-        coords_t, _, _ = smacof(dist, n_random=MDS_RANDOM_STARTS, seed=seed)
-        coords = coords_t.cpu().numpy()
+        coords = [np.zeros((n, 2)) for n in sizes]
+        for n in sorted(set(sizes)):
+            group = [i for i, m in enumerate(sizes) if m == n]
+            delta = torch.stack([dists[i].to(torch.float64) for i in group])
+            starts = torch.stack([_mds_starts(d, MDS_STARTS, seed) for d in delta])
+            work = torch.float32 if n >= MDS_FLOAT32_MIN_N else torch.float64
+            solved = smacof_many(delta, starts, MDS_MAX_ITER, MDS_EPS, race=MDS_RACE, dtype=work)
+            for i, (xy, stress, _) in zip(group, solved):
+                coords[i], stresses[i] = xy.cpu().numpy(), stress
     else:
-        coords, used_perplexity = tsne_2d(features, perplexity, seed)
-    if n > TRUST_SAMPLE:  # a seeded sample keeps the O(N²) ranking bounded
-        pick = np.sort(np.random.default_rng(seed).choice(n, TRUST_SAMPLE, replace=False))
-        sub = torch.as_tensor(pick, device=features.device)
-        dist_np = euclidean_distances(features.reshape(n, -1)[sub]).cpu().numpy()
-        tw = float(trustworthiness(dist_np, coords[pick], n_neighbors=5, metric="precomputed"))
-    else:
-        dist_np = dist.cpu().numpy()
-        tw = float(trustworthiness(dist_np, coords, n_neighbors=_n_neighbors(n), metric="precomputed")) if n > 3 else 1.0
-    return Embedding(
-        coords=coords,
-        method=method,
-        model=model,
-        node=node,
-        labels=np.asarray(labels),
-        trustworthiness=tw,
-        stress=stress1(dist.cpu().numpy(), coords) if method == "mds" else None,
-        perplexity=used_perplexity,
-    )
+        done = tsne_many(features, perplexity, seed)
+        coords = [c for c, _ in done]
+        perplexities = [p for _, p in done]
+    out = []
+    for f, d, n, xy, name, stress, used in zip(features, dists, sizes, coords, names, stresses, perplexities):
+        if n > TRUST_SAMPLE:  # a seeded sample keeps the O(N²) ranking bounded
+            pick = np.sort(np.random.default_rng(seed).choice(n, TRUST_SAMPLE, replace=False))
+            sub = euclidean_distances(f.reshape(n, -1)[torch.as_tensor(pick, device=f.device)])
+            tw = trustworthiness_from_distances(sub, xy[pick], n_neighbors=5)
+        else:
+            tw = trustworthiness_from_distances(d, xy, n_neighbors=_n_neighbors(n)) if n > 3 else 1.0
+        out.append(Embedding(coords=xy, method=method, model=model, node=name, labels=np.asarray(labels),
+                             trustworthiness=tw, stress=stress, perplexity=used))
+    return out
 
 
 def align_sequence(embeddings: Sequence[Embedding], rescale: bool = False) -> list[Embedding]:

@@ -235,3 +235,69 @@ def test_mds_refused_above_its_limit_with_the_alternatives(monkeypatch):
     x, labels = _blobs(60, 4)
     with pytest.raises(RepgeomError, match="MDS is offered up to 50 stimuli.*PCA or t-SNE"):
         emb.embed(torch.from_numpy(x), "mds", labels)
+
+
+def test_top_eigenpairs_match_eigh():
+    import repgeom.core.embedding as emb
+
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(300, 80)) @ np.diag(np.geomspace(5, 0.1, 80))
+    g = torch.from_numpy(x @ x.T)
+    vals, vecs = emb._top_eigh(g, 4)
+    ref_vals, ref_vecs = np.linalg.eigh(g.numpy())
+    np.testing.assert_allclose(vals.numpy(), ref_vals[::-1][:4], rtol=1e-10)
+    np.testing.assert_allclose(np.abs(vecs.numpy().T @ ref_vecs[:, ::-1][:, :4]), np.eye(4), atol=1e-8)
+
+
+@pytest.mark.parametrize("shape", [(80, 200), (300, 20)])
+def test_pca_from_precomputed_distances_matches_sklearn(shape):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=shape) @ np.diag(np.linspace(3, 0.1, shape[1])) + 2.0
+    ours = pca_2d(torch.from_numpy(x), euclidean_distances(torch.from_numpy(x))).numpy()
+    ref = PCA(n_components=2, svd_solver="full").fit_transform(x)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_trustworthiness_by_counting_is_sklearns(k):
+    from repgeom.core.embedding import trustworthiness_from_distances
+
+    x, _ = _blobs(150, 20, seed=k)
+    coords = x[:, :2] + np.random.default_rng(k).normal(scale=2.0, size=(150, 2))
+    ours = trustworthiness_from_distances(torch.from_numpy(squareform(pdist(x))), coords, n_neighbors=k)
+    assert ours == pytest.approx(trustworthiness(x, coords, n_neighbors=k), abs=1e-12)
+
+
+@pytest.mark.parametrize("method", ["pca", "mds", "tsne"])
+def test_a_batch_of_nodes_embeds_each_as_alone(method):
+    from repgeom.core.embedding import embed_many
+
+    sets = [torch.from_numpy(_clustered(240, d=40 + 10 * i, seed=i)[0]) for i in range(3)]
+    labels = np.arange(240) % 10
+    many = embed_many(sets, method, labels, "m", ["a", "b", "c"], seed=2, perplexity=30)
+    for feats, node, e in zip(sets, "abc", many):
+        alone = embed(feats, method, labels, "m", node, seed=2, perplexity=30)
+        np.testing.assert_array_equal(e.coords, alone.coords)
+        assert (e.node, e.trustworthiness, e.stress) == (node, alone.trustworthiness, alone.stress)
+
+
+def test_mds_embedding_stress_no_higher_than_sklearns_four_random_starts():
+    for seed in range(2):
+        x, labels = _clustered(300, d=60, seed=seed)
+        d = squareform(pdist(x))
+        e = embed(torch.from_numpy(x), "mds", labels, seed=0)
+        ref = MDS(n_components=2, metric="precomputed", n_init=4, init="random", random_state=0, normalized_stress="auto", max_iter=300).fit_transform(d)
+        assert e.stress == pytest.approx(stress1(d, e.coords), abs=1e-12)
+        assert e.stress <= stress1(d, ref) + 1e-9
+
+
+def test_smacof_batch_of_starts_keeps_the_best():
+    from repgeom.core.embedding import smacof_many
+
+    x, _ = _blobs(100, 12, seed=5)
+    d = torch.from_numpy(squareform(pdist(x)))
+    gen = torch.Generator().manual_seed(0)
+    starts = torch.rand(1, 5, 100, 2, generator=gen, dtype=torch.float64)
+    alone = [smacof_many(d[None], starts[:, i : i + 1], max_iter=500, eps=1e-9)[0][1] for i in range(5)]
+    raced = smacof_many(d[None], starts, max_iter=500, eps=1e-9)[0][1]
+    assert raced == pytest.approx(min(alone), abs=1e-12)

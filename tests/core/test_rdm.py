@@ -24,7 +24,7 @@ def _rsa_rdm(x, method):
 
 
 @pytest.mark.parametrize("method", ["correlation", "euclidean"])
-@pytest.mark.parametrize(("seed", "shape"), [(0, (60, 300)), (1, (60, 300)), (2, (300, 20))])
+@pytest.mark.parametrize(("seed", "shape"), [(0, (60, 300)), (1, (60, 300)), (2, (300, 20)), (3, (300, 400)), (4, (500, 128))])
 def test_rdm_matches_rsatoolbox(method, seed, shape):
     x = _features(*shape, seed=seed)
     ours = compute_rdm(torch.from_numpy(x), method).numpy()
@@ -34,6 +34,18 @@ def test_rdm_matches_rsatoolbox(method, seed, shape):
         np.testing.assert_allclose(compute_rdm(torch.from_numpy(x), method, dtype=dtype).numpy(), ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
     assert np.all(np.diag(ours) == 0)
     np.testing.assert_array_equal(ours, ours.T)
+    ours32 = compute_rdm(torch.from_numpy(x).float(), method, dtype=torch.float32).numpy()
+    np.testing.assert_array_equal(ours32, ours32.T)
+    assert np.all(np.diag(ours32) == 0)
+
+
+def test_split_gram_equals_the_full_product():
+    from repgeom.core.rdm import gram_matrix
+
+    x = torch.from_numpy(_features(301, 50, seed=8))
+    g = gram_matrix(x).numpy()
+    np.testing.assert_allclose(g, (x @ x.T).numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(g, g.T)
 
 
 def test_rdm_float32_features_match_rsatoolbox_on_real_activations(engine):
@@ -45,7 +57,7 @@ def test_rdm_float32_features_match_rsatoolbox_on_real_activations(engine):
         np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-9 * ref.max())
 
 
-@pytest.mark.parametrize("shape", [(60, 300), (300, 20)])
+@pytest.mark.parametrize("shape", [(60, 300), (300, 20), (300, 400)])
 def test_cosine_rdm_matches_scipy(shape):
     # rsatoolbox has no cosine RDM; scipy's pdist is the oracle
     x = _features(*shape, seed=3)

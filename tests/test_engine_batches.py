@@ -1,0 +1,51 @@
+"""The engine's batched and shortcut paths give what the one-at-a-time, float64 ways give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rsatoolbox
+import torch
+
+from repgeom.pipeline import Engine
+
+STEPS = ["conv2", "conv2_2", "conv2_4"]
+
+
+@pytest.mark.parametrize("method", ["pca", "mds", "tsne"])
+def test_embeddings_of_several_nodes_equal_each_node_alone(method):
+    together, alone = Engine(), Engine()
+    spec = together.spec(12)
+    batch = together.embeddings("recurrent", STEPS, spec, method, seed=1, perplexity=20)
+    for node, e in zip(STEPS, batch):
+        single = alone.embedding("recurrent", node, spec, method, seed=1, perplexity=20)
+        np.testing.assert_array_equal(e.coords, single.coords)
+        assert (e.trustworthiness, e.stress) == (single.trustworthiness, single.stress)
+
+
+def test_path_angles_match_the_seeds_float64_rsatoolbox_pipeline(engine):
+    spec = engine.spec(20)
+    path = engine.path(["feedforward", "recurrent"], None, spec)
+    feats = [engine.features(m, n, spec).double().numpy() for m in ("feedforward", "recurrent") for n in engine.nodes(m)]
+    labels = engine.stimuli(spec).labels
+    data = [*feats, np.eye(10)[labels]]
+    rdms = rsatoolbox.rdm.calc_rdm([rsatoolbox.data.Dataset(d) for d in data], method="euclidean")
+    ref = np.nan_to_num(np.arccos(np.clip(rsatoolbox.rdm.compare(rdms, rdms, method="cosine"), -1, 1)))
+    ref = (ref + ref.T) / 2
+    np.fill_diagonal(ref, 0)
+    np.testing.assert_allclose(path.distances, ref, atol=1e-6)
+    # identical activations (eval-mode dropout, flatten, every model's input) share one RDM
+    chosen = {m: engine.nodes(m) for m in ("feedforward", "recurrent")}
+    by_name = {r.name: r.matrix for r in engine._path_rdms(chosen, spec, "euclidean")}
+    assert by_name["feedforward/max_pool2d"] is by_name["feedforward/flatten"] is by_name["feedforward/dropout1"]
+    assert by_name["feedforward/input"] is by_name["recurrent/input"]
+    assert by_name["feedforward/conv1"] is not by_name["feedforward/relu"]
+
+
+def test_path_rdms_leave_the_views_float64_rdms_alone(engine):
+    spec = engine.spec(5)
+    engine.path(["recurrent"], None, spec)
+    x = engine.features("recurrent", "conv2_4", spec).double().numpy()
+    ref = rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method="euclidean").get_matrices()[0]
+    np.testing.assert_allclose(engine.rdm("recurrent", "conv2_4", spec, "euclidean").matrix, ref, rtol=1e-9, atol=1e-12)
+    assert torch.get_default_dtype() == torch.float32
