@@ -104,8 +104,13 @@ def open_audit() -> _OpenAudit:
 
 
 def _allowed_roots(*extra: Path) -> list[Path]:
-    """The repo, the virtualenv, the stdlib, /proc, /sys, /dev and ``extra``."""
+    """The repo, the virtualenv, the stdlib, the import path, /proc, /sys, /dev and ``extra``.
+
+    The import path counts as the app's own: a module imported lazily on the first such
+    request makes the import system probe every ``sys.path`` entry (``python311.zip``...).
+    """
     roots = {ROOT, Path(sys.prefix), Path("/proc"), Path("/sys"), Path("/dev"), *extra}
+    roots.update(Path(entry) for entry in sys.path if entry and Path(entry).is_absolute())
     base = {"base": sys.base_prefix, "platbase": sys.base_prefix}
     for scheme in (sysconfig.get_paths(), sysconfig.get_paths(vars=base)):
         roots.update(Path(scheme[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in scheme)
