@@ -23,12 +23,50 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["FolderStore", "RedisStore", "SharedStore", "open_store"]
+__all__ = ["FolderStore", "RedisStore", "SharedStore", "open_store", "trim_folder", "write_atomically"]
 
 log = logging.getLogger(__name__)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name in the same folder, then rename.
+
+    A reader in any process sees the old content, the new content, or no file; never part
+    of one. Errors propagate; the temporary file never stays behind.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def trim_folder(folder: Path, pattern: str, max_bytes: int, ttl_s: float | None = None) -> None:
+    """Delete the files matching ``pattern`` unmodified for ``ttl_s`` seconds, then the oldest
+    until the rest take at most ``max_bytes``."""
+    now, files = time.time(), []
+    for f in folder.glob(pattern):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        if ttl_s is not None and now - st.st_mtime > ttl_s:
+            f.unlink(missing_ok=True)
+        else:
+            files.append((st.st_mtime, st.st_size, f))
+    total = sum(size for _, size, _ in files)
+    for _, size, f in sorted(files):
+        if total <= max_bytes:
+            break
+        f.unlink(missing_ok=True)
+        total -= size
 
 
 @runtime_checkable
@@ -75,14 +113,7 @@ class FolderStore:
         if path.exists():
             return
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(path, data)
         except OSError as exc:
             log.warning("shared cache folder not written (%s)", exc.strerror or exc)
             return
@@ -96,19 +127,7 @@ class FolderStore:
 
     def trim(self) -> None:
         """Delete the oldest files until the folder is within its budget."""
-        files = []
-        for f in self.directory.glob("*.bin"):
-            try:
-                st = f.stat()
-            except OSError:
-                continue
-            files.append((st.st_mtime, st.st_size, f))
-        total = sum(size for _, size, _ in files)
-        for _, size, f in sorted(files):
-            if total <= self.max_bytes:
-                break
-            f.unlink(missing_ok=True)
-            total -= size
+        trim_folder(self.directory, "*.bin", self.max_bytes)
 
 
 class RedisStore:

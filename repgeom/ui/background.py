@@ -72,6 +72,7 @@ from dash import CeleryManager
 from dash.background_callback.managers import BaseBackgroundCallbackManager
 
 from ..core.errors import RepgeomError
+from ..shared_cache import trim_folder, write_atomically
 
 __all__ = ["Background", "FolderManager", "JobFiles", "JobSlots", "default_cache_dir", "default_job_slots", "make_background", "make_celery"]
 
@@ -288,15 +289,7 @@ class JobFiles:
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` (replacing what was there)."""
         data = zlib.compress(json.dumps(value, cls=PlotlyJSONEncoder).encode("utf-8"), 1)
-        path = self._path(key)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self._path(key), data)
         self._written += len(data)
         if self._written > self.max_bytes // 8:
             self._written = 0
@@ -335,20 +328,7 @@ class JobFiles:
 
     def trim(self) -> None:
         """Delete expired files, then the oldest until the folder is within its budget."""
-        now, files = time.time(), []
-        for f in self.folder.glob("*.json.z"):
-            with contextlib.suppress(OSError):
-                st = f.stat()
-                if now - st.st_mtime > self.ttl_s:
-                    f.unlink(missing_ok=True)
-                else:
-                    files.append((st.st_mtime, st.st_size, f))
-        total = sum(size for _, size, _ in files)
-        for _, size, f in sorted(files):
-            if total <= self.max_bytes:
-                break
-            f.unlink(missing_ok=True)
-            total -= size
+        trim_folder(self.folder, "*.json.z", self.max_bytes, self.ttl_s)
 
 
 def _default_signals() -> None:
