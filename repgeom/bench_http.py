@@ -66,6 +66,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,17 +287,20 @@ def _wait_served(proc: subprocess.Popen[bytes], client: _Client, log_path: Path)
     raise RepgeomError(f"the server did not serve a page within {STARTUP_TIMEOUT_S:.0f} s:\n{_log_tail(log_path)}")
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its children (gunicorn's workers), from ``/proc``."""
-    pids = [pid]
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """Every process's pid and the fields of ``/proc/<pid>/stat`` after its name (state first)."""
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            pids.append(int(entry.name))
-    return pids
+        if len(fields) > 2:
+            yield int(entry.name), fields
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its children (gunicorn's workers), from ``/proc``."""
+    return [pid] + [child for child, fields in _processes() if int(fields[1]) == pid]
 
 
 def _cpu_seconds(pids: list[int]) -> float | None:
@@ -338,15 +342,7 @@ def _peak_rss_mb(pids: list[int]) -> float | None:
 
 def _group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of process group ``pgid``, from ``/proc`` (empty without it)."""
-    pids = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid, fields in _processes() if fields[0] not in ("Z", "X") and int(fields[2]) == pgid]
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:

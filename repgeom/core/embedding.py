@@ -608,7 +608,7 @@ def tsne_many(
     for i, job in enumerate(jobs):
         if job.affinities is None:
             out[i] = (job.start, job.perplexity)
-        elif job.n <= TSNE_EXACT_MAX and job.n <= TSNE_FFT_ABOVE:
+        elif job.n <= TSNE_EXACT_MAX:
             exact.setdefault(job.n, []).append(i)
         else:
             out[i] = (_tsne_opentsne(job, seed), job.perplexity)

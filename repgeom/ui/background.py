@@ -451,7 +451,6 @@ class FolderManager(_Settled, BaseBackgroundCallbackManager):
         result = self.files.get(key, self.UNDEFINED)
         if result is self.UNDEFINED:
             return self.UNDEFINED
-        self._reap()
         self.files.touch(key)  # kept for the next visitor who asks the same
         self.files.delete(self._make_progress_key(key))
         if job:
