@@ -34,7 +34,10 @@ Design notes:
     wait, showing "waiting for a free slot". Scaled out, Celery's ``--concurrency`` is
     that bound.
 
-    A job forked from a server worker inherits its listening socket and its signal
+    A job forked from a server worker inherits the import locks of modules its other
+    threads are importing at that moment; a lazy import of one of them in the job would
+    wait forever, so everything a job imports lazily is imported first
+    (:func:`_import_ahead`). It also inherits the worker's listening socket and signal
     handlers. An orphaned job (its worker stopped or restarted) would keep the port
     open, and gunicorn's handlers would make it ignore SIGTERM. Every forked child
     therefore closes the listening sockets it inherited (:func:`_close_listening_sockets`,
@@ -520,6 +523,35 @@ class Background:
     slots: JobSlots | None = None
 
 
+def _import_ahead() -> None:
+    """Import now, before any request thread runs, every module a forked job imports lazily.
+
+    A job forked while another thread of its worker is importing a module inherits that
+    module's import lock, held by a thread that does not exist in the child (CPython
+    re-initialises only the global import lock at fork): the job's own import of that
+    module then waits forever, holding its job slot, and every later job queues behind
+    it. The load test caught a job stuck in plotly's lazy import of a figure class.
+    Plotly builds its figure classes on first use and t-SNE brings in openTSNE, so both
+    are imported here, in full (about 0.6 s and 30 MB, once per worker).
+    """
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+
+    import openTSNE  # noqa: F401, PLC0415
+    import openTSNE.affinity  # noqa: F401, PLC0415
+    import openTSNE.initialization  # noqa: F401, PLC0415
+    import openTSNE.nearest_neighbors  # noqa: F401, PLC0415
+    import plotly.graph_objs  # noqa: PLC0415
+
+    for module in pkgutil.walk_packages(plotly.graph_objs.__path__, "plotly.graph_objs."):
+        if not module.name.endswith("_figurewidget"):  # needs ipywidgets, never used here
+            importlib.import_module(module.name)
+    # Templates, validators and JSON encoding load on a figure's first use: use one.
+    frame = plotly.graph_objs.Frame(name="0", data=[plotly.graph_objs.Scatter(x=[0], y=[0])])
+    layout = {"template": "plotly_white", "sliders": [{"steps": [{"label": "0"}]}], "updatemenus": [{"buttons": [{"label": "▶"}]}]}
+    plotly.graph_objs.Figure([plotly.graph_objs.Scattergl(x=[0], y=[0])], layout=layout, frames=[frame]).to_json()
+
+
 def make_background(redis_url: str | None, cache_dir: Path, fingerprint: str) -> Background:
     """Build the background-callback manager.
 
@@ -536,6 +568,7 @@ def make_background(redis_url: str | None, cache_dir: Path, fingerprint: str) ->
         celery = make_celery(redis_url)
         return Background(_CeleryManager(celery, cache_by=keep, expire=RESULT_TTL_S), "celery", celery)
     _register_fork_hook()
+    _import_ahead()
     folder = cache_dir / f"jobs-{fingerprint[:16]}"
     manager = FolderManager(JobFiles(folder), cache_by=keep)
     return Background(manager, "folder", secret=_shared_secret(cache_dir), slots=JobSlots(folder, default_job_slots()))

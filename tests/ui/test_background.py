@@ -325,3 +325,35 @@ def test_a_worker_that_exits_neither_waits_for_nor_kills_its_jobs(tmp_path):
     with contextlib.suppress(psutil.NoSuchProcess):
         job.wait(5)
     assert not psutil.pid_exists(pid) or job.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_forked_job_imports_nothing_lazily(tmp_path):
+    """A job forked while a worker thread imports a module would wait forever on that module's lock.
+
+    So after the manager is built, drawing every kind of figure and running t-SNE in a
+    forked job must not import any module of plotly or openTSNE.
+    """
+    import multiprocessing
+    import sys
+
+    import torch
+
+    make_background(None, tmp_path, "f" * 64)
+    report = tmp_path / "imported"
+
+    def job() -> None:
+        from repgeom.core.embedding import tsne_2d
+
+        before = set(sys.modules)
+        fig = go.Figure([go.Scattergl(x=[1, 2], y=[1, 2]), go.Heatmap(z=[[1, 2]]), go.Barpolar(r=[1])],
+                        layout={"template": "plotly_white", "sliders": [{"steps": [{"label": "a"}]}], "updatemenus": [{}]})
+        fig.to_json()
+        tsne_2d(torch.randn(40, 5, generator=torch.Generator().manual_seed(0)), perplexity=5)
+        new = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in ("plotly", "_plotly_utils", "openTSNE"))
+        report.write_text("\n".join(new))
+
+    proc = multiprocessing.get_context("fork").Process(target=job)
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    assert report.read_text() == "", f"imported lazily in a job: {report.read_text()[:500]}"
