@@ -43,6 +43,15 @@ Design notes:
     therefore closes the listening sockets it inherited (:func:`_close_listening_sockets`,
     registered once per process) and every job restores the default signal handlers.
 
+    Jobs are forked from one thread kept for that alone (:class:`_Forker`), never from
+    a request thread. GNU OpenMP (torch's CPU threads) cannot survive ``fork``: a child
+    forked from a thread that has run a parallel region inherits that thread's pool of
+    OpenMP threads, which do not exist in the child, and its first parallel operation
+    waits for them forever. Request threads run torch all the time; with two or more
+    torch threads per worker (one worker on two cores, or two on four) every job forked
+    from one of them hung. A thread that never computes has no pool to inherit, so the
+    job starts its own, with the worker's torch thread count.
+
     One race in Dash's polling is closed here (:class:`_Settled`): a poll reads the
     result, then asks whether the job still runs; a job that writes its result and
     exits between the two looks cancelled, and the browser stops waiting. The managers
@@ -51,12 +60,14 @@ Design notes:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import functools
 import hashlib
 import json
 import os
+import queue
 import re
 import secrets
 import signal
@@ -70,6 +81,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from _plotly_utils.utils import PlotlyJSONEncoder
 from dash import CeleryManager
 from dash.background_callback.managers import BaseBackgroundCallbackManager
@@ -334,6 +346,46 @@ class JobFiles:
         trim_folder(self.folder, "*.json.z", self.max_bytes, self.ttl_s)
 
 
+class _Forker:
+    """Forks jobs from a thread that never computes (see the module notes on OpenMP and fork).
+
+    The thread starts on the first fork in each process (a gunicorn worker, after its own
+    fork) and waits on a queue; :meth:`fork` hands it the job and returns the child's pid.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner = 0  # pid of the process whose thread serves the queue
+        self._queue: queue.SimpleQueue[tuple[Callable[[], None], concurrent.futures.Future[int]]] = queue.SimpleQueue()
+
+    def fork(self, child: Callable[[], None]) -> int:
+        """Fork; in the child run ``child``, which must end the process (``os._exit``); return the pid."""
+        with self._lock:
+            if self._owner != os.getpid():
+                self._queue = queue.SimpleQueue()
+                threading.Thread(target=self._serve, args=(self._queue,), name="repgeom-forker", daemon=True).start()
+                self._owner = os.getpid()
+            done: concurrent.futures.Future[int] = concurrent.futures.Future()
+            self._queue.put((child, done))
+        return done.result()
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[tuple[Callable[[], None], concurrent.futures.Future[int]]]) -> None:
+        while True:
+            child, done = jobs.get()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                done.set_exception(exc)
+                continue
+            if pid == 0:
+                try:
+                    child()
+                finally:
+                    os._exit(1)  # ``child`` exits itself; this only guards against one that returns
+            done.set_result(pid)
+
+
 def _default_signals() -> None:
     """Give a forked job the default handlers its server worker replaced (SIGTERM must end it)."""
     for name in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCHLD", "SIGTTIN", "SIGTTOU"):
@@ -362,6 +414,7 @@ class FolderManager(_Settled, BaseBackgroundCallbackManager):
         self.files = files  # before Dash's __init__, which builds the job functions
         self._children: set[int] = set()  # jobs forked by this process, not yet reaped
         self._lock = threading.Lock()
+        self._forker = _Forker()
         super().__init__(cache_by)
 
     # ---------------------------------------------------------------- starting and ending jobs
@@ -392,14 +445,19 @@ class FolderManager(_Settled, BaseBackgroundCallbackManager):
         self._reap()
         if self.files.has(key):
             return 0  # stored: the first poll reads it, there is no process to wait for
-        pid = os.fork()
-        if pid == 0:  # the job: run, then leave without the worker's exit handlers
+        progress_key = self._make_progress_key(key)
+        threads = torch.get_num_threads()
+
+        def job() -> None:  # in the child: run, then leave without the worker's exit handlers
             code = 1
             try:
-                job_fn(key, self._make_progress_key(key), args, context)
+                torch.set_num_threads(threads)  # the worker's share of the cores (gunicorn_conf.post_fork)
+                job_fn(key, progress_key, args, context)
                 code = 0
             finally:
                 os._exit(code)
+
+        pid = self._forker.fork(job)
         with self._lock:
             self._children.add(pid)
         return pid

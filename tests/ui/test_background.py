@@ -357,3 +357,51 @@ def test_a_forked_job_imports_nothing_lazily(tmp_path):
     proc.join(120)
     assert proc.exitcode == 0
     assert report.read_text() == "", f"imported lazily in a job: {report.read_text()[:500]}"
+
+
+def test_a_job_started_from_a_thread_that_ran_torch_computes_with_torch_threads(tmp_path):
+    """A child forked from a thread that has run an OpenMP region waits forever on its first one.
+
+    gunicorn's request threads run torch all the time; with 2 torch threads per worker every
+    job they forked hung on its first parallel operation. Jobs now fork from a thread that
+    never computes. Run in a child process so a hang fails the test instead of stalling it.
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import json, time
+        from concurrent.futures import ThreadPoolExecutor
+        from pathlib import Path
+        import torch
+        from repgeom.ui.background import make_background
+        torch.set_num_threads(2)
+        manager = make_background(None, Path({str(tmp_path)!r}), "f" * 64).manager
+        x = torch.rand(2000, 2000, dtype=torch.float64)
+
+        def compute(request):
+            return {{"threads": torch.get_num_threads(), "sum": float((x ** 2).sum())}}
+
+        job_fn = manager.make_job_fn(compute, progress=False)
+
+        def request_thread():  # as a gunicorn thread: torch first, then a background callback
+            float((x ** 2).sum())
+            return manager.call_job_fn("9" * 64, job_fn, [1], {{}})
+
+        with ThreadPoolExecutor(1) as pool:
+            pid = pool.submit(request_thread).result()
+        deadline = time.monotonic() + 60
+        while manager.files.get("9" * 64) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result = manager.files.get("9" * 64)
+        if result is None:
+            import os, signal
+            os.kill(pid, signal.SIGKILL)
+        print(json.dumps(result), flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result is not None, "the job hung on its first parallel torch operation"
+    assert result["threads"] == 2 and result["sum"] > 0
