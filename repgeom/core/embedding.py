@@ -307,6 +307,7 @@ def smacof_many(
     eps: float = 1e-7,
     race: Sequence[int] = (),
     dtype: torch.dtype = torch.float64,
+    fused: bool = True,
 ) -> list[tuple[torch.Tensor, float, int]]:
     """SMACOF for B dissimilarity matrices with S starts each, all as one batch.
 
@@ -330,6 +331,9 @@ def smacof_many(
             and the best other run to the end (empty: all run to the end). Early stress
             ranks the basins poorly, so the first (classical) start is never dropped.
         dtype: working precision of the iterations (stress-1 is computed in float64).
+        fused: in 2-D on the CPU, run the steps as fused kernels
+            (:func:`repgeom.core.kernels.smacof_steps`, 2-5× faster); ``False`` runs the
+            torch steps that other devices run (the same arithmetic, up to summation order).
 
     Returns:
         Per matrix, ``(coords, stress1, iterations)`` of its best start, coords (N, k) float64.
@@ -338,6 +342,8 @@ def smacof_many(
     """
     delta64 = dissimilarities.to(torch.float64)
     b, s, n, k = starts.shape
+    if fused and starts.device.type == "cpu" and k == 2:
+        return _smacof_many_cpu(delta64, starts, max_iter, eps, race, dtype)
     delta = delta64.to(dtype)[:, None]  # (B, 1, N, N), broadcast over starts
     x = starts.to(dtype)
     x = x - x.mean(dim=2, keepdim=True)
@@ -384,6 +390,49 @@ def smacof_many(
         coords, steps = done[i]
         coords = coords.to(torch.float64)
         out.append((coords, stress1(delta64[i].cpu(), coords.cpu()), steps))
+    return out
+
+
+def _smacof_many_cpu(
+    delta64: torch.Tensor, starts: torch.Tensor, max_iter: int, eps: float, race: Sequence[int], dtype: torch.dtype
+) -> list[tuple[torch.Tensor, float, int]]:
+    """:func:`smacof_many` in 2-D on the CPU: the same steps, each a fused kernel (:func:`repgeom.core.kernels.smacof_steps`).
+
+    The kernel runs from one race point to the next; the successive halving happens here.
+    """
+    from .kernels import smacof_steps  # noqa: PLC0415 - numba loads on first use
+
+    b, s, n, _ = starts.shape
+    work = np.float32 if dtype == torch.float32 else np.float64
+    delta = np.ascontiguousarray(delta64.cpu().numpy(), dtype=work)
+    x0 = starts.to(torch.float64)
+    x0 = x0 - x0.mean(dim=2, keepdim=True)
+    x = np.ascontiguousarray(x0.transpose(2, 3).cpu().numpy(), dtype=work)  # (B, S, 2, N)
+    state = {
+        "best_x": x.copy(), "best": np.full((b, s), np.inf), "active": np.ones((b, s), bool), "old": np.full((b, s), np.nan),
+        "half_delta2": (delta64 * delta64).sum(dim=(1, 2)).cpu().numpy() / 2.0, "stopped": np.full((b, s), max_iter, np.int64),
+    }
+    floor2 = (1e-9 * float(delta64.abs().max()) + 1e-150) ** 2  # coincident points: keep δ/d finite
+    points = sorted({r for r in race if 0 < r < max_iter}) if s > 2 else []
+    done = 0
+    for stop in [*points, max_iter]:
+        flat = {key: v.reshape(b * s, *v.shape[2:]) for key, v in state.items() if key != "half_delta2"}
+        smacof_steps(x.reshape(b * s, 2, n), delta, s, floor2, SMACOF_RELAX, eps, done, stop, {**flat, "half_delta2": state["half_delta2"]})
+        done = stop
+        if stop in points and s > 2:  # successive halving: the first start and the better half of the others go on
+            s = 2 if stop == points[-1] else 1 + s // 2
+            order = np.argsort(state["best"][:, 1:], axis=1, kind="stable") + 1
+            pick = np.concatenate([np.zeros((b, 1), np.int64), order[:, : s - 1]], axis=1)
+            x = np.ascontiguousarray(np.take_along_axis(x, pick[:, :, None, None], axis=1))
+            state = {key: v if key == "half_delta2" else np.ascontiguousarray(
+                np.take_along_axis(v, pick.reshape(b, s, *([1] * (v.ndim - 2))), axis=1)) for key, v in state.items()}
+    out = []
+    for i in range(b):
+        winner = int(np.argmin(state["best"][i]))
+        finished = ~state["active"][i]
+        steps = int(state["stopped"][i][finished].max()) if finished.all() else max_iter
+        coords = torch.from_numpy(state["best_x"][i, winner].T.astype(np.float64))
+        out.append((coords, stress1(delta64[i].cpu(), coords), steps))
     return out
 
 
@@ -540,6 +589,26 @@ def _tsne_exact(p: torch.Tensor, start: torch.Tensor, phases: Sequence[tuple[int
     return y[0] if single else y
 
 
+def _tsne_exact_cpu(p: np.ndarray, start: np.ndarray, phases: Sequence[tuple[int, float, float]]) -> np.ndarray:
+    """:func:`_tsne_exact` on the CPU, each phase one fused kernel (:func:`repgeom.core.kernels.tsne_exact`).
+
+    Args:
+        p: (B, N, N) float32 affinities.
+        start: (B, N, 2) initial embeddings.
+        phases: ``(iterations, exaggeration, momentum)`` in order.
+
+    Returns:
+        (B, N, 2) float64 embeddings.
+    """
+    from .kernels import tsne_exact  # noqa: PLC0415 - numba loads on first use
+
+    y = np.ascontiguousarray(start.transpose(0, 2, 1), dtype=np.float32)  # (B, 2, N): coordinates contiguous
+    update, gains = np.zeros_like(y), np.ones_like(y)
+    for iterations, exaggeration, momentum in phases:
+        tsne_exact(np.ascontiguousarray(p, dtype=np.float32), y, update, gains, iterations, exaggeration, momentum)
+    return y.transpose(0, 2, 1).astype(np.float64)
+
+
 @dataclass
 class _TsneJob:
     """One embedding's t-SNE inputs: its start, affinities and the perplexity used."""
@@ -547,77 +616,114 @@ class _TsneJob:
     n: int
     perplexity: float
     start: np.ndarray
-    affinities: Any = None  # openTSNE affinities; None: the start is the answer
+    affinities: Any = None  # openTSNE affinities (N > TSNE_EXACT_MAX); None: see ``p``, or the start is the answer
+    p: np.ndarray | None = None  # (N, N) float32 joint affinities for the exact gradients
 
 
-def _tsne_prepare(features: torch.Tensor, perplexity: float, seed: int) -> _TsneJob:
-    """PCA to :data:`TSNE_PCA_DIMS`, exact neighbours, openTSNE's affinities and start."""
-    from openTSNE.affinity import PerplexityBasedNN  # noqa: PLC0415 - heavy; only when t-SNE is asked for
+def _tsne_prepare(features: torch.Tensor, perplexity: float, seed: int, distances: torch.Tensor | None = None) -> _TsneJob:
+    """Affinities and start of one t-SNE.
+
+    Up to :data:`TSNE_EXACT_MAX` stimuli the ``3 × perplexity`` nearest neighbours come from
+    the stimuli's Euclidean distances in all D features (as scikit-learn's exact t-SNE, which
+    is the notebook's), taken from ``distances`` when given; the start from the top two
+    principal components. Above, from the top :data:`TSNE_PCA_DIMS` principal components.
+    """
+    from openTSNE.affinity import PerplexityBasedNN, joint_probabilities_nn  # noqa: PLC0415 - heavy; only for t-SNE
     from openTSNE.initialization import jitter, rescale  # noqa: PLC0415
     from openTSNE.nearest_neighbors import PrecomputedNeighbors  # noqa: PLC0415
 
     n = features.shape[0]
     p = clamp_perplexity(float(perplexity), n)
+    k = min(n - 1, int(3 * p))
+    if n <= TSNE_EXACT_MAX:
+        dist = distances if distances is not None else euclidean_distances(features)
+        start = pca_2d(features, dist).cpu().numpy()
+        if n < 4 or not np.std(start[:, 0]) > 0:
+            return _TsneJob(n, p, start)
+        neighbors, near = _knn_from_distances(dist, k)
+        joint = joint_probabilities_nn(neighbors, near, [p], n_jobs=torch.get_num_threads())
+        return _TsneJob(n, p, jitter(rescale(start), random_state=seed), p=joint.toarray().astype(np.float32))
     z = _top_pca_scores(features.reshape(n, -1).to(torch.float64), TSNE_PCA_DIMS, seed)  # a rotation when D <= 50
     start = np.zeros((n, 2))
     start[:, : min(2, z.shape[1])] = z[:, :2].cpu().numpy()
-    if n < 4 or not np.std(start[:, 0]) > 0:
+    if not np.std(start[:, 0]) > 0:
         return _TsneJob(n, p, start)
-    neighbors, distances = _exact_knn(z, min(n - 1, int(3 * p)))
-    affinities = PerplexityBasedNN(perplexity=p, knn_index=PrecomputedNeighbors(neighbors, distances), n_jobs=torch.get_num_threads())
+    neighbors, near = _exact_knn(z, k)
+    affinities = PerplexityBasedNN(perplexity=p, knn_index=PrecomputedNeighbors(neighbors, near), n_jobs=torch.get_num_threads())
     return _TsneJob(n, p, jitter(rescale(start), random_state=seed), affinities)
 
 
-def tsne_2d(features: torch.Tensor, perplexity: float = DEFAULT_PERPLEXITY, seed: int = 0) -> tuple[np.ndarray, float]:
+def _knn_from_distances(distances: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest other stimuli of every stimulus, from its (N, N) distances, nearest first."""
+    d = distances.to(torch.float64).cpu().clone()
+    d.fill_diagonal_(math.inf)  # not its own neighbour
+    vals, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
+    return idx.numpy(), vals.numpy()
+
+
+def tsne_2d(
+    features: torch.Tensor, perplexity: float = DEFAULT_PERPLEXITY, seed: int = 0, distances: torch.Tensor | None = None
+) -> tuple[np.ndarray, float]:
     """Seeded 2-D t-SNE with PCA initialisation.
 
-    The stimuli are reduced to their top :data:`TSNE_PCA_DIMS` principal components on the
-    torch device; their ``3 × perplexity`` nearest neighbours are found exactly there and
-    turned into openTSNE's symmetric perplexity-based affinities. The start is the top two
-    components scaled to standard deviation 1e-4 plus openTSNE's seeded jitter (1 % of
-    that). Up to :data:`TSNE_EXACT_MAX` stimuli, the exact gradients run in torch (the
-    features' device): :data:`TSNE_EXACT_EXAGGERATION_ITER` iterations at exaggeration 12
-    and momentum 0.5, then :data:`TSNE_EXACT_ITERATIONS` at momentum 0.8, learning rate
-    N / exaggeration. Above, openTSNE's Barnes-Hut gradients up to :data:`TSNE_FFT_ABOVE`
-    stimuli and its FFT ones beyond, with :data:`TSNE_EXAGGERATION_ITER` and
-    :data:`TSNE_ITERATIONS` (:data:`TSNE_ITERATIONS_FFT`) iterations. Fewer than four
-    stimuli (or identical ones) are returned at their principal-component scores.
+    Up to :data:`TSNE_EXACT_MAX` stimuli the ``3 × perplexity`` nearest neighbours are
+    found exactly from the Euclidean distances in all features (``distances`` if given),
+    as scikit-learn's exact t-SNE does; above, from the top :data:`TSNE_PCA_DIMS` principal
+    components, on the torch device. Both are turned into openTSNE's symmetric
+    perplexity-based affinities. The start is the top two components scaled to standard
+    deviation 1e-4 plus openTSNE's seeded jitter (1 % of that). Up to
+    :data:`TSNE_EXACT_MAX` stimuli, the exact gradients run dense in float32 (fused CPU
+    kernels, :mod:`repgeom.core.kernels`, or torch on other devices):
+    :data:`TSNE_EXACT_EXAGGERATION_ITER` iterations at exaggeration 12 and momentum 0.5,
+    then :data:`TSNE_EXACT_ITERATIONS` at momentum 0.8, learning rate N / exaggeration.
+    Above, openTSNE's Barnes-Hut gradients up to :data:`TSNE_FFT_ABOVE` stimuli and its
+    FFT ones beyond, with :data:`TSNE_EXAGGERATION_ITER` and :data:`TSNE_ITERATIONS`
+    (:data:`TSNE_ITERATIONS_FFT`) iterations. Fewer than four stimuli (or identical ones)
+    are returned at their principal-component scores.
 
     Args:
         features: (N, D) features.
         perplexity: from :data:`PERPLEXITY_RANGE`; lowered below N/3 with a warning.
         seed: seeds the jitter of the start (and the randomised PCA of large inputs).
+        distances: their (N, N) Euclidean distances, if at hand.
 
     Returns:
         ``(coords, perplexity_used)``: (N, 2) float64 and the perplexity after clamping.
     """
-    return tsne_many([features], perplexity, seed)[0]
+    return tsne_many([features], perplexity, seed, [distances])[0]
 
 
 def tsne_many(
-    features: Sequence[torch.Tensor], perplexity: float = DEFAULT_PERPLEXITY, seed: int = 0
+    features: Sequence[torch.Tensor],
+    perplexity: float = DEFAULT_PERPLEXITY,
+    seed: int = 0,
+    distances: Sequence[torch.Tensor | None] | None = None,
 ) -> list[tuple[np.ndarray, float]]:
     """:func:`tsne_2d` of several feature sets; those with exact gradients and one N run as one batch.
 
     Each result equals what :func:`tsne_2d` gives for that feature set alone (the batch
     changes no arithmetic, only how many embeddings each operation carries).
     """
-    jobs = [_tsne_prepare(f, perplexity, seed) for f in features]
+    given = list(distances) if distances is not None else [None] * len(features)
+    jobs = [_tsne_prepare(f, perplexity, seed, d) for f, d in zip(features, given)]
     out: list[tuple[np.ndarray, float] | None] = [None] * len(jobs)
     exact: dict[int, list[int]] = {}
     for i, job in enumerate(jobs):
-        if job.affinities is None:
-            out[i] = (job.start, job.perplexity)
-        elif job.n <= TSNE_EXACT_MAX:
+        if job.p is not None:
             exact.setdefault(job.n, []).append(i)
+        elif job.affinities is None:
+            out[i] = (job.start, job.perplexity)
         else:
             out[i] = (_tsne_opentsne(job, seed), job.perplexity)
     phases = ((TSNE_EXACT_EXAGGERATION_ITER, 12.0, 0.5), (TSNE_EXACT_ITERATIONS, 1.0, 0.8))
     for group in exact.values():
         device = features[group[0]].device
-        p = torch.stack([torch.as_tensor(jobs[i].affinities.P.toarray(), dtype=torch.float32) for i in group]).to(device)
-        start = torch.stack([torch.as_tensor(jobs[i].start) for i in group]).to(device)
-        coords = _tsne_exact(p, start, phases).cpu().numpy()
+        p = np.stack([jobs[i].p for i in group])
+        start = np.stack([jobs[i].start for i in group])
+        if device.type == "cpu":
+            coords = _tsne_exact_cpu(p, start, phases)
+        else:
+            coords = _tsne_exact(torch.from_numpy(p).to(device), torch.from_numpy(start).to(device), phases).cpu().numpy()
         for j, i in enumerate(group):
             out[i] = (coords[j], jobs[i].perplexity)
     return [o for o in out if o is not None]
@@ -776,7 +882,7 @@ def embed_many(
             for i, (xy, stress, _) in zip(group, solved):
                 coords[i], stresses[i] = xy.cpu().numpy(), stress
     else:
-        done = tsne_many(features, perplexity, seed)
+        done = tsne_many(features, perplexity, seed, dists)
         coords = [c for c, _ in done]
         perplexities = [p for _, p in done]
     out = []

@@ -589,8 +589,9 @@ def _import_ahead() -> None:
     re-initialises only the global import lock at fork): the job's own import of that
     module then waits forever, holding its job slot, and every later job queues behind
     it. The load test caught a job stuck in plotly's lazy import of a figure class.
-    Plotly builds its figure classes on first use and t-SNE brings in openTSNE, so both
-    are imported here, in full (about 0.6 s and 30 MB, once per worker).
+    Plotly builds its figure classes on first use, t-SNE brings in openTSNE, and MDS and
+    t-SNE bring in numba and their compiled kernels, so all are imported (and the kernels
+    compiled or loaded) here, in full (about 1 s and 60 MB, once per worker).
     """
     import importlib  # noqa: PLC0415
     import pkgutil  # noqa: PLC0415
@@ -601,6 +602,9 @@ def _import_ahead() -> None:
     import openTSNE.nearest_neighbors  # noqa: F401, PLC0415
     import plotly.graph_objs  # noqa: PLC0415
 
+    from ..core.kernels import compile_kernels  # noqa: PLC0415 - numba, and the kernels jobs run
+
+    compile_kernels()  # loaded from numba's disk cache (compiled there once per install)
     for module in pkgutil.walk_packages(plotly.graph_objs.__path__, "plotly.graph_objs."):
         if not module.name.endswith("_figurewidget"):  # needs ipywidgets, never used here
             importlib.import_module(module.name)

@@ -330,8 +330,9 @@ def test_a_worker_that_exits_neither_waits_for_nor_kills_its_jobs(tmp_path):
 def test_a_forked_job_imports_nothing_lazily(tmp_path):
     """A job forked while a worker thread imports a module would wait forever on that module's lock.
 
-    So after the manager is built, drawing every kind of figure and running t-SNE in a
-    forked job must not import any module of plotly or openTSNE.
+    So after the manager is built, drawing every kind of figure and running t-SNE and MDS
+    in a forked job must not import any module of plotly, openTSNE or numba (nor compile a
+    kernel: the manager compiles them ahead).
     """
     import multiprocessing
     import sys
@@ -342,14 +343,17 @@ def test_a_forked_job_imports_nothing_lazily(tmp_path):
     report = tmp_path / "imported"
 
     def job() -> None:
-        from repgeom.core.embedding import tsne_2d
+        from repgeom.core.embedding import embed, tsne_2d
 
         before = set(sys.modules)
         fig = go.Figure([go.Scattergl(x=[1, 2], y=[1, 2]), go.Heatmap(z=[[1, 2]]), go.Barpolar(r=[1])],
                         layout={"template": "plotly_white", "sliders": [{"steps": [{"label": "a"}]}], "updatemenus": [{}]})
         fig.to_json()
-        tsne_2d(torch.randn(40, 5, generator=torch.Generator().manual_seed(0)), perplexity=5)
-        new = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in ("plotly", "_plotly_utils", "openTSNE"))
+        points = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
+        tsne_2d(points, perplexity=5)
+        embed(points, "mds", np.zeros(300, dtype=np.int64))
+        new = sorted(m for m in set(sys.modules) - before
+                     if m.split(".")[0] in ("plotly", "_plotly_utils", "openTSNE", "numba", "llvmlite") or m == "repgeom.core.kernels")
         report.write_text("\n".join(new))
 
     proc = multiprocessing.get_context("fork").Process(target=job)

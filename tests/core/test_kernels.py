@@ -1,0 +1,143 @@
+"""The fused CPU kernels against the torch steps they replace, and their threading rules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import pdist, squareform
+from sklearn.neighbors import NearestNeighbors
+
+import repgeom.core.embedding as emb
+from repgeom.core import kernels
+
+
+def _clusters(n: int, d: int = 20, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(scale=3.0, size=(6, d))[np.arange(n) % 6] + rng.normal(size=(n, d))
+
+
+def _affinities(n: int, seed: int) -> np.ndarray:
+    """A symmetric (N, N) affinity matrix summing to 1, zero diagonal, as t-SNE's."""
+    x = _clusters(n, seed=seed)
+    p = np.exp(-squareform(pdist(x, "sqeuclidean")) / 20.0)
+    np.fill_diagonal(p, 0.0)
+    return (p / p.sum()).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_smacof_takes_the_torch_steps(dtype):
+    d = torch.stack([torch.from_numpy(squareform(pdist(_clusters(150, seed=s)))) for s in range(2)])
+    starts = torch.stack([emb._mds_starts(m, 6, seed=0) for m in d])
+    kwargs = {"max_iter": 300, "eps": 1e-7, "race": (10, 30), "dtype": dtype}
+    fused = emb.smacof_many(d, starts, **kwargs)
+    steps = emb.smacof_many(d, starts, fused=False, **kwargs)
+    for m, (xa, sa, ia), (xb, sb, ib) in zip(d, fused, steps):
+        if dtype == torch.float64:
+            assert sa == pytest.approx(sb, abs=1e-9)
+        else:  # float32 rounding may tip a race to another start: never to a worse end
+            assert sa <= sb + 5e-4
+        assert sa == pytest.approx(emb.stress1(m, xa), abs=1e-12)
+        if dtype == torch.float64:
+            assert ia == ib
+            np.testing.assert_allclose(xa.numpy(), xb.numpy(), atol=1e-7 * float(xb.abs().max()))
+        assert xa.dtype == torch.float64 and xa.shape == (150, 2)
+
+
+def test_fused_smacof_stress_is_the_stress_of_its_coordinates():
+    d = torch.from_numpy(squareform(pdist(_clusters(120, seed=3))))
+    coords, stress, iterations = emb.smacof(d, n_random=4, seed=1)
+    assert stress == pytest.approx(emb.stress1(d, coords), abs=1e-12)
+    assert 1 < iterations < 1000
+
+
+def test_fused_tsne_takes_the_torch_steps():
+    p = np.stack([_affinities(200, s) for s in range(2)])
+    start = np.random.default_rng(0).normal(scale=1e-4, size=(2, 200, 2))
+    phases = ((20, 12.0, 0.5), (20, 1.0, 0.8))
+    fused = emb._tsne_exact_cpu(p, start, phases)
+    steps = emb._tsne_exact(torch.from_numpy(p), torch.from_numpy(start), phases).numpy()
+    np.testing.assert_allclose(fused, steps, rtol=0, atol=1e-4 * np.abs(steps).max())
+    assert np.abs(fused).max() > 100 * np.abs(start).max()  # it moved: the comparison means something
+
+
+@pytest.mark.parametrize("n", [397, 500])
+def test_fused_tsne_of_a_batch_is_bitwise_each_alone(n):
+    p = np.stack([_affinities(n, s) for s in range(3)])
+    start = np.random.default_rng(1).normal(scale=1e-4, size=(3, n, 2))
+    phases = ((15, 12.0, 0.5), (15, 1.0, 0.8))
+    batch = emb._tsne_exact_cpu(p, start, phases)
+    for i in range(3):
+        np.testing.assert_array_equal(batch[i], emb._tsne_exact_cpu(p[i : i + 1], start[i : i + 1], phases)[0])
+
+
+def test_exact_tsne_neighbours_come_from_all_features():
+    x = _clusters(300, d=40, seed=4)
+    idx, dist = emb._knn_from_distances(torch.from_numpy(squareform(pdist(x))), 12)
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=12).fit(x).kneighbors()
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+
+
+def test_kernels_called_from_many_threads_at_once_do_not_abort():
+    # numba's workqueue layer aborts the process when two threads launch parallel kernels at
+    # once; every launch holds a lock. Run in a child so an abort fails the test, not pytest.
+    out = _run("""
+        import threading, numpy as np, torch
+        import repgeom.core.embedding as emb
+        from scipy.spatial.distance import pdist, squareform
+        d = torch.from_numpy(squareform(pdist(np.random.default_rng(0).normal(size=(200, 8)))))
+        want = emb.smacof(d, n_random=3, seed=0)[1]
+        got, errors = [], []
+        def work():
+            try:
+                for _ in range(5):
+                    got.append(emb.smacof(d, n_random=3, seed=0)[1])
+            except Exception as exc:
+                errors.append(exc)
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert not errors and len(got) == 20 and set(got) == {want}, (errors, got)
+        print("ok")
+    """)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_kernels_run_in_a_child_forked_after_the_parent_ran_them():
+    # The server forks its background jobs, from a thread that never computes (torch's
+    # OpenMP threads do not survive a fork from one that does: see repgeom.ui.background),
+    # in workers that have run these kernels.
+    out = _run("""
+        import os, threading, numpy as np, torch
+        import repgeom.core.embedding as emb
+        from scipy.spatial.distance import pdist, squareform
+        d = torch.from_numpy(squareform(pdist(np.random.default_rng(0).normal(size=(200, 8)))))
+        want = emb.smacof(d, n_random=3, seed=0)[1]
+        codes = []
+        def forker():
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0 if emb.smacof(d, n_random=3, seed=0)[1] == want else 3)
+            codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        thread = threading.Thread(target=forker)
+        thread.start()
+        thread.join()
+        print(codes[0])
+    """)
+    assert out.returncode == 0 and out.stdout.strip() == "0", out.stderr[-2000:]
+
+
+def test_compile_kernels_leaves_every_kernel_ready():
+    kernels.compile_kernels()
+    for kernel in (kernels._tsne_loop, kernels._smacof_steps):
+        assert kernel.signatures  # compiled (or loaded from the disk cache) for the types used
+    assert len(kernels._smacof_steps.signatures) == 2  # float32 (embeddings) and float64 (paths)
