@@ -33,9 +33,9 @@ def build_worker_app(settings: Settings | None = None) -> Any:
     if not settings.redis_url:
         raise RepgeomError("the Celery worker needs REDIS_URL (redis://host:port/db), the same as the web servers'")
     app = create_app(replace(settings, warm=False))  # a worker computes only what it is sent
-    from .core.kernels import compile_kernels  # noqa: PLC0415
+    from .core.embedding import prepare_backends  # noqa: PLC0415
 
-    compile_kernels()  # once, before the pool forks its children
+    prepare_backends()  # once, before the pool forks its children
     return app.server.extensions["repgeom.background"].celery
 
 

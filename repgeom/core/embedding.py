@@ -43,7 +43,7 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 
 from .errors import RepgeomError, choice_error
-from .rdm import gram_matrix
+from .rdm import centred_gram
 
 __all__ = [
     "EMBED_METHODS",
@@ -54,6 +54,7 @@ __all__ = [
     "embed_many",
     "euclidean_distances",
     "pca_2d",
+    "prepare_backends",
     "smacof",
     "smacof_many",
     "stress1",
@@ -146,11 +147,26 @@ class Embedding:
     perplexity: float | None = None
 
 
+def prepare_backends() -> None:
+    """Import openTSNE and compile (or load from disk) the numba kernels now, not on first use.
+
+    A server does this before it serves (a forked job must import nothing lazily, see
+    :mod:`repgeom.ui.background`), and the benchmark before it times anything.
+    """
+    import openTSNE  # noqa: F401, PLC0415
+    import openTSNE.affinity  # noqa: F401, PLC0415
+    import openTSNE.initialization  # noqa: F401, PLC0415
+    import openTSNE.nearest_neighbors  # noqa: F401, PLC0415
+
+    from .kernels import compile_kernels  # noqa: PLC0415
+
+    compile_kernels()
+
+
 def euclidean_distances(features: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """(N, N) Euclidean distances between rows of (N, D) ``features`` (centred Gram, exact zero diagonal, symmetric)."""
-    x = features.reshape(features.shape[0], -1).to(dtype)
-    x = x - x.mean(dim=0, keepdim=True)
-    g = gram_matrix(x)
+    x = features.reshape(features.shape[0], -1)
+    g = centred_gram(x, dtype, columns=x.mean(dim=0, dtype=dtype))[0]
     sq = g.diagonal().clone()
     d2 = torch.add(sq[:, None], sq[None, :]).add_(g, alpha=-2.0).clamp_(min=0.0)  # ij and ji alike
     if d2.device.type != "cpu":  # only a CPU BLAS Gram matrix is exactly symmetric

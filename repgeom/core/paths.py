@@ -86,8 +86,14 @@ def compute_path(
     if not rdms:
         raise ValueError("a path needs at least one RDM")
     method = rdms[0].method
-    stack = torch.stack([torch.as_tensor(r.matrix, dtype=torch.float64) for r in rdms] + [onehot_rdm(labels, method)])
-    dist = rdm_distances(upper_triangle(stack), compare)
+    n = rdms[0].matrix.shape[0]
+    rows, cols = np.triu_indices(n, 1)
+    flat = rows * n + cols
+    vectors = np.empty((len(rdms) + 1, flat.size))  # each upper triangle, gathered once (no K × N × N stack)
+    for k, r in enumerate(rdms):
+        np.take(np.asarray(r.matrix, dtype=np.float64), flat, out=vectors[k])
+    vectors[-1] = upper_triangle(onehot_rdm(labels, method))[0].cpu().numpy()
+    dist = rdm_distances(torch.from_numpy(vectors), compare)
     coords_t, stress, _ = smacof(dist, n_random=n_random_starts, seed=seed)
     coords = coords_t.cpu().numpy()
     models = [r.model for r in rdms] + ["labels"]

@@ -596,15 +596,11 @@ def _import_ahead() -> None:
     import importlib  # noqa: PLC0415
     import pkgutil  # noqa: PLC0415
 
-    import openTSNE  # noqa: F401, PLC0415
-    import openTSNE.affinity  # noqa: F401, PLC0415
-    import openTSNE.initialization  # noqa: F401, PLC0415
-    import openTSNE.nearest_neighbors  # noqa: F401, PLC0415
     import plotly.graph_objs  # noqa: PLC0415
 
-    from ..core.kernels import compile_kernels  # noqa: PLC0415 - numba, and the kernels jobs run
+    from ..core.embedding import prepare_backends  # noqa: PLC0415
 
-    compile_kernels()  # loaded from numba's disk cache (compiled there once per install)
+    prepare_backends()  # openTSNE, numba and the kernels (loaded from numba's disk cache)
     for module in pkgutil.walk_packages(plotly.graph_objs.__path__, "plotly.graph_objs."):
         if not module.name.endswith("_figurewidget"):  # needs ipywidgets, never used here
             importlib.import_module(module.name)

@@ -39,13 +39,22 @@ def test_rdm_matches_rsatoolbox(method, seed, shape):
     assert np.all(np.diag(ours32) == 0)
 
 
-def test_split_gram_equals_the_full_product():
-    from repgeom.core.rdm import gram_matrix
+@pytest.mark.parametrize("centre", ["none", "columns", "rows"])
+def test_blocked_centred_gram_equals_the_full_product(monkeypatch, centre):
+    import repgeom.core.rdm as rdm
 
-    x = torch.from_numpy(_features(301, 50, seed=8))
-    g = gram_matrix(x).numpy()
-    np.testing.assert_allclose(g, (x @ x.T).numpy(), rtol=1e-12)
-    np.testing.assert_array_equal(g, g.T)
+    monkeypatch.setattr(rdm, "GRAM_BLOCK_BYTES", 301 * 8 * 7)  # blocks of 256 columns: two, the last partial
+    x = torch.from_numpy(_features(301, 400, seed=8)).float()
+    columns = x.double().mean(dim=0) if centre == "columns" else None
+    rows = x.double().mean(dim=1) if centre == "rows" else None
+    g, residual = rdm.centred_gram(x, torch.float64, columns, rows)
+    y = x.double().numpy() - (columns.numpy() if columns is not None else 0.0) - (rows.numpy()[:, None] if rows is not None else 0.0)
+    np.testing.assert_allclose(g.numpy(), y @ y.T, rtol=1e-12, atol=1e-12 * np.abs(y @ y.T).max())
+    np.testing.assert_array_equal(g.numpy(), g.numpy().T)
+    if centre == "rows":
+        np.testing.assert_allclose(residual.numpy(), y.mean(axis=1), atol=1e-12)
+    else:
+        assert residual is None
 
 
 def test_rdm_float32_features_match_rsatoolbox_on_real_activations(engine):
