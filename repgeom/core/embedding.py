@@ -9,20 +9,25 @@ Design notes:
     * Metric MDS is SMACOF from the classical (Torgerson) start and perturbed copies of it,
       raced (see :data:`MDS_STARTS`), with over-relaxed Guttman transforms and a tight
       stopping rule; several nodes and all their starts run as one batch of (B, S, N, N)
-      operations, in float32 from :data:`MDS_FLOAT32_MIN_N` stimuli. The stress we report
+      operations (in 2-D on the CPU, fused numba kernels), in float32 from
+      :data:`MDS_FLOAT32_MIN_N` stimuli. The stress we report
       is Kruskal's stress-1, ``sqrt(Σ(d - δ)² / Σ d²)`` over pairs, in float64.
-    * t-SNE (perplexity clamped below N/3) runs on the top 50 principal components
-      (torch, on the device; seeded randomised SVD), with exact nearest neighbours (blocked
-      matrix products) and openTSNE's perplexity affinities, PCA start and gradient-descent
-      schedule. The gradient depends on N, by measurement on this project's 2-core CPU:
-      exact and dense in torch float32 up to 1,000 stimuli, several nodes of one N as one
+    * t-SNE (perplexity clamped below N/3) takes exact nearest neighbours on the top 50
+      principal components and openTSNE's perplexity affinities, PCA start and
+      gradient-descent schedule. Up to 1,000 stimuli the components come from the stimulus
+      distances (already computed for trustworthiness: one N × N eigendecomposition); above,
+      from the features (torch, on the device; seeded randomised SVD; blocked matrix
+      products). The gradient depends on N, by measurement on this project's 2-core CPU:
+      exact and dense in float32 up to 1,000 stimuli (fused numba kernels on the CPU,
+      :mod:`repgeom.core.kernels`; torch elsewhere), several nodes of one N as one
       (B, N, N) batch, for 75 + 175 iterations (:data:`TSNE_EXACT_ITERATIONS`);
       openTSNE's Barnes-Hut up to 5,000 (twice as fast as its FFT there), its FFT
       interpolation above, with 250 early-exaggeration and 500 (FFT: 250) final iterations
       (N = 10,000: each costs more as the embedding spreads, and trustworthiness and the
       2-D neighbours' digit accuracy stop changing after ~150 of them). Trustworthiness
-      stays within 0.004 of scikit-learn's ``TSNE(perplexity=40)`` on the seed's five
-      recurrent steps (N = 500; one seed to the next, scikit-learn's own varies by up to 0.006).
+      stays within 0.008 of scikit-learn's ``TSNE(perplexity=40)`` on the seed's five
+      recurrent steps (N = 500, seeds 0-2; one seed to the next, scikit-learn's own varies
+      by up to 0.006).
     * Every embedding carries its trustworthiness (scikit-learn's definition, k = 5
       neighbours, fewer for tiny N; computed by counting, :func:`trustworthiness_from_distances`)
       from the same stimulus distances; above 3,000 stimuli, on a seeded sample of 3,000.
@@ -83,9 +88,10 @@ TSNE_ITERATIONS_FFT = 250
 TSNE_EXACT_MAX = 1000
 #: Iterations with early exaggeration (12, momentum 0.5), then without (momentum 0.8), with
 #: exact gradients. From the PCA start the neighbourhoods settle fast: on the seed's five
-#: recurrent steps (N = 500, seeds 0 and 1) trustworthiness after 75 + 175 is within 0.004
-#: of scikit-learn's ``TSNE(perplexity=40)`` at every node (250 + 500: within 0.006), at a
-#: third of the cost; 125 + 125 falls 0.009 short at one node.
+#: recurrent steps (N = 500, seeds 0-2: 15 embeddings) trustworthiness after 75 + 175 is
+#: within 0.008 of scikit-learn's ``TSNE(perplexity=40)`` with the same seed (mean -0.002;
+#: scikit-learn's own moves by up to 0.006 from one seed to the next), at a third of the cost
+#: of 250 + 500; 75 + 250 and 100 + 300 came no closer.
 TSNE_EXACT_EXAGGERATION_ITER = 75
 TSNE_EXACT_ITERATIONS = 175
 #: openTSNE's Barnes-Hut gradients up to this many stimuli, its FFT-interpolated ones above.
@@ -639,10 +645,10 @@ class _TsneJob:
 def _tsne_prepare(features: torch.Tensor, perplexity: float, seed: int, distances: torch.Tensor | None = None) -> _TsneJob:
     """Affinities and start of one t-SNE.
 
-    Up to :data:`TSNE_EXACT_MAX` stimuli the ``3 × perplexity`` nearest neighbours come from
-    the stimuli's Euclidean distances in all D features (as scikit-learn's exact t-SNE, which
-    is the notebook's), taken from ``distances`` when given; the start from the top two
-    principal components. Above, from the top :data:`TSNE_PCA_DIMS` principal components.
+    The ``3 × perplexity`` nearest neighbours are found on the top :data:`TSNE_PCA_DIMS`
+    principal components: up to :data:`TSNE_EXACT_MAX` stimuli those come from the
+    stimuli's distances (``distances`` when given), above from the features, so affinities
+    mean the same at every N. The start is the top two components.
     """
     from openTSNE.affinity import PerplexityBasedNN, joint_probabilities_nn  # noqa: PLC0415 - heavy; only for t-SNE
     from openTSNE.initialization import jitter, rescale  # noqa: PLC0415
@@ -656,7 +662,7 @@ def _tsne_prepare(features: torch.Tensor, perplexity: float, seed: int, distance
         start = pca_2d(features, dist).cpu().numpy()
         if n < 4 or not np.std(start[:, 0]) > 0:
             return _TsneJob(n, p, start)
-        neighbors, near = _knn_from_distances(dist, k)
+        neighbors, near = _exact_knn(_pca_scores_from_distances(dist, TSNE_PCA_DIMS), k)
         joint = joint_probabilities_nn(neighbors, near, [p], n_jobs=torch.get_num_threads())
         return _TsneJob(n, p, jitter(rescale(start), random_state=seed), p=joint.toarray().astype(np.float32))
     z = _top_pca_scores(features.reshape(n, -1).to(torch.float64), TSNE_PCA_DIMS, seed)  # a rotation when D <= 50
@@ -669,12 +675,17 @@ def _tsne_prepare(features: torch.Tensor, perplexity: float, seed: int, distance
     return _TsneJob(n, p, jitter(rescale(start), random_state=seed), affinities)
 
 
-def _knn_from_distances(distances: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest other stimuli of every stimulus, from its (N, N) distances, nearest first."""
-    d = distances.to(torch.float64).cpu().clone()
-    d.fill_diagonal_(math.inf)  # not its own neighbour
-    vals, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
-    return idx.numpy(), vals.numpy()
+def _pca_scores_from_distances(distances: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, k) scores on the top ``k`` principal components, from the stimuli's (N, N) Euclidean distances.
+
+    The Gram matrix of the centred features is ``-½ J d² J``; its top eigenvectors times
+    the square roots of their eigenvalues are the scores (signs arbitrary: for neighbour
+    searches). One float32 eigendecomposition of an N × N matrix (11 ms at N = 500), not a
+    pass over the D features.
+    """
+    vals, vecs = torch.linalg.eigh(_double_centre(distances.cpu()).to(torch.float32))
+    k = min(k, vals.shape[0])
+    return (vecs[:, -k:] * vals[-k:].clamp(min=0.0).sqrt()).flip(1).to(torch.float64)
 
 
 def tsne_2d(
@@ -682,11 +693,10 @@ def tsne_2d(
 ) -> tuple[np.ndarray, float]:
     """Seeded 2-D t-SNE with PCA initialisation.
 
-    Up to :data:`TSNE_EXACT_MAX` stimuli the ``3 × perplexity`` nearest neighbours are
-    found exactly from the Euclidean distances in all features (``distances`` if given),
-    as scikit-learn's exact t-SNE does; above, from the top :data:`TSNE_PCA_DIMS` principal
-    components, on the torch device. Both are turned into openTSNE's symmetric
-    perplexity-based affinities. The start is the top two components scaled to standard
+    The ``3 × perplexity`` nearest neighbours are found exactly on the top
+    :data:`TSNE_PCA_DIMS` principal components (up to :data:`TSNE_EXACT_MAX` stimuli from
+    their distances, ``distances`` if given; above from the features, on the torch device)
+    and turned into openTSNE's symmetric perplexity-based affinities. The start is the top two components scaled to standard
     deviation 1e-4 plus openTSNE's seeded jitter (1 % of that). Up to
     :data:`TSNE_EXACT_MAX` stimuli, the exact gradients run dense in float32 (fused CPU
     kernels, :mod:`repgeom.core.kernels`, or torch on other devices):

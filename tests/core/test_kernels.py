@@ -75,12 +75,16 @@ def test_fused_tsne_of_a_batch_is_bitwise_each_alone(n):
         np.testing.assert_array_equal(batch[i], emb._tsne_exact_cpu(p[i : i + 1], start[i : i + 1], phases)[0])
 
 
-def test_exact_tsne_neighbours_come_from_all_features():
-    x = _clusters(300, d=40, seed=4)
-    idx, dist = emb._knn_from_distances(torch.from_numpy(squareform(pdist(x))), 12)
-    ref_dist, ref_idx = NearestNeighbors(n_neighbors=12).fit(x).kneighbors()
-    np.testing.assert_array_equal(idx, ref_idx)
-    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
+def test_exact_tsne_neighbours_come_from_the_top_50_components_of_the_distances():
+    from sklearn.decomposition import PCA
+
+    x = _clusters(300, d=120, seed=4) @ np.diag(np.geomspace(3, 0.1, 120))
+    scores = emb._pca_scores_from_distances(torch.from_numpy(squareform(pdist(x))), 50)
+    ref = PCA(n_components=50).fit_transform(x)
+    np.testing.assert_allclose(np.abs(scores.numpy()), np.abs(ref), atol=1e-4 * np.abs(ref).max())
+    idx, _ = emb._exact_knn(scores, 12)
+    ref_idx = NearestNeighbors(n_neighbors=12).fit(ref).kneighbors()[1]
+    assert (idx == ref_idx).mean() > 0.999
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
