@@ -322,6 +322,16 @@ class _SmacofBuffers:
         return (bx[..., k:] * x - bx[..., :k]) / self.n
 
 
+def _distance_floor2(delta64: torch.Tensor) -> float:
+    """Lower bound on squared 2-D distances in a Guttman transform: coincident points keep δ/d finite."""
+    return (1e-9 * float(delta64.abs().max()) + 1e-150) ** 2
+
+
+def _race_survivors(starts: int, last: bool) -> int:
+    """Starts that go on at a race point: the first and the better half of the others; after the last, the first and the best other."""
+    return 2 if last else 1 + starts // 2
+
+
 def smacof_many(
     dissimilarities: torch.Tensor,
     starts: torch.Tensor,
@@ -369,7 +379,7 @@ def smacof_many(
     delta = delta64.to(dtype)[:, None]  # (B, 1, N, N), broadcast over starts
     x = starts.to(dtype)
     x = x - x.mean(dim=2, keepdim=True)
-    floor2 = (1e-9 * float(delta64.abs().max()) + 1e-150) ** 2  # coincident points: keep δ/d finite
+    floor2 = _distance_floor2(delta64)
     half_delta2 = (delta64 * delta64).sum(dim=(1, 2))[:, None] / 2.0  # (B, 1)
     best_x, best = x.clone(), torch.full((b, s), math.inf, dtype=torch.float64, device=x.device)
     active = torch.ones(b, s, dtype=torch.bool, device=x.device)
@@ -388,7 +398,7 @@ def smacof_many(
         if it > 1:
             active &= (old - raw).abs() >= eps * sum_d2.clamp_min(1e-300)
         if it in race and s > 2:  # successive halving: the first start and the better half of the others go on
-            s = 2 if it == max(race) else 1 + s // 2
+            s = _race_survivors(s, it == max(race))
             order = best[:, 1:].argsort(dim=1) + 1
             pick = torch.cat([torch.zeros_like(order[:, :1]), order[:, : s - 1]], dim=1)
             x, guttman, best_x, best, active, raw = (_take(t, pick) for t in (x, guttman, best_x, best, active, raw))
@@ -434,7 +444,7 @@ def _smacof_many_cpu(
         "best_x": x.copy(), "best": np.full((b, s), np.inf), "active": np.ones((b, s), bool), "old": np.full((b, s), np.nan),
         "half_delta2": (delta64 * delta64).sum(dim=(1, 2)).cpu().numpy() / 2.0, "stopped": np.full((b, s), max_iter, np.int64),
     }
-    floor2 = (1e-9 * float(delta64.abs().max()) + 1e-150) ** 2  # coincident points: keep δ/d finite
+    floor2 = _distance_floor2(delta64)
     points = sorted({r for r in race if 0 < r < max_iter}) if s > 2 else []
     done = 0
     for stop in [*points, max_iter]:
@@ -442,7 +452,7 @@ def _smacof_many_cpu(
         smacof_steps(x.reshape(b * s, 2, n), delta, s, floor2, SMACOF_RELAX, eps, done, stop, {**flat, "half_delta2": state["half_delta2"]})
         done = stop
         if stop in points and s > 2:  # successive halving: the first start and the better half of the others go on
-            s = 2 if stop == points[-1] else 1 + s // 2
+            s = _race_survivors(s, stop == points[-1])
             order = np.argsort(state["best"][:, 1:], axis=1, kind="stable") + 1
             pick = np.concatenate([np.zeros((b, 1), np.int64), order[:, : s - 1]], axis=1)
             x = np.ascontiguousarray(np.take_along_axis(x, pick[:, :, None, None], axis=1))
@@ -624,10 +634,11 @@ def _tsne_exact_cpu(p: np.ndarray, start: np.ndarray, phases: Sequence[tuple[int
     """
     from .kernels import tsne_exact  # noqa: PLC0415 - numba loads on first use
 
+    p = np.ascontiguousarray(p, dtype=np.float32)
     y = np.ascontiguousarray(start.transpose(0, 2, 1), dtype=np.float32)  # (B, 2, N): coordinates contiguous
     update, gains = np.zeros_like(y), np.ones_like(y)
     for iterations, exaggeration, momentum in phases:
-        tsne_exact(np.ascontiguousarray(p, dtype=np.float32), y, update, gains, iterations, exaggeration, momentum)
+        tsne_exact(p, y, update, gains, iterations, exaggeration, momentum)
     return y.transpose(0, 2, 1).astype(np.float64)
 
 

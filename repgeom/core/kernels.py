@@ -31,9 +31,10 @@ Design notes:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numba
@@ -217,8 +218,12 @@ def _smacof_steps(x, delta, starts, floor2, relax, eps, first, last, best_x, bes
                     x[c, 1, i] += relax * (sums[c, 1, i] - x[c, 1, i])
 
 
-def _threads() -> int:
-    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+@contextlib.contextmanager
+def _launch() -> Iterator[None]:
+    """Hold the launch lock (see the module notes), with as many threads as torch uses."""
+    with _LAUNCH[0]:
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        yield
 
 
 def tsne_exact(
@@ -239,8 +244,7 @@ def tsne_exact(
         exaggeration: early exaggeration factor of this phase.
         momentum: momentum of this phase.
     """
-    with _LAUNCH[0]:
-        numba.set_num_threads(_threads())
+    with _launch():
         _tsne_loop(p, y, update, gains, int(iterations), float(exaggeration), float(momentum))
 
 
@@ -276,8 +280,7 @@ def smacof_steps(
             ``old`` (C,) float64 last raw stress (NaN before the first step), ``half_delta2``
             (B,) float64 and ``stopped`` (C,) int64 step at which each start stopped; updated.
     """
-    with _LAUNCH[0]:
-        numba.set_num_threads(_threads())
+    with _launch():
         _smacof_steps(
             x, delta, int(starts), x.dtype.type(floor2), x.dtype.type(relax), float(eps), int(first), int(last),
             state["best_x"], state["best"], state["active"], state["old"], state["half_delta2"], state["stopped"],
