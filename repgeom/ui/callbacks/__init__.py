@@ -1,0 +1,133 @@
+"""Callback wiring: each view's callbacks are plain functions in their own module; this binds them.
+
+::
+
+    url.search ─┐                         ┌─► url.search (shareable link)
+    controls ───┼─► sync ─► view store ───┼─► rdms.rdm_figures        ┐
+    ff-vs-rec ──┘        (validated View) ├─► embeddings (gate → job)  ├─ + selection store
+                                          ├─► paths.path_figure       ┘
+                                          ├─► models.models_panel (table + metrics)
+                                          └─► download.download (.npz)
+    clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
+    hovers ─► selection.hover (the stimulus images)
+    image format ─► download.image_format ─► every graph's camera button
+
+Each function takes the engine first, then the values Dash sends (already in the order
+of its inputs and states); callbacks that several inputs trigger also take the id that
+fired (``dash.ctx.triggered_id``). Tests call them directly; :func:`register` is the only
+place that knows about Dash's ``Input``/``Output`` wiring.
+
+The view store holds a validated :class:`~repgeom.ui.state.View` as a dict, but every
+consumer parses it again: any client can post any JSON to any callback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from dash import Dash, Input, Output, State, ctx
+
+from ...pipeline import Engine
+from ..ids import CONTROL_IDS, GRAPH_IDS, ID
+from . import download, embeddings, models, paths, rdms, selection, sync
+
+__all__ = ["register"]
+
+
+def _bind(fn: Callable[..., Any], engine: Engine) -> Callable[..., Any]:
+    """``fn`` with ``engine`` as its first argument (a closure, not a partial: Dash hashes a background callback's source)."""
+
+    @functools.wraps(fn)
+    def bound(*args: Any) -> Any:
+        return fn(engine, *args)
+
+    return bound
+
+
+def register(app: Dash, engine: Engine) -> None:
+    """Attach every callback to ``app``, computing with ``engine`` (no module state).
+
+    Args:
+        app: the Dash app (with a background-callback manager for the embeddings job).
+        engine: the engine every callback computes with.
+    """
+    controls = [CONTROL_IDS[n] for n in sync.CONTROLS]
+
+    @app.callback(
+        [Output(ID.URL, "search"), Output(ID.VIEW, "data"), Output(ID.NODES, "options"), Output(ID.GLOBAL_MESSAGE, "children")]
+        + [Output(c, "value") for c in controls],
+        [Input(ID.URL, "search"), Input(ID.FF_VS_REC, "n_clicks")] + [Input(c, "value") for c in controls],
+    )
+    def sync_view(search: Any, _clicks: Any, *values: Any) -> tuple:
+        return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values)))
+
+    app.callback(
+        [Output(ID.RDM_GRID, "figure"), Output(ID.RDM_SLIDER, "figure"), Output(ID.RDM_MESSAGE, "children")],
+        [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")],
+    )(_bind(rdms.rdm_figures, engine))
+
+    app.callback(Output(ID.EMBED_REQUEST, "data"), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")])(
+        _bind(embeddings.embedding_request, engine)
+    )
+    app.callback(
+        [Output(ID.EMBED_GRID, "figure"), Output(ID.EMBED_ANIM, "figure"), Output(ID.EMBED_MESSAGE, "children")],
+        Input(ID.EMBED_REQUEST, "data"),
+        background=True,
+        progress=[Output(ID.EMBED_PROGRESS, "value"), Output(ID.EMBED_PROGRESS, "max"), Output(ID.EMBED_PROGRESS_TEXT, "children")],
+        progress_default=["0", "1", ""],
+        running=[(Output(ID.EMBED_BUSY, "style"), {"display": "flex"}, {"display": "none"})],
+        cancel=[Input(ID.EMBED_CANCEL, "n_clicks")],
+        interval=500,
+        prevent_initial_call=True,
+    )(_bind(embeddings.embedding_figures, engine))
+
+    app.callback([Output(ID.PATH_GRAPH, "figure"), Output(ID.PATH_MESSAGE, "children")], Input(ID.VIEW, "data"))(
+        _bind(paths.path_figure, engine)
+    )
+
+    app.callback(
+        [Output(ID.MODELS_TABLE, "children"), Output(ID.METRICS_GRAPH, "figure"), Output(ID.MODELS_MESSAGE, "children")],
+        Input(ID.VIEW, "data"),
+    )(_bind(models.models_panel, engine))
+
+    @app.callback(
+        Output(ID.SELECTION, "data"),
+        [Input(g, "clickData") for g in selection.CLICKED] + [Input(ID.CLEAR_SELECTION, "n_clicks")],
+        [State(ID.SELECTION, "data"), State(ID.VIEW, "data")],
+        prevent_initial_call=True,
+    )
+    def select(*args: Any) -> Any:
+        *clicks, _clear, current, data = args
+        trigger = ctx.triggered_id
+        event = dict(zip(selection.CLICKED, clicks)).get(trigger)
+        return selection.select(engine, trigger, event, current, data)
+
+    app.callback(
+        [Output(ID.PAIR_GRAPH, "figure"), Output(ID.PAIR_MESSAGE, "children")], [Input(ID.SELECTION, "data"), Input(ID.VIEW, "data")]
+    )(_bind(selection.pair, engine))
+
+    @app.callback(
+        Output(ID.HOVER_PANEL, "children"),
+        [Input(g, "hoverData") for g in selection.HOVERED],
+        State(ID.VIEW, "data"),
+        prevent_initial_call=True,
+    )
+    def hover(*args: Any) -> Any:
+        *hovers, data = args
+        trigger = ctx.triggered_id
+        return selection.hover(engine, trigger, dict(zip(selection.HOVERED, hovers)).get(trigger), data)
+
+    @app.callback(
+        [Output(ID.DOWNLOAD, "data"), Output(ID.DOWNLOAD_MESSAGE, "children")],
+        Input(ID.DOWNLOAD_BUTTON, "n_clicks"),
+        State(ID.VIEW, "data"),
+        prevent_initial_call=True,
+    )
+    def download_view(_clicks: Any, data: Any) -> tuple:
+        return download.download(engine, data)
+
+    app.callback([Output(g, "config") for g in GRAPH_IDS], Input(ID.IMAGE_FORMAT, "value"), prevent_initial_call=True)(
+        download.image_format
+    )

@@ -1,0 +1,60 @@
+"""The embeddings tab: a cheap gate, then a background job with progress and Cancel."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dash import no_update
+
+from ...core.errors import RepgeomError
+from ...pipeline import Engine
+from .. import views
+from .common import guarded, parse_selection, parse_view
+
+__all__ = ["embedding_figures", "embedding_request"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[tuple[str, str, str]], None]
+
+
+def embedding_request(engine: Engine, data: Any, selection: Any) -> Any:
+    """The embeddings job's request (``{"view", "selection"}``), only when its tab shows and the view is valid.
+
+    A job is a process: this gate keeps hidden tabs and bad views from starting one (the
+    sync callback reports bad controls).
+    """
+    if not isinstance(data, Mapping) or data.get("tab") != "embeddings":
+        return no_update
+    try:
+        view = parse_view(engine, data)
+    except RepgeomError:
+        return no_update
+    return {"view": view.controls(), "selection": parse_selection(selection)}
+
+
+@guarded(3, 2)
+def embedding_figures(engine: Engine, set_progress: Progress, request: Any) -> tuple:
+    """``(grid figure, animation figure, message)`` for an embeddings request.
+
+    Args:
+        engine: the engine.
+        set_progress: called with ``(done, total, text)`` as strings for the progress bar.
+        request: what :func:`embedding_request` made (parsed again: any client may post it).
+    """
+    if not isinstance(request, Mapping):
+        return no_update, no_update, no_update
+    view = parse_view(engine, request.get("view"))
+    if view is None or view.tab != "embeddings":
+        return no_update, no_update, no_update
+
+    def progress(done: int, total: int, what: str) -> None:
+        try:  # progress is a courtesy: a busy job store must not fail the job itself
+            set_progress((str(done), str(total), f"{done}/{total} · {what}" if done < total else what))
+        except Exception as exc:  # noqa: BLE001 - a full disk, redis errors...
+            log.warning("progress not recorded (%s)", type(exc).__name__)
+
+    grid, anim = views.embedding_views(engine, view, parse_selection(request.get("selection")), progress)
+    return grid, anim, ""

@@ -1,0 +1,29 @@
+"""The models tab: a table of the loaded models and per-node metrics of the chosen one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import html, no_update
+
+from ...pipeline import Engine
+from .. import views
+from .common import guarded, parse_view
+
+__all__ = ["models_panel", "models_table"]
+
+
+def models_table(rows: list[dict[str, Any]]) -> html.Table:
+    """An HTML table with one row per dict (the first dict's keys are the header)."""
+    head = html.Thead(html.Tr([html.Th(k) for k in rows[0]])) if rows else None
+    body = html.Tbody([html.Tr([html.Td(str(v)) for v in r.values()]) for r in rows])
+    return html.Table([head, body] if head else [body], className="models-table")
+
+
+@guarded(3, 2)
+def models_panel(engine: Engine, data: Any) -> tuple:
+    """``(models table, metrics figure, message)``; nothing unless the models tab shows."""
+    view = parse_view(engine, data)
+    if view is None or view.tab != "models":
+        return no_update, no_update, no_update
+    return models_table(views.models_rows(engine)), views.metrics_view(engine, view), ""

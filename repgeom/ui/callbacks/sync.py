@@ -1,0 +1,63 @@
+"""The URL, the controls and the view store, kept in step by one callback (so no cycles)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dash import no_update
+
+from ...core.errors import RepgeomError
+from ...pipeline import Engine
+from ..ids import CONTROL_IDS, ID
+from ..state import View, default_nodes
+from .common import alert
+
+__all__ = ["CONTROLS", "node_options", "sync"]
+
+#: View fields in the order of the sync callback's control inputs and outputs.
+CONTROLS = tuple(CONTROL_IDS)
+
+
+def node_options(engine: Engine, view: View) -> list[dict[str, str]]:
+    """The node dropdown's options: every node of the view's model, in graph order."""
+    return [{"label": n, "value": n} for n in engine.nodes(view.model)]
+
+
+def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any]) -> tuple:
+    """The view store, the URL and the controls after ``trigger`` changed.
+
+    Args:
+        engine: the engine the view is validated against.
+        trigger: what changed: ``None`` or ``ID.URL`` (page load or a typed link), a
+            control's id, or ``ID.FF_VS_REC``.
+        search: the URL's query string.
+        values: the controls' values by view field (``CONTROLS``).
+
+    Returns:
+        ``(url search, view store, node options, global message, *control values)``; a
+        bad link falls back to the defaults with a warning, a bad control value leaves
+        everything as it was and shows why.
+    """
+    keep = [no_update] * len(CONTROLS)
+    if trigger in (None, ID.URL):
+        try:
+            view, note = View.from_query(engine, search), None
+        except RepgeomError as exc:
+            view, note = View.default(engine), alert(f"The link's settings were not used: {exc}", "warning")
+        controls = view.controls()
+        return (no_update, controls, node_options(engine, view), note or "", *[controls[n] for n in CONTROLS])
+    raw = {n: values.get(n) for n in CONTROLS}
+    try:
+        if trigger == ID.MODEL:
+            model = engine.check_model(raw["model"] if isinstance(raw["model"], str) else type(raw["model"]).__name__)
+            raw["nodes"] = list(default_nodes(engine, model))
+        elif trigger == ID.FF_VS_REC:
+            raw.update(path_models=["feedforward", "recurrent"], tab="paths")
+        view = View.parse(engine, raw)
+    except RepgeomError as exc:
+        return (no_update, no_update, no_update, alert(str(exc)), *keep)
+    controls = view.controls()
+    forced = trigger in (ID.MODEL, ID.FF_VS_REC)
+    changed = [controls[n] if forced or controls[n] != raw.get(n) else no_update for n in CONTROLS]
+    return (view.to_query(), controls, node_options(engine, view), "", *changed)
