@@ -1,4 +1,4 @@
-"""``python -m repgeom``: list models and nodes, export geometry, train, benchmark.
+"""``python -m repgeom``: list models and nodes, export geometry, train.
 
 Every user mistake ends as one line on stderr (``repgeom: error: ...``) and exit status 2;
 an output file is written to a temporary name and renamed only when complete.
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from .argparsing import OneLineParser
 from .core.errors import RepgeomError
+from .settings import env_data_root, env_models_dir
 
 __all__ = ["main"]
 
@@ -45,8 +45,8 @@ def _count_or_all(text: str) -> int | str:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models-dir", default=None, help="folder with manifest.json (default: models/ or $REPGEOM_MODELS_DIR)")
-    p.add_argument("--data-root", default=None, help="torchvision MNIST root for the full test set (default: $REPGEOM_DATA_ROOT, else the embedded probes)")
+    p.add_argument("--models-dir", default=env_models_dir(), help="folder with manifest.json (default: $REPGEOM_MODELS_DIR, else models/)")
+    p.add_argument("--data-root", default=env_data_root(), help="torchvision root holding the dataset's full test split (default: $REPGEOM_DATA_ROOT, else the embedded probes)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:K or mps")
 
 
@@ -55,23 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     from .core.embedding import DEFAULT_PERPLEXITY
     from .core.rdm import COMPARE_METHODS, RDM_METHODS
 
-    parser = OneLineParser(prog="repgeom", description="Representational geometry of MNIST networks.")
+    parser = OneLineParser(prog="repgeom", description="Representational geometry of image classifiers: RDMs, embeddings, representational paths.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    p = sub.add_parser("models", help="one line per model: id, parameters, clean accuracy, SHA-256 prefix")
-    p.add_argument("--models-dir", default=None)
+    p = sub.add_parser("models", help="one line per model: id, dataset, parameters, clean accuracy, SHA-256 prefix")
+    p.add_argument("--models-dir", default=env_models_dir())
 
     p = sub.add_parser("nodes", help="graph node names of MODEL, in graph order")
     p.add_argument("model")
-    p.add_argument("--models-dir", default=None)
+    p.add_argument("--models-dir", default=env_models_dir())
 
     p = sub.add_parser("export", help="RDMs, embeddings and the representational path to an .npz file")
     _add_common(p)
     p.add_argument("--out", required=True, help="output .npz file")
-    p.add_argument("--models", default="recurrent", help="comma-separated model ids (default: recurrent)")
+    p.add_argument("--models", default=None, help="comma-separated model ids (default: the manifest's default model)")
     p.add_argument("--layers", default="all", help="all, or comma-separated node names (default: all)")
-    p.add_argument("--n-per-class", type=_count_or_all, default=20, help="images per digit, or 'all' (default: 20)")
+    p.add_argument("--n-per-class", type=_count_or_all, default=20, help="images per class, or 'all' (default: 20)")
     p.add_argument("--condition", choices=("clean", "fgsm"), default="clean")
     p.add_argument("--epsilon", type=_epsilon, default=0.2, help="FGSM step in [0, 1] (default: 0.2)")
     p.add_argument("--attack-model", default=None, help="model the FGSM images are made against (default: the first exported)")
@@ -84,41 +84,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-features", action="store_true", help="also write features/<model>/<node>")
     p.add_argument("--rsatoolbox", default=None, metavar="FILE.hdf5", help="also write the RDMs for rsatoolbox.rdm.load_rdm")
 
-    p = sub.add_parser("bench", help="speed against the notebook pipeline and the machine (prints a table)")
-    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto...")
-    p.add_argument("--models-dir", default=None)
-    p.add_argument("--data-root", default=None, help="full MNIST for the N = 10,000 figures")
-    p.add_argument("--sections", default="notebook,machine,browser,scale", help="comma-separated: notebook, machine, browser, scale")
-
-    p = sub.add_parser("train", help="train MODEL from MNIST by its recipe and update the manifest")
+    p = sub.add_parser("train", help="train MODEL by the recipe in its manifest entry, on its dataset, and update the manifest")
     p.add_argument("model")
-    p.add_argument("--models-dir", default=None)
-    p.add_argument("--data-root", default=None, help="torchvision MNIST root (downloaded there if missing and online)")
+    p.add_argument("--models-dir", default=env_models_dir())
+    p.add_argument("--data-root", default=env_data_root() or "data", help="torchvision root of the dataset (downloaded there if missing and online)")
     p.add_argument("--device", default=None)
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the recipe's epochs")
     return parser
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
     from tqdm import tqdm
 
     from .core import checkpoints, stimuli, training
+    from .core.datasets import get_dataset
     from .core.errors import choice_error
     from .core.features import resolve_device
 
-    if args.model not in training.RECIPES:
-        raise choice_error("model", args.model, training.RECIPES)
-    recipe = training.RECIPES[args.model]
+    folder = args.models_dir or checkpoints.default_models_dir()
+    entries = {e.id: e for e in checkpoints.read_manifest(folder)}
+    if args.model not in entries:
+        raise choice_error("model", args.model, entries)
+    entry = entries[args.model]
+    recipe = training.Recipe.from_json(entry.recipe, entry.architecture)
     if args.epochs:
-        from dataclasses import replace
-
-        recipe = replace(recipe, epochs=args.epochs)
+        recipe = dataclasses.replace(recipe, epochs=args.epochs)
+    dataset = get_dataset(entry.dataset)
     device = resolve_device(args.device)
-    train_x, train_y = stimuli.load_mnist(args.data_root, train=True, download=True)
-    test_x, test_y = stimuli.load_mnist(args.data_root, train=False, download=True)
+    train_x, train_y = stimuli.load_split(dataset, args.data_root, train=True, download=True)
+    test_x, test_y = stimuli.load_split(dataset, args.data_root, train=False, download=True)
     bar = tqdm(total=recipe.epochs * ((len(train_y) + recipe.batch_size - 1) // recipe.batch_size), desc=f"train {args.model}", disable=None, unit="batch")
 
     def progress(done: int, total: int, loss: float) -> None:
@@ -126,13 +123,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if done % 50 == 0:
             bar.set_postfix(loss=f"{loss:.3f}")
 
-    model = training.train(recipe, train_x, train_y, device=device, progress=progress)
+    model = training.train(recipe, train_x, train_y, dataset, device=device, progress=progress)
     bar.close()
-    acc = training.evaluate(model, test_x, test_y, epsilon=0.2, device=device)
-    details = recipe.describe() | {"device": str(device), "torch": torch.__version__}
-    entry = checkpoints.save_checkpoint(
-        args.models_dir or checkpoints.default_models_dir(), args.model, model, recipe.architecture, acc, details
-    )
+    acc = training.evaluate(model, test_x, test_y, dataset, epsilon=0.2, device=device)
+    details = recipe.describe(dataset) | {"device": str(device), "torch": torch.__version__}
+    entry = checkpoints.save_checkpoint(folder, dataclasses.replace(entry, accuracy=acc, recipe=details), model)
     print(f"{entry.id}\tparams={entry.parameters}\tclean={acc['clean']:.4f}\tfgsm@0.2={acc['fgsm']:.4f}\tsha256={entry.sha256[:12]}")
     return 0
 
@@ -144,15 +139,24 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for e in entries:
         clean = e.accuracy.get("clean")
         acc = f"{100 * clean:.2f}%" if clean is not None else "n/a"
-        print(f"{e.id}\t{e.parameters}\t{acc}\t{e.sha256[:12]}")
+        print(f"{e.id}\t{e.dataset}\t{e.parameters}\t{acc}\t{e.sha256[:12]}")
     return 0
 
 
 def _cmd_nodes(args: argparse.Namespace) -> int:
-    from . import load_model
-    from .core.features import node_names
+    from .core.checkpoints import read_manifest
+    from .core.errors import choice_error
 
-    for name in node_names(load_model(args.model, args.models_dir)):
+    entries = {e.id: e for e in read_manifest(args.models_dir)}
+    if args.model not in entries:
+        raise choice_error("model", args.model, entries)
+    names = entries[args.model].nodes
+    if not names:  # not recorded when the checkpoint was saved: trace the model
+        from . import load_model
+        from .core.features import node_names
+
+        names = tuple(node_names(load_model(args.model, args.models_dir)))
+    for name in names:
         print(name)
     return 0
 
@@ -160,6 +164,7 @@ def _cmd_nodes(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .core.checkpoints import read_manifest_doc
     from .core.embedding import EMBED_METHODS
     from .core.errors import choice_error
     from .export import ExportRequest, collect_export, write_export
@@ -169,9 +174,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for m in methods:
         if m not in EMBED_METHODS:
             raise choice_error("embedding method", m, EMBED_METHODS)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.rsatoolbox and not args.rsatoolbox.endswith((".hdf5", ".h5")):
         raise RepgeomError(f"--rsatoolbox must name a .hdf5 or .h5 file (rsatoolbox reads only those), got {args.rsatoolbox!r}")
+    if args.models:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+    else:  # the manifest's default model, even when it cannot be loaded (then its refusal is the error)
+        doc = read_manifest_doc(args.models_dir)
+        models = [doc.default_model or doc.entries[0].id] if doc.entries else []
     engine = Engine(args.models_dir, args.data_root, args.device)
     for m in models:
         if m in engine.load_errors:
@@ -202,33 +211,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import json
-
-    from .bench import BenchConfig, format_report, run_bench
-    from .export import atomic_output
-
-    allowed = ("notebook", "machine", "browser", "scale")
-    sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
-    bad = [s for s in sections if s not in allowed]
-    if bad or not sections:
-        raise RepgeomError(f"unknown bench section {bad[0] if bad else ''!r}; allowed: {', '.join(allowed)}")
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        raise RepgeomError(f"cannot write {args.json}: its folder does not exist")
-    report = run_bench(BenchConfig(args.quick, args.device, args.data_root, sections, args.models_dir))
-    print(format_report(report))
-    if args.json:
-        with atomic_output(args.json) as tmp:
-            tmp.write_text(json.dumps(report, indent=2))
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"models": _cmd_models, "nodes": _cmd_nodes, "export": _cmd_export, "train": _cmd_train, "bench": _cmd_bench}
+    handlers = {"models": _cmd_models, "nodes": _cmd_nodes, "export": _cmd_export, "train": _cmd_train}
     try:
         return handlers[args.command](args)
     except RepgeomError as exc:

@@ -5,9 +5,12 @@ Design notes:
     into a flat ``{key: array}`` dict; :func:`write_export` and :func:`export_bytes` only
     write. Files are written under a temporary name in the target folder and renamed
     into place when complete, so an error or an interrupt never leaves a partial file.
+    The ``.npz`` is stored uncompressed: float64 dissimilarities barely compress (zlib
+    spent as long as the computation for a few per cent), and ``np.load`` can then map
+    arrays straight from the file.
 
 Keys (a public contract, see the README):
-    ``labels`` (N,), ``indices`` (N,), ``rdm/<model>/<node>`` (N, N),
+    ``labels`` (N,), ``indices`` (N,), ``class_names`` (C,), ``rdm/<model>/<node>`` (N, N),
     ``embed/<method>/<model>/<node>`` (N, 2), ``features/<model>/<node>`` (N, D),
     ``path/names`` (K,), ``path/distances`` (K, K), ``path/coords`` (K, 2), ``path/stress`` (),
     ``meta/json`` (): the settings and quality figures as a JSON string.
@@ -72,6 +75,7 @@ def collect_export(engine: Engine, req: ExportRequest, step: Callable[[str], Non
     stim = engine.stimuli(req.spec)
     out["labels"] = stim.labels.astype(np.int64)
     out["indices"] = stim.indices.astype(np.int64)
+    out["class_names"] = np.asarray(engine.dataset.class_names)
     quality: dict[str, dict[str, float]] = {}
     for m in models:
         tick(f"features {m}")
@@ -106,7 +110,8 @@ def collect_export(engine: Engine, req: ExportRequest, step: Callable[[str], Non
         "compare": req.compare,
         "seed": req.seed,
         "embedding_quality": quality,
-        "source": engine.source.name if engine.source.name == "embedded" else "mnist-test",
+        "dataset": engine.dataset.id,
+        "source": engine.source.name if engine.source.name == "embedded" else f"{engine.dataset.id}-test",
     }
     out["meta/json"] = np.asarray(json.dumps(meta))
     return out
@@ -135,9 +140,9 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def export_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """The ``.npz`` file content for ``arrays`` (compressed)."""
+    """The ``.npz`` file content for ``arrays``."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez(buf, **arrays)
     return buf.getvalue()
 
 
@@ -152,7 +157,7 @@ def write_export(
         if tmp_h5 is not None:
             _write_hdf5(tmp_h5, arrays, method)
         with open(tmp_npz, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            np.savez(fh, **arrays)
 
 
 def _write_hdf5(path: Path, arrays: Mapping[str, np.ndarray], method: str) -> None:

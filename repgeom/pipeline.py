@@ -27,10 +27,11 @@ Design notes:
     :class:`~repgeom.shared_cache.SharedStore` (a folder or Redis), so a background job in
     another process, another worker or another machine finds what any of them computed.
     They travel as ``.npz`` bytes read back with ``allow_pickle=False``, under a key
-    that holds the model's checkpoint hash. A forked child (a background job, a Celery
-    prefork worker) gets fresh locks, so it never waits on a computation a thread of its
-    parent had in flight, and one torch thread, since torch's OpenMP pool does not
-    survive a fork (more threads hang the child's first convolution).
+    that holds the model's checkpoint hash.
+
+    The engine serves the models of one dataset (the default model's); the manifest says
+    which dataset each model belongs to, which model and presets the dashboard offers
+    first, and the graph tells which nodes are the repeated steps of a recurrent net.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ import io
 import math
 import os
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,17 +49,22 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .core.checkpoints import LoadedModel, load_all
+from .core.checkpoints import LoadedModel, ModelEntry, Preset, load_all, read_manifest_doc
+from .core.datasets import DatasetInfo, get_dataset
 from .core.embedding import DEFAULT_PERPLEXITY, EMBED_METHODS, PERPLEXITY_RANGE, TRUST_SAMPLE, Embedding, align_sequence, embed, embed_many, euclidean_distances
 from .core.errors import RepgeomError, choice_error
-from .core.features import NodeExtractor, resolve_device, select_nodes
+from .core.features import NodeExtractor, repeated_steps, resolve_device, select_nodes
 from .core.metrics import block_contrast, silhouette
 from .core.paths import RepPath, compute_path
 from .core.rdm import COMPARE_METHODS, RDM, RDM_METHODS, compute_rdm
-from .core.stimuli import CONDITIONS, DigitSource, Stimuli, available_per_class, fgsm, load_source, sample_stimuli
+from .core.stimuli import CONDITIONS, ImageSource, Stimuli, available_per_class, fgsm, load_source, sample_stimuli
+from .core.validate import check_choice, check_float, check_int
 from .shared_cache import SharedStore
 
-__all__ = ["Engine", "NodeMetrics", "StimulusSpec"]
+__all__ = ["DEFAULT_CACHE_BYTES", "Engine", "NodeMetrics", "StimulusSpec", "ViewDefaults"]
+
+#: Default bound on an engine's cache of computed results.
+DEFAULT_CACHE_BYTES = 2 << 30
 
 T = TypeVar("T")
 
@@ -72,6 +77,14 @@ class StimulusSpec:
     condition: str = "clean"
     epsilon: float = 0.0
     attack_model: str = ""
+
+
+@dataclass(frozen=True)
+class ViewDefaults:
+    """What the dashboard shows first, from the manifest's ``defaults``."""
+
+    model: str
+    attack_model: str
 
 
 @dataclass(frozen=True)
@@ -140,31 +153,12 @@ class _LRU:
         """Bytes currently held."""
         return self._size
 
-    def reset_locks(self) -> None:
-        """Fresh locks (in a forked child: a lock held by a parent's thread would never be released)."""
-        self._lock = threading.RLock()
-        self._key_locks = {}
-
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._data
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-def _reset_in_child(cache: _LRU) -> Callable[[], None]:
-    ref = weakref.ref(cache)
-
-    def reset() -> None:
-        # torch's OpenMP thread pool does not survive a fork: a child that uses more than
-        # one intra-op thread after its parent did hangs in its first convolution.
-        torch.set_num_threads(1)
-        alive = ref()
-        if alive is not None:
-            alive.reset_locks()
-
-    return reset
 
 
 def _embedding_to_bytes(e: Embedding) -> bytes:
@@ -191,9 +185,10 @@ class Engine:
 
     Args:
         models_dir: folder with ``manifest.json`` (default: ``models/``).
-        data_root: torchvision MNIST root for the full test set (default: embedded probes).
+        data_root: torchvision root holding the dataset's full test split (default: its
+            embedded probes).
         device: ``"auto"``/``None``, ``"cpu"``, ``"cuda"``...
-        cache_bytes: bound on the cache (default ``$REPGEOM_CACHE_BYTES`` or 2 GiB).
+        cache_bytes: bound on the cache (default :data:`DEFAULT_CACHE_BYTES`, 2 GiB).
         shared: where embeddings are also kept for other processes (default: nowhere).
     """
 
@@ -206,22 +201,42 @@ class Engine:
         shared: SharedStore | None = None,
     ) -> None:
         self.device = resolve_device(device)
+        manifest = read_manifest_doc(models_dir)
         loaded, self.load_errors = load_all(models_dir)  # callers report refusals their own way
-        self.models: dict[str, LoadedModel] = {k: v for k, v in loaded.items()}
+        self.dataset: DatasetInfo = self._pick_dataset(manifest.entries, manifest.default_model, loaded)
+        self.models: dict[str, LoadedModel] = {k: v for k, v in loaded.items() if k not in self.load_errors}
         for m in self.models.values():
             m.module.to(self.device)
         if self.device.type == "cuda":  # full float32 everywhere (see features.py); set once, not per call
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
         # traced once, here: tracing while serving would break forward passes in other threads
-        self._extractors = {k: NodeExtractor(m.module) for k, m in self.models.items()}
+        self._extractors = {k: NodeExtractor(m.module, self.dataset.input_shape) for k, m in self.models.items()}
         self._nodes = {k: e.nodes for k, e in self._extractors.items()}
-        self.source: DigitSource = load_source(data_root)
+        self._steps = {k: repeated_steps(e.nodes, self.models[k].module) for k, e in self._extractors.items()}
+        ids = list(self.models)
+        first = ids[0] if ids else ""
+        self.defaults = ViewDefaults(
+            model=manifest.default_model if manifest.default_model in self.models else first,
+            attack_model=manifest.attack_model if manifest.attack_model in self.models else first,
+        )
+        self.presets: tuple[Preset, ...] = manifest.presets
+        self.source: ImageSource = load_source(self.dataset, data_root)
         self.max_per_class = available_per_class(self.source)
-        limit = cache_bytes if cache_bytes is not None else int(os.environ.get("REPGEOM_CACHE_BYTES", 2 << 30))
-        self._cache = _LRU(limit)
+        self._cache = _LRU(DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
         self.shared = shared
-        os.register_at_fork(after_in_child=_reset_in_child(self._cache))
+
+    def _pick_dataset(self, entries: Sequence[ModelEntry], default_model: str, loaded: Mapping[str, LoadedModel]) -> DatasetInfo:
+        """The dataset of the default model (else of the first loaded one); models of other datasets are refused."""
+        if not entries:
+            raise RepgeomError("the model manifest lists no models")
+        by_id = {e.id: e for e in entries}
+        anchor = default_model if default_model in loaded else next(iter(loaded), entries[0].id)
+        dataset = get_dataset(by_id[anchor].dataset)
+        for k, m in loaded.items():
+            if m.entry.dataset != dataset.id:
+                self.load_errors[k] = f"model {k!r} is for dataset {m.entry.dataset!r}; this engine serves {dataset.id!r}"
+        return dataset
 
     # ------------------------------------------------------------------ validation
     @property
@@ -239,6 +254,14 @@ class Engine:
         """Graph node names of ``model``, in graph order."""
         return list(self._nodes[self.check_model(model)])
 
+    def entry(self, model: str) -> ModelEntry:
+        """The manifest record of a loaded model (architecture, dataset, colour, accuracies)."""
+        return self.models[self.check_model(model)].entry
+
+    def steps(self, model: str) -> tuple[str, ...]:
+        """The nodes that are the repeated steps of a recurrent model (one module called again and again), else ()."""
+        return self._steps[self.check_model(model)]
+
     def select_nodes(self, model: str, wanted: str | Sequence[str] | None) -> list[str]:
         """Validate a node selection (``"all"``, names, or a comma string) for ``model``."""
         return select_nodes(self.nodes(model), wanted, model)
@@ -255,28 +278,23 @@ class Engine:
         limit = self.max_per_class
         if n_per_class == "all":
             n_per_class = 0  # every image of the source, sorted by class
-        elif isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or not 1 <= n_per_class <= limit:
-            where = " with the embedded probe set (give a data root for more)" if self.source.name == "embedded" else ""
-            raise RepgeomError(f"images per class must be a whole number from 1 to {limit}{where}, got {n_per_class!r}")
-        if condition not in CONDITIONS:
-            raise choice_error("condition", condition, CONDITIONS)
+        else:
+            try:
+                n_per_class = check_int("images per class", n_per_class, 1, limit)
+            except RepgeomError as exc:
+                where = " with the embedded probe set (give a data root for more)" if self.source.name == "embedded" else ""
+                raise RepgeomError(f"{exc}{where}") from None
+        check_choice("condition", condition, CONDITIONS)
         if condition == "clean":
             return StimulusSpec(int(n_per_class))
-        try:
-            eps = float(epsilon)
-        except (TypeError, ValueError):
-            raise RepgeomError(f"epsilon must be a number in [0, 1], got {epsilon!r}") from None
-        if not (math.isfinite(eps) and 0.0 <= eps <= 1.0):
-            raise RepgeomError(f"epsilon must be in [0, 1], got {epsilon!r}")
-        attacked = self.check_model(attack_model if attack_model else self.model_ids[0])
+        eps = check_float("epsilon", epsilon, 0.0, 1.0)
+        attacked = self.check_model(attack_model if attack_model else self.defaults.attack_model)
         return StimulusSpec(int(n_per_class), "fgsm", eps, attacked)
 
     @staticmethod
     def check_choice(what: str, value: Any, allowed: Sequence[str]) -> str:
         """Return ``value`` if it is one of ``allowed``, else raise listing them."""
-        if value not in allowed:
-            raise choice_error(what, value, allowed)
-        return value
+        return check_choice(what, value, allowed)
 
     # ------------------------------------------------------------------ computation
     def stimuli(self, spec: StimulusSpec) -> Stimuli:
@@ -354,8 +372,8 @@ class Engine:
 
     @staticmethod
     def _embed_args(method: str, seed: Any, perplexity: Any) -> tuple[int, float]:
-        seed = _check_int("seed", seed, 0, 2**31 - 1)
-        perplexity = _check_float("perplexity", perplexity, *PERPLEXITY_RANGE) if method == "tsne" else DEFAULT_PERPLEXITY
+        seed = check_int("seed", seed, 0, 2**31 - 1)
+        perplexity = check_float("perplexity", perplexity, *PERPLEXITY_RANGE) if method == "tsne" else DEFAULT_PERPLEXITY
         return seed, perplexity
 
     @staticmethod
@@ -468,7 +486,7 @@ class Engine:
             raise RepgeomError("each model may appear once in a path")
         self.check_choice("RDM method", rdm_method, RDM_METHODS)
         self.check_choice("comparison method", compare, COMPARE_METHODS)
-        seed = _check_int("seed", seed, 0, 2**31 - 1)
+        seed = check_int("seed", seed, 0, 2**31 - 1)
         chosen = {m: tuple(self.select_nodes(m, (nodes or {}).get(m))) for m in models}
         key = ("path", tuple(chosen.items()), spec, rdm_method, compare, seed)
 
@@ -512,25 +530,9 @@ class Engine:
             model,
             [r.node for r in rdms],
             [block_contrast(r.matrix, labels) for r in rdms],
-            [silhouette(r.matrix, labels) for r in rdms],
+            [silhouette(r.matrix, labels, r.method) for r in rdms],
         )
 
     def cache_info(self) -> dict[str, int]:
         """Entries, bytes, hits and misses of the cache."""
         return {"entries": len(self._cache), "bytes": self._cache.nbytes, "hits": self._cache.hits, "misses": self._cache.misses}
-
-
-def _check_int(what: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}")
-    return int(value)
-
-
-def _check_float(what: str, value: Any, lo: float, hi: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {value!r}") from None
-    if isinstance(value, bool) or not (math.isfinite(v) and lo <= v <= hi):
-        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {value!r}")
-    return v

@@ -1,17 +1,89 @@
-"""Server settings from flags and ``REPGEOM_*`` environment variables (flags win)."""
+"""Settings from flags and ``REPGEOM_*`` environment variables (flags win): the one module that reads the environment.
+
+Design notes:
+    The numerics (``repgeom.core``), the engine and the figures never look at
+    ``os.environ``; they take explicit arguments. The dashboard, the command line, the
+    Python API and the gunicorn configuration get their defaults from here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .argparsing import OneLineParser
 
-__all__ = ["Settings", "parse_settings"]
+__all__ = ["MIN_TORCH", "Settings", "check_runtime", "env_cache_bytes", "env_data_root", "env_models_dir", "parse_settings", "unsafe_loading_forced"]
 
 _TRUE = ("1", "true", "yes", "on")
+#: Environment switches with which torch would load full pickles; we refuse to run under them.
+_UNSAFE_ENV = ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",)
+#: Oldest torch whose ``weights_only`` unpickler we trust (major, minor).
+MIN_TORCH = (2, 10)
+#: Default bound on the engine's in-process cache of computed results.
+DEFAULT_CACHE_BYTES = 2 << 30
+
+
+def env_models_dir(env: Mapping[str, str] | None = None) -> str | None:
+    """``REPGEOM_MODELS_DIR`` if set (the command line and the Python API default to it)."""
+    return (os.environ if env is None else env).get("REPGEOM_MODELS_DIR") or None
+
+
+def env_data_root(env: Mapping[str, str] | None = None) -> str | None:
+    """``REPGEOM_DATA_ROOT`` if set: a torchvision root holding the full test split."""
+    return (os.environ if env is None else env).get("REPGEOM_DATA_ROOT") or None
+
+
+def env_cache_bytes(env: Mapping[str, str] | None = None) -> int:
+    """``REPGEOM_CACHE_BYTES``, the engine's cache bound (default 2 GiB).
+
+    Raises:
+        RepgeomError: for a value that is not a whole number of bytes >= 0.
+    """
+    from .core.validate import check_int  # noqa: PLC0415 - keeps this module free of torch
+
+    raw = (os.environ if env is None else env).get("REPGEOM_CACHE_BYTES")
+    return DEFAULT_CACHE_BYTES if raw is None else check_int("REPGEOM_CACHE_BYTES", raw, 0, 1 << 50)
+
+
+def unsafe_loading_forced(env: Mapping[str, str] | None = None) -> str | None:
+    """The name of a variable in ``env`` (default ``os.environ``) that forces unsafe torch loading, if set."""
+    env = os.environ if env is None else env
+    for name in _UNSAFE_ENV:
+        if env.get(name, "").strip().lower() not in ("", "0", "false", "no", "off"):
+            return name
+    return None
+
+
+def check_runtime(torch_version: str | None = None, env: Mapping[str, str] | None = None) -> None:
+    """Refuse to serve where checkpoints could not be loaded safely.
+
+    Args:
+        torch_version: the version to check (default: the installed ``torch.__version__``).
+        env: environment variables to check (default: ``os.environ``).
+
+    Raises:
+        RepgeomError: torch older than :data:`MIN_TORCH` (or an unreadable version), or an
+            environment variable that forces unsafe pickle loading.
+    """
+    from .core.errors import RepgeomError  # noqa: PLC0415
+
+    if torch_version is None:
+        import torch  # noqa: PLC0415
+
+        torch_version = torch.__version__
+    version = str(torch_version)
+    match = re.match(r"\s*(\d+)\.(\d+)", version)
+    found = (int(match[1]), int(match[2])) if match else (0, 0)
+    if found < MIN_TORCH:
+        need = ".".join(map(str, MIN_TORCH))
+        raise RepgeomError(f"repgeom needs torch >= {need} for safe checkpoint loading, found {version[:40]}")
+    forced = unsafe_loading_forced(env)
+    if forced:
+        raise RepgeomError(f"refusing to start while {forced} is set (it forces unsafe pickle loading); unset it")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import pytest
 
 from repgeom import load_model
 from repgeom.core.checkpoints import read_manifest
-from repgeom.core.stimuli import read_mnist
+from repgeom.core.datasets import get_dataset
+from repgeom.core.stimuli import read_idx_split
 from repgeom.core.training import evaluate
 
 TARGETS = {"feedforward": (0.988, None), "feedforward_seed2": (0.988, None), "robust": (0.97, 0.90), "recurrent": (0.96, None)}
@@ -15,8 +16,9 @@ TARGETS = {"feedforward": (0.988, None), "feedforward_seed2": (0.988, None), "ro
 @pytest.mark.slow
 @pytest.mark.parametrize("model_id", list(TARGETS))
 def test_accuracy_targets_and_manifest(mnist_root, model_id):
-    images, labels = read_mnist(mnist_root, train=False)
-    acc = evaluate(load_model(model_id), images, labels, epsilon=0.2)
+    mnist = get_dataset("mnist")
+    images, labels = read_idx_split(mnist_root, mnist, train=False)
+    acc = evaluate(load_model(model_id), images, labels, mnist, epsilon=0.2)
     clean_min, fgsm_min = TARGETS[model_id]
     assert acc["clean"] >= clean_min
     if fgsm_min is not None:

@@ -27,13 +27,28 @@ def test_models_lists_every_model(capsys):
     ids = [ln.split("\t")[0] for ln in lines]
     assert ids == ["feedforward", "recurrent", "robust", "feedforward_seed2"]
     rec = lines[1].split("\t")
-    assert rec[1] == "2650" and rec[2].endswith("%") and len(rec[3]) == 12
+    assert rec[1] == "mnist" and rec[2] == "2650" and rec[3].endswith("%") and len(rec[4]) == 12
 
 
 def test_nodes_in_graph_order(capsys):
     assert main(["nodes", "recurrent"]) == 0
     nodes = capsys.readouterr().out.split()
     assert len(nodes) == 22 and nodes[2] == "conv2" and nodes[14] == "conv2_4" and nodes[-1] == "softmax"
+
+
+def test_listing_commands_import_no_heavy_library():
+    # `models`, `nodes` and `--help` start in about the time of `import torch`: they must not
+    # pull torchvision (torch._dynamo), the embedding libraries or the dashboard.
+    heavy = ("torchvision", "openTSNE", "numba", "sklearn", "scipy.stats", "dash", "plotly", "rsatoolbox")
+    code = (
+        "import sys, contextlib, io; from repgeom.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['models']) == 0 and main(['nodes', 'recurrent']) == 0\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
 
 
 def test_export_keys_shapes_and_rsatoolbox_file(tmp_path, capsys):
@@ -45,6 +60,7 @@ def test_export_keys_shapes_and_rsatoolbox_file(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     z = np.load(out)
     assert z["labels"].shape == (30,) and z["indices"].shape == (30,)
+    assert list(z["class_names"]) == [str(d) for d in range(10)]
     for m in ("feedforward", "recurrent"):
         for n in ("input", "conv1", "conv2"):
             assert z[f"rdm/{m}/{n}"].shape == (30, 30)
@@ -121,7 +137,7 @@ def test_failed_export_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(export.np, "savez_compressed", boom)
+    monkeypatch.setattr(export.np, "savez", boom)
     with pytest.raises(OSError):
         main(["export", "--out", str(out), "--n-per-class", "2", "--layers", "conv1"])
     assert out.read_bytes() == b"previous"

@@ -12,6 +12,7 @@ Design notes:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -31,25 +32,20 @@ from .nets import ARCHITECTURES, build_net, count_parameters
 
 __all__ = [
     "MANIFEST",
-    "MIN_TORCH",
     "LoadedModel",
+    "Manifest",
     "ModelEntry",
-    "check_runtime",
+    "Preset",
     "default_models_dir",
     "load_all",
     "load_checkpoint",
     "read_manifest",
+    "read_manifest_doc",
     "save_checkpoint",
     "sha256_file",
-    "unsafe_loading_forced",
 ]
 
 MANIFEST = "manifest.json"
-_ENV_MODELS_DIR = "REPGEOM_MODELS_DIR"
-#: Environment switches with which torch would load full pickles; we refuse to run under them.
-_UNSAFE_ENV = ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",)
-#: Oldest torch whose ``weights_only`` unpickler we trust (major, minor).
-MIN_TORCH = (2, 10)
 
 
 @dataclass(frozen=True)
@@ -61,27 +57,83 @@ class ModelEntry:
     file: str
     sha256: str
     parameters: int
+    dataset: str
     accuracy: dict[str, float] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
+    color: str | None = None
+    nodes: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelEntry:
-        """Validate one manifest record."""
+        """Validate one manifest record.
+
+        ``nodes`` (the graph's node names, written when the checkpoint is saved) lets the
+        command line list them without tracing the model; the engine always traces.
+        """
         try:
+            color = raw.get("color")
             entry = cls(
                 id=str(raw["id"]),
                 architecture=str(raw["architecture"]),
                 file=str(raw["file"]),
                 sha256=str(raw["sha256"]).lower(),
                 parameters=int(raw["parameters"]),
+                dataset=str(raw["dataset"]),
                 accuracy={k: float(v) for k, v in dict(raw.get("accuracy", {})).items()},
                 recipe=dict(raw.get("recipe", {})),
+                color=None if color is None else str(color),
+                nodes=tuple(str(n) for n in raw.get("nodes", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"manifest entry {raw!r:.80} is malformed ({exc})") from None
+            raise CheckpointError(f"manifest entry {raw!r:.80} is malformed (missing or bad {exc})") from None
         if Path(entry.file).name != entry.file:
             raise CheckpointError(f"manifest entry {entry.id!r}: file must be a bare file name, got {entry.file!r}")
+        if entry.color is not None and not re.fullmatch(r"#[0-9a-fA-F]{6}", entry.color):
+            raise CheckpointError(f"manifest entry {entry.id!r}: color must be #rrggbb, got {entry.color[:20]!r}")
         return entry
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as written in ``manifest.json`` (unset optional fields left out)."""
+        doc = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, ())}
+        if self.nodes:
+            doc["nodes"] = list(self.nodes)
+        return doc
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named group of models shown together (e.g. a path comparison) with one click."""
+
+    label: str
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A models folder's ``manifest.json``: the models, the dashboard's defaults and presets.
+
+    Attributes:
+        entries: the models, in manifest order.
+        default_model: the model shown first ("" = the first entry).
+        attack_model: the model FGSM images are made against by default ("" = the first entry).
+        presets: one-click model groups.
+    """
+
+    entries: tuple[ModelEntry, ...]
+    default_model: str = ""
+    attack_model: str = ""
+    presets: tuple[Preset, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The document as written to disk."""
+        doc: dict[str, Any] = {"format": 2}
+        defaults = {k: v for k, v in (("model", self.default_model), ("attack_model", self.attack_model)) if v}
+        if defaults:
+            doc["defaults"] = defaults
+        if self.presets:
+            doc["presets"] = [{"label": p.label, "models": list(p.models)} for p in self.presets]
+        doc["models"] = [e.to_json() for e in self.entries]
+        return doc
 
 
 @dataclass(frozen=True)
@@ -98,18 +150,8 @@ class LoadedModel:
 
 
 def default_models_dir() -> Path:
-    """``$REPGEOM_MODELS_DIR``, else the ``models/`` folder beside the package."""
-    env = os.environ.get(_ENV_MODELS_DIR)
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
-
-
-def unsafe_loading_forced(env: Mapping[str, str] | None = None) -> str | None:
-    """The name of a variable in ``env`` (default ``os.environ``) that forces unsafe torch loading, if set."""
-    env = os.environ if env is None else env
-    for name in _UNSAFE_ENV:
-        if env.get(name, "").strip().lower() not in ("", "0", "false", "no", "off"):
-            return name
-    return None
+    """The ``models/`` folder beside the package (the settings module applies ``REPGEOM_MODELS_DIR``)."""
+    return Path(__file__).resolve().parents[2] / "models"
 
 
 def _load_refusal(exc: Exception) -> str:
@@ -125,28 +167,6 @@ def _load_refusal(exc: Exception) -> str:
     return (lines[0] if lines else type(exc).__name__)[:160]
 
 
-def check_runtime(torch_version: str | None = None, env: Mapping[str, str] | None = None) -> None:
-    """Refuse to serve where checkpoints could not be loaded safely.
-
-    Args:
-        torch_version: the version to check (default: the installed ``torch.__version__``).
-        env: environment variables to check (default: ``os.environ``).
-
-    Raises:
-        RepgeomError: torch older than :data:`MIN_TORCH` (or an unreadable version), or an
-            environment variable that forces unsafe pickle loading.
-    """
-    version = str(torch.__version__ if torch_version is None else torch_version)
-    match = re.match(r"\s*(\d+)\.(\d+)", version)
-    found = (int(match[1]), int(match[2])) if match else (0, 0)
-    if found < MIN_TORCH:
-        need = ".".join(map(str, MIN_TORCH))
-        raise RepgeomError(f"repgeom needs torch >= {need} for safe checkpoint loading, found {version[:40]}")
-    forced = unsafe_loading_forced(env)
-    if forced:
-        raise RepgeomError(f"refusing to start while {forced} is set (it forces unsafe pickle loading); unset it")
-
-
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
@@ -156,8 +176,8 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def read_manifest(models_dir: str | os.PathLike[str] | None = None) -> list[ModelEntry]:
-    """Read and validate ``manifest.json`` in ``models_dir``.
+def read_manifest_doc(models_dir: str | os.PathLike[str] | None = None) -> Manifest:
+    """Read and validate ``manifest.json`` in ``models_dir``, with its defaults and presets.
 
     Raises:
         CheckpointError: when the manifest is missing, not JSON, or malformed.
@@ -167,15 +187,30 @@ def read_manifest(models_dir: str | os.PathLike[str] | None = None) -> list[Mode
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no model manifest here (give the folder that holds {MANIFEST})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable manifest ({exc})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: unreadable manifest ({str(exc)[:120]})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("models"), list):
         raise CheckpointError(f"{path}: manifest must be an object with a 'models' list")
-    entries = [ModelEntry.from_json(r) for r in raw["models"]]
+    entries = tuple(ModelEntry.from_json(r) for r in raw["models"])
     ids = [e.id for e in entries]
     if len(set(ids)) != len(ids):
         raise CheckpointError(f"{path}: duplicate model ids in the manifest")
-    return entries
+    defaults = raw.get("defaults", {})
+    try:
+        presets = tuple(Preset(str(p["label"]), tuple(str(m) for m in p["models"])) for p in raw.get("presets", ()))
+        default_model, attack_model = str(defaults.get("model", "")), str(defaults.get("attack_model", ""))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: malformed defaults or presets ({exc})") from None
+    return Manifest(entries, default_model, attack_model, presets)
+
+
+def read_manifest(models_dir: str | os.PathLike[str] | None = None) -> list[ModelEntry]:
+    """The model entries of ``manifest.json`` in ``models_dir``, in manifest order.
+
+    Raises:
+        CheckpointError: when the manifest is missing, not JSON, or malformed.
+    """
+    return list(read_manifest_doc(models_dir).entries)
 
 
 def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
@@ -192,9 +227,6 @@ def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None
         CheckpointError: naming the file and the reason (missing, hash mismatch,
             truncated or not a checkpoint, unsafe pickle, wrong architecture).
     """
-    forced = unsafe_loading_forced()
-    if forced:
-        raise CheckpointError(f"refusing to load checkpoints while {forced} is set (it forces unsafe pickle loading)")
     path = Path(models_dir or default_models_dir()) / entry.file
     try:
         data = path.read_bytes()
@@ -213,7 +245,7 @@ def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None
         raise CheckpointError(f"{path}: refused, not a plain weights-only checkpoint ({_load_refusal(exc)})") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: refused, expected a state dict of tensors")
-    module = build_net(entry.architecture)
+    module = build_net(entry.architecture, num_classes=_head_size(state), in_channels=_in_channels(state))
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -259,42 +291,53 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _head_size(state: Mapping[str, torch.Tensor]) -> int | None:
+    """Rows of the last 2-D weight in a state dict: the class count of a classifier's head."""
+    weights = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
+    return int(weights[-1].shape[0]) if weights else None
+
+
+def _in_channels(state: Mapping[str, torch.Tensor]) -> int:
+    """Input channels of the first convolution in a state dict (1 when there is none)."""
+    convs = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 4]
+    return int(convs[0].shape[1]) if convs else 1
+
+
 def save_checkpoint(
     models_dir: str | os.PathLike[str],
-    model_id: str,
+    entry: ModelEntry,
     module: nn.Module,
-    architecture: str,
-    accuracy: Mapping[str, float],
-    recipe: Mapping[str, Any],
 ) -> ModelEntry:
     """Write ``module``'s state dict and its manifest entry, each atomically.
 
+    Args:
+        models_dir: the folder with ``manifest.json`` (created if missing).
+        entry: the record to write; its file name, hash and parameter count are filled
+            in from ``module``.
+        module: the trained network.
+
     Returns:
-        The new manifest entry (replacing any entry with the same id).
+        The written entry (replacing any entry with the same id, keeping manifest order).
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, buf)
     data = buf.getvalue()
-    file = f"{model_id}.pt"
-    _atomic_write(models_dir / file, data)
-    entry = ModelEntry(
-        id=model_id,
-        architecture=architecture,
-        file=file,
+    entry = dataclasses.replace(
+        entry,
+        file=f"{entry.id}.pt",
         sha256=hashlib.sha256(data).hexdigest(),
         parameters=count_parameters(module),
-        accuracy={k: round(float(v), 6) for k, v in accuracy.items()},
-        recipe=dict(recipe),
+        accuracy={k: round(float(v), 6) for k, v in entry.accuracy.items()},
     )
-    manifest_path = models_dir / MANIFEST
+    _atomic_write(models_dir / entry.file, data)
     try:
-        existing = [e for e in read_manifest(models_dir) if e.id != model_id]
+        doc = read_manifest_doc(models_dir)
     except CheckpointError:
-        existing = []
-    order = {"feedforward": 0, "recurrent": 1, "robust": 2, "feedforward_seed2": 3}
-    entries = sorted([*existing, entry], key=lambda e: (order.get(e.id, 99), e.id))
-    doc = {"format": 1, "models": [e.__dict__ for e in entries]}
-    _atomic_write(manifest_path, (json.dumps(doc, indent=2) + "\n").encode())
+        doc = Manifest(())
+    ids = [e.id for e in doc.entries]
+    entries = [entry if e.id == entry.id else e for e in doc.entries] if entry.id in ids else [*doc.entries, entry]
+    doc = dataclasses.replace(doc, entries=tuple(entries))
+    _atomic_write(models_dir / MANIFEST, (json.dumps(doc.to_json(), indent=2) + "\n").encode())
     return entry

@@ -17,11 +17,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from .errors import RepgeomError
 
-__all__ = ["NodeExtractor", "extract_features", "node_names", "resolve_device", "select_nodes"]
+__all__ = ["NodeExtractor", "extract_features", "node_names", "repeated_steps", "resolve_device", "select_nodes"]
 
 #: Bytes of activations one forward batch may hold (every node of the model). Large enough
 #: that the feedforward model's 500 stimuli of a path (0.58 MB each) are one batch: a second
@@ -67,8 +66,36 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 def node_names(model: nn.Module) -> list[str]:
     """Graph node names in graph order, as ``get_graph_node_names`` gives them in eval mode."""
+    # torchvision's import costs ~1.7 s (torch._dynamo): paid by the first trace, not by `import repgeom`
+    from torchvision.models.feature_extraction import get_graph_node_names  # noqa: PLC0415
+
     _, eval_nodes = get_graph_node_names(model)
     return list(eval_nodes)
+
+
+def repeated_steps(nodes: Sequence[str], model: nn.Module) -> tuple[str, ...]:
+    """The nodes of the module a recurrent net calls most often: its time steps.
+
+    torch.fx names the k-th further call of a module ``name_k`` (``conv2, conv2_1, ...,
+    conv2_4``). A module called at least twice is a step; of several, the one called
+    most often wins (ties: the first in graph order).
+
+    Args:
+        nodes: the model's graph node names, in graph order.
+        model: the model, whose submodule names tell module calls from function calls.
+
+    Returns:
+        The step nodes in graph order, or () for a model that calls no module twice.
+    """
+    modules = {name for name, _ in model.named_modules() if name}
+    groups: dict[str, list[str]] = {}
+    for n in nodes:
+        base, _, suffix = n.rpartition("_")
+        key = base if suffix.isdigit() and base in modules else n
+        if key in modules:
+            groups.setdefault(key, []).append(n)
+    best = max(groups.values(), key=len, default=[])
+    return tuple(best) if len(best) >= 2 else ()
 
 
 def select_nodes(available: Sequence[str], wanted: str | Sequence[str] | None, model_id: str = "model") -> list[str]:
@@ -105,16 +132,19 @@ class NodeExtractor:
     Args:
         model: the network, on the device to compute on. It is put in eval mode and
             must stay there (the engine never trains the models it serves).
+        input_shape: (C, H, W) of one input image (from the model's dataset).
         batch_bytes: bound on one forward batch's activations.
     """
 
-    def __init__(self, model: nn.Module, batch_bytes: int = BATCH_BYTES) -> None:
+    def __init__(self, model: nn.Module, input_shape: tuple[int, int, int], batch_bytes: int = BATCH_BYTES) -> None:
+        from torchvision.models.feature_extraction import create_feature_extractor  # noqa: PLC0415
+
         model.eval()
         self.nodes = node_names(model)
         self.graph = create_feature_extractor(model, return_nodes=self.nodes).eval()
         self.device = next(model.parameters()).device
         with torch.no_grad():
-            probe = self.graph(torch.zeros(1, 1, 28, 28, device=self.device))
+            probe = self.graph(torch.zeros(1, *input_shape, device=self.device))
         per_image = sum(t.element_size() * t[0].numel() for t in probe.values())
         self.batch_size = int(max(16, min(1000, batch_bytes // max(per_image, 1))))
 
@@ -123,7 +153,7 @@ class NodeExtractor:
         """Activations of ``nodes`` for ``images``, flattened to (N, D).
 
         Args:
-            images: (N, 1, 28, 28) normalised images (moved to the model's device).
+            images: (N, C, H, W) normalised images (moved to the model's device).
             nodes: names from :attr:`nodes`.
 
         Returns:
@@ -154,10 +184,10 @@ def extract_features(model: nn.Module, images: torch.Tensor, nodes: Sequence[str
 
     Args:
         model: the network, already on the device to compute on.
-        images: (N, 1, 28, 28) normalised images (moved to the model's device).
+        images: (N, C, H, W) normalised images (moved to the model's device).
         nodes: graph node names (see :func:`node_names`).
 
     Returns:
         ``{node: (N, D) float32 tensor}`` on the model's device, in the order of ``nodes``.
     """
-    return NodeExtractor(model)(images, nodes)
+    return NodeExtractor(model, tuple(images.shape[1:]))(images, nodes)

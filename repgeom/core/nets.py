@@ -30,14 +30,14 @@ class Net(nn.Module):
     fc1, relu_2, dropout2, fc2, softmax``; 1,199,882 parameters.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv1 = nn.Conv2d(in_channels, 32, 3, 1)
         self.conv2 = nn.Conv2d(32, 64, 3, 1)
         self.dropout1 = nn.Dropout(0.25)
         self.dropout2 = nn.Dropout(0.5)
         self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
+        self.fc2 = nn.Linear(128, num_classes)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - node name
         """Map normalised images (B, 1, 28, 28) to class probabilities (B, 10)."""
@@ -64,10 +64,10 @@ class RecurrentNet(nn.Module):
     five applications of ``conv2`` are named ``conv2, conv2_1, ..., conv2_4``.
     """
 
-    def __init__(self, time_steps: int = 5) -> None:
+    def __init__(self, time_steps: int = 5, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
         self.time_steps = time_steps
-        self.conv1 = nn.Conv2d(1, 16, 3, stride=3)
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, stride=3)
         self.conv2 = nn.Conv2d(16, 16, 3, stride=1, padding=1)
         self.readout = nn.Sequential(
             OrderedDict(
@@ -75,7 +75,7 @@ class RecurrentNet(nn.Module):
                     ("dropout", nn.Dropout(0.25)),
                     ("avgpool", nn.AdaptiveAvgPool2d(1)),
                     ("flatten", nn.Flatten()),
-                    ("linear", nn.Linear(16, 10)),
+                    ("linear", nn.Linear(16, num_classes)),
                 ]
             )
         )
@@ -96,11 +96,13 @@ class RecurrentNet(nn.Module):
 ARCHITECTURES: dict[str, type[nn.Module]] = {"Net": Net, "RecurrentNet": RecurrentNet}
 
 
-def build_net(architecture: str) -> nn.Module:
+def build_net(architecture: str, num_classes: int | None = None, in_channels: int = 1) -> nn.Module:
     """Build an untrained network by its manifest architecture name.
 
     Args:
         architecture: one of ``ARCHITECTURES`` (``"Net"`` or ``"RecurrentNet"``).
+        num_classes: size of the classifier's output (default: the architecture's 10).
+        in_channels: image channels (1 grey, 3 colour).
 
     Returns:
         A freshly initialised module in eval mode.
@@ -114,7 +116,7 @@ def build_net(architecture: str) -> nn.Module:
         raise ValueError(
             f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}"
         ) from None
-    return cls().eval()
+    return cls(**({} if num_classes is None else {"num_classes": num_classes}), in_channels=in_channels).eval()
 
 
 def count_parameters(model: nn.Module) -> int:

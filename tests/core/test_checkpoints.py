@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from repgeom.core.checkpoints import load_all, load_checkpoint, read_manifest, save_checkpoint
+from repgeom.core.checkpoints import ModelEntry, load_all, load_checkpoint, read_manifest, read_manifest_doc, save_checkpoint
 from repgeom.core.errors import CheckpointError
 from repgeom.core.nets import Net, RecurrentNet, count_parameters
 
@@ -21,9 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def models_dir(tmp_path):
     torch.manual_seed(0)
-    save_checkpoint(tmp_path, "feedforward", Net(), "Net", {"clean": 0.1}, {"seed": 0})
-    save_checkpoint(tmp_path, "recurrent", RecurrentNet(), "RecurrentNet", {"clean": 0.1}, {"seed": 0})
+    save_checkpoint(tmp_path, _entry("feedforward", "Net"), Net())
+    save_checkpoint(tmp_path, _entry("recurrent", "RecurrentNet"), RecurrentNet())
     return tmp_path
+
+
+def _entry(model_id: str, architecture: str, **extra) -> ModelEntry:
+    return ModelEntry(model_id, architecture, "", "", 0, "mnist", {"clean": 0.1}, {"seed": 0}, **extra)
 
 
 def _set_entry(models_dir: Path, model_id: str, **fields):
@@ -102,14 +106,56 @@ def test_missing_file_and_path_in_manifest_are_refused(models_dir):
         read_manifest(models_dir)
 
 
-def test_forced_unsafe_loading_is_refused(models_dir, monkeypatch):
-    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    with pytest.raises(CheckpointError, match="TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
-        load_checkpoint(read_manifest(models_dir)[0], models_dir)
-
-
 def test_shipped_manifest_hashes_match_files():
     entries = read_manifest(ROOT / "models")
     assert {e.id for e in entries} == {"feedforward", "recurrent", "robust", "feedforward_seed2"}
     for e in entries:
         assert hashlib.sha256((ROOT / "models" / e.file).read_bytes()).hexdigest() == e.sha256
+
+
+def test_shipped_manifest_names_dataset_defaults_presets_and_traced_nodes():
+    from repgeom.core.features import node_names
+
+    doc = read_manifest_doc(ROOT / "models")
+    ids = [e.id for e in doc.entries]
+    assert doc.default_model in ids and doc.attack_model in ids
+    assert all(set(p.models) <= set(ids) for p in doc.presets)
+    models, errors = load_all(ROOT / "models")
+    assert errors == {}
+    for e in doc.entries:
+        assert e.dataset == "mnist"
+        # the node list the CLI prints without tracing is exactly the traced graph's
+        assert list(e.nodes) == node_names(models[e.id].module)
+
+
+def test_save_keeps_manifest_order_defaults_and_replaces_in_place(models_dir):
+    doc = json.loads((models_dir / "manifest.json").read_text())
+    doc["defaults"] = {"model": "recurrent"}
+    (models_dir / "manifest.json").write_text(json.dumps(doc))
+    torch.manual_seed(1)
+    save_checkpoint(models_dir, _entry("feedforward", "Net", color="#112233"), Net())
+    after = read_manifest_doc(models_dir)
+    assert [e.id for e in after.entries] == ["feedforward", "recurrent"]
+    assert after.default_model == "recurrent" and after.entries[0].color == "#112233"
+    models, errors = load_all(models_dir)
+    assert errors == {} and list(models) == ["feedforward", "recurrent"]
+
+
+def test_a_classifier_head_of_another_size_loads_from_its_state_dict(tmp_path):
+    save_checkpoint(tmp_path, _entry("three", "RecurrentNet"), RecurrentNet(num_classes=3, in_channels=3))
+    models, errors = load_all(tmp_path)
+    assert errors == {}
+    out = models["three"].module(torch.zeros(2, 3, 28, 28))
+    assert out.shape == (2, 3)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [("color", "red", "#rrggbb"), ("dataset", None, "dataset")])
+def test_bad_entry_fields_are_refused(models_dir, field, value, message):
+    doc = json.loads((models_dir / "manifest.json").read_text())
+    if value is None:
+        del doc["models"][0][field]
+    else:
+        doc["models"][0][field] = value
+    (models_dir / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=message):
+        read_manifest(models_dir)
