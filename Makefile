@@ -1,5 +1,7 @@
 # make run   - create .venv if missing, install, start the dashboard on the embedded probes
 # make test  - create .venv if missing, install, run the whole test suite
+# make test-fast - the day-to-day loop: everything but the browser, load/scale-out and full-MNIST tests
+# make lint  - ruff (lint and import order) over the package, the tests and the benchmarks
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,12 +9,12 @@ STAMP := $(VENV)/.installed
 
 DATA_ROOT ?= $(firstword $(wildcard ../shared/mnist) $(REPGEOM_DATA_ROOT))
 
-.PHONY: run test bench loadtest install clean
+.PHONY: run test test-fast lint bench loadtest install clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt benchmarks/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r benchmarks/requirements.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,13 +25,19 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not browser and not load and not full_mnist" -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 bench: $(STAMP)
 	mkdir -p artifacts
-	$(PY) -m repgeom bench $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --json artifacts/bench.json
+	$(PY) -m benchmarks.bench $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --json artifacts/bench.json
 
 loadtest: $(STAMP)
 	mkdir -p artifacts
-	$(PY) -m repgeom.loadtest --users 50 --duration 300 $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --json artifacts/loadtest.json
+	$(PY) -m benchmarks.loadtest --users 50 --duration 300 $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --json artifacts/loadtest.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts

@@ -1,7 +1,8 @@
 """gunicorn settings for the dashboard: ``gunicorn -c python:repgeom.gunicorn_conf app:server``.
 
 Every value comes from a ``REPGEOM_*`` variable with a default fit for a small CPU box
-(see :func:`parse_options`); gunicorn's own flags and ``GUNICORN_CMD_ARGS`` still win.
+(read by :func:`repgeom.settings.parse_options`); gunicorn's own flags and
+``GUNICORN_CMD_ARGS`` still win.
 
 Design notes:
     * *Models load after the fork.* ``preload_app`` is off, so the master never builds
@@ -22,14 +23,12 @@ Design notes:
       browser waiting on a background job polls 4 times a second, each poll a request
       (at 10,000 a class of 50 recycled both workers within 3 minutes).
     * *Nothing happens at import but reading the environment* (gunicorn imports this
-      module in the master): torch, psutil and threadpoolctl are imported inside the
-      hooks, which run in the workers. A bad variable stops gunicorn with one line
-      (``repgeom.gunicorn_conf: error: ...``) and exit status 2. Importing it as
-      ``python:repgeom.gunicorn_conf`` does run ``repgeom/__init__``, so the master holds
-      the libraries (torch, numpy, scikit-learn), never the app or the models: workers
-      fork with them imported and share their pages. With 2 workers that measured
-      ~0.9 GB PSS in all against ~1.2 GB when each worker imports them itself
-      (``-c repgeom/gunicorn_conf.py``), and a recycled worker is back in seconds.
+      module in the master). A bad variable stops gunicorn with one line
+      (``repgeom.gunicorn_conf: error: ...``) and exit status 2. ``on_starting`` then
+      imports torch, torchvision and numpy in the master, never the app or the models:
+      workers fork with them imported and share their pages (with 2 workers ~0.9 GB PSS
+      in all against ~1.2 GB when each worker imports them itself), and a recycled worker
+      is back in seconds.
     * *No control socket.* gunicorn's ``gunicornc`` socket lives in ``$HOME`` (absent for
       the image's user) and would be shared by every server of one user; scale with
       ``REPGEOM_WORKERS`` or the ``TTIN``/``TTOU`` signals instead.
@@ -37,15 +36,13 @@ Design notes:
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from .settings import ConfigError, ServerOptions, available_cores, parse_options
 
 __all__ = [
     "ConfigError",
@@ -56,141 +53,8 @@ __all__ = [
     "torch_threads",
 ]
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
 #: Thread-count variables of the native libraries that torch, numpy and scikit-learn use.
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-class ConfigError(ValueError):
-    """A ``REPGEOM_*`` variable with a value the server cannot use (one-line message)."""
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """The server's settings, read from ``REPGEOM_*`` variables.
-
-    Attributes:
-        host: interface (``REPGEOM_HOST``, default 127.0.0.1; the image sets 0.0.0.0).
-        port: TCP port (``REPGEOM_PORT``, default 8050).
-        workers: worker processes (``REPGEOM_WORKERS``, default ``min(2, cores)``).
-        threads: request threads per worker (``REPGEOM_THREADS``, default 4).
-        timeout: seconds a silent worker lives before it is killed and replaced
-            (``REPGEOM_TIMEOUT``, default 120).
-        max_requests: requests after which a worker is replaced, 0 for never
-            (``REPGEOM_MAX_REQUESTS``, default 100000, with 10 % jitter).
-        max_worker_rss_mb: resident memory above which a worker is replaced after its
-            current requests, 0 for no limit (``REPGEOM_MAX_WORKER_RSS_MB``, default 3072).
-        access_log: one line per request on stdout (``REPGEOM_ACCESS_LOG``, default off).
-        cores: CPU cores this process may use.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8050
-    workers: int = 2
-    threads: int = 4
-    timeout: int = 120
-    max_requests: int = 100_000
-    max_worker_rss_mb: int = 3072
-    access_log: bool = False
-    cores: int = 1
-
-    @property
-    def bind(self) -> str:
-        """``host:port`` for gunicorn (an IPv6 host in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{host}:{self.port}"
-
-
-def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int, what: str = "") -> int:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ConfigError(f"{name} must be a whole number{what} from {low} to {high}, got {raw!r}")
-    return value
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    if raw.strip().lower() in _TRUE:
-        return True
-    if raw.strip().lower() in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be one of 1, 0, true, false, yes, no, on, off, got {raw!r}")
-
-
-def _host(env: Mapping[str, str]) -> str:
-    raw = env.get("REPGEOM_HOST")
-    if raw is None:
-        return ServerOptions.host
-    host = raw.strip()
-    if not host or any(c.isspace() or c in "/@?#" for c in host):
-        raise ConfigError(
-            f"REPGEOM_HOST must be an interface name or address such as 127.0.0.1 or 0.0.0.0, got {raw!r}")
-    return host
-
-
-def _cgroup_cpus() -> float | None:
-    """The CPU quota of this process's cgroup (v2 ``cpu.max`` or v1 CFS), ``None`` if unlimited."""
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
-        v1 = Path("/sys/fs/cgroup/cpu")
-        quota_us, period_us = int((v1 / "cpu.cfs_quota_us").read_text()), int((v1 / "cpu.cfs_period_us").read_text())
-        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
-    except (OSError, ValueError):
-        return None
-
-
-def available_cores() -> int:
-    """CPU cores this process may use: its affinity mask, capped by a cgroup quota (at least 1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    quota = _cgroup_cpus()
-    if quota is not None:
-        cores = min(cores, math.ceil(quota))
-    return max(1, cores)
-
-
-def parse_options(env: Mapping[str, str] | None = None, cores: int | None = None) -> ServerOptions:
-    """Read the server's settings from ``REPGEOM_*`` variables.
-
-    Args:
-        env: the variables (default: ``os.environ``).
-        cores: CPU cores to plan for (default: :func:`available_cores`).
-
-    Returns:
-        The validated settings.
-
-    Raises:
-        ConfigError: naming the variable, the values allowed and the value given.
-    """
-    env = os.environ if env is None else env
-    cores = available_cores() if cores is None else max(1, int(cores))
-    return ServerOptions(
-        host=_host(env),
-        port=_whole(env, "REPGEOM_PORT", ServerOptions.port, 1, 65535),
-        workers=_whole(env, "REPGEOM_WORKERS", min(2, cores), 1, 64),
-        threads=_whole(env, "REPGEOM_THREADS", ServerOptions.threads, 1, 64),
-        timeout=_whole(env, "REPGEOM_TIMEOUT", ServerOptions.timeout, 10, 3600, " of seconds"),
-        max_requests=_whole(env, "REPGEOM_MAX_REQUESTS", ServerOptions.max_requests, 0, 10_000_000),
-        max_worker_rss_mb=_whole(env, "REPGEOM_MAX_WORKER_RSS_MB", ServerOptions.max_worker_rss_mb, 0, 1 << 20,
-                                 " of MB"),
-        access_log=_flag(env, "REPGEOM_ACCESS_LOG", ServerOptions.access_log),
-        cores=cores,
-    )
 
 
 def torch_threads(cores: int, workers: int) -> int:
@@ -218,6 +82,13 @@ def check_worker_memory(worker: Any, limit_mb: int) -> float:
         )
         worker.alive = False
     return rss_mb
+
+
+def on_starting(server: Any) -> None:
+    """In the master, before the first fork: import the heavy libraries once so every worker shares their pages."""
+    import numpy  # noqa: F401, PLC0415
+    import torch  # noqa: F401, PLC0415
+    import torchvision.models.feature_extraction  # noqa: F401, PLC0415
 
 
 def _load() -> ServerOptions:

@@ -229,7 +229,7 @@ class Engine:
     def _pick_dataset(self, entries: Sequence[ModelEntry], default_model: str, loaded: Mapping[str, LoadedModel]) -> DatasetInfo:
         """The dataset of the default model (else of the first loaded one); models of other datasets are refused."""
         if not entries:
-            raise RepgeomError("the model manifest lists no models")
+            raise RepgeomError("no model could be loaded: the model manifest lists none")
         by_id = {e.id: e for e in entries}
         anchor = default_model if default_model in loaded else next(iter(loaded), entries[0].id)
         dataset = get_dataset(by_id[anchor].dataset)

@@ -17,6 +17,13 @@ def _mnist_root() -> Path | None:
     return None
 
 
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that reads the full MNIST, so `make test-fast` can leave them out."""
+    for item in items:
+        if "mnist_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.full_mnist)
+
+
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     """The full MNIST (torchvision layout). Skips off CI when absent; in CI it must be there."""

@@ -15,7 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_defaults_env_and_flags():
     assert parse_settings([], {}) == Settings()
-    env = {"REPGEOM_PORT": "9000", "REPGEOM_HOST": "0.0.0.0", "REPGEOM_DEVICE": "cpu", "REPGEOM_DEBUG": "1", "REPGEOM_WARM": "0", "REPGEOM_MODELS_DIR": "/m", "REPGEOM_DATA_ROOT": "/d"}
+    env = {
+        "REPGEOM_PORT": "9000",
+        "REPGEOM_HOST": "0.0.0.0",
+        "REPGEOM_DEVICE": "cpu",
+        "REPGEOM_DEBUG": "1",
+        "REPGEOM_WARM": "0",
+        "REPGEOM_MODELS_DIR": "/m",
+        "REPGEOM_DATA_ROOT": "/d",
+    }
     s = parse_settings([], env)
     assert (s.port, s.host, s.device, s.debug, s.warm, s.models_dir, s.data_root) == (9000, "0.0.0.0", "cpu", True, False, "/m", "/d")
     assert parse_settings(["--port", "8123", "--host", "127.0.0.2"], env).port == 8123
@@ -24,13 +32,16 @@ def test_defaults_env_and_flags():
     assert parse_settings([], {"REDIS_URL": ""}).redis_url is None
 
 
-@pytest.mark.parametrize(("argv", "env", "message"), [
-    (["--port", "99999"], {}, "port must be a whole number from 1 to 65535"),
-    ([], {"REPGEOM_PORT": "http"}, "REPGEOM_PORT: port must be a whole number"),
-    ([], {"REPGEOM_RESPONSE_CACHE_BYTES": "-5"}, "REPGEOM_RESPONSE_CACHE_BYTES must be a whole number"),
-    (["--bogus"], {}, "unrecognized arguments: --bogus"),
-    ([], {"REDIS_URL": "http://x"}, "REDIS_URL must start with redis://, rediss:// or unix://"),
-])
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--port", "99999"], {}, "port must be a whole number from 1 to 65535"),
+        ([], {"REPGEOM_PORT": "http"}, "REPGEOM_PORT must be a whole number from 1 to 65535"),
+        ([], {"REPGEOM_RESPONSE_CACHE_BYTES": "-5"}, "REPGEOM_RESPONSE_CACHE_BYTES must be a whole number"),
+        (["--bogus"], {}, "unrecognized arguments: --bogus"),
+        ([], {"REDIS_URL": "http://x"}, "REDIS_URL must start with redis://, rediss:// or unix://"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(argv, env, message, capsys):
     with pytest.raises(SystemExit) as exc_info:
         parse_settings(argv, env)

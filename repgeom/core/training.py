@@ -100,6 +100,7 @@ def train(
     dataset: DatasetInfo,
     device: torch.device | str = "cpu",
     progress: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> nn.Module:
     """Train a network from scratch by ``recipe``.
 
@@ -110,6 +111,9 @@ def train(
         dataset: what the images are (class count, channels, normalisation).
         device: where to train.
         progress: called as ``progress(batches_done, batches_total, loss)``.
+        on_epoch: called as ``on_epoch(epoch, model)`` with the freshly initialised
+            network (epoch 0) and after every epoch (1..epochs), e.g. to keep a checkpoint
+            history. The model is in eval mode during the call; training resumes after.
 
     Returns:
         The trained network, in eval mode, on the CPU.
@@ -125,6 +129,8 @@ def train(
     per_epoch = (m + recipe.batch_size - 1) // recipe.batch_size
     total = per_epoch * recipe.epochs
     done = 0
+    if on_epoch is not None:
+        on_epoch(0, model.eval())
     for epoch in range(recipe.epochs):
         order = torch.randperm(m, generator=generator).to(device)
         t0 = time.perf_counter()
@@ -144,6 +150,8 @@ def train(
                 progress(done, total, loss.item())
         scheduler.step()
         log.info("epoch %d/%d done in %.1fs", epoch + 1, recipe.epochs, time.perf_counter() - t0)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model.eval())
     return model.eval().cpu()
 
 

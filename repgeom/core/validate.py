@@ -25,29 +25,38 @@ def shown(value: Any) -> str:
     return repr(value)[:40]
 
 
-def check_int(what: str, value: Any, lo: int, hi: int) -> int:
+def check_int(what: str, value: Any, lo: int, hi: int, unit: str = "") -> int:
     """A whole number in ``[lo, hi]``.
 
     Accepts ints (numpy's too), floats with no fractional part, and strings of digits
     (from flags, the environment or a URL); rejects booleans.
 
+    Args:
+        what: the field's name, for the message.
+        value: the untrusted value.
+        lo: smallest allowed.
+        hi: largest allowed.
+        unit: words after "whole number" in the message, e.g. ``"of seconds"``.
+
     Raises:
-        RepgeomError: "WHAT must be a whole number from LO to HI, got ...".
+        RepgeomError: "WHAT must be a whole number [UNIT] from LO to HI, got ...".
     """
+    given = value
     if isinstance(value, str):
         try:
             value = int(value.strip())
         except ValueError:
-            raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {shown(value)}") from None
-    if isinstance(value, float) and value.is_integer():
+            value = None
+    elif isinstance(value, float) and value.is_integer():
         value = int(value)
-    if hasattr(value, "__index__") and not isinstance(value, (bool, int)):
+    elif hasattr(value, "__index__") and not isinstance(value, (bool, int)):
         try:
             value = int(value.__index__())
         except TypeError:
-            pass
+            value = None
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {shown(value)}")
+        kind = f"whole number {unit}" if unit else "whole number"
+        raise RepgeomError(f"{what} must be a {kind} from {lo} to {hi}, got {shown(given)}")
     return value
 
 
