@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .argparsing import OneLineParser
 from .core.errors import RepgeomError
@@ -38,6 +39,14 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (or 'all' for images per class), got {text}")
     return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must be H,W (two whole numbers), got {text!r}") from None
+    return h, w
 
 
 def _count_or_all(text: str) -> int | str:
@@ -84,6 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-features", action="store_true", help="also write features/<model>/<node>")
     p.add_argument("--rsatoolbox", default=None, metavar="FILE.hdf5", help="also write the RDMs for rsatoolbox.rdm.load_rdm")
 
+    p = sub.add_parser("datasets", help="one line per dataset: id, classes, image size, channels, probe images per class")
+    p.add_argument("--models-dir", default=env_models_dir())
+
+    p = sub.add_parser("add-dataset", help="register an image folder (one subfolder of PNG/JPEG images per class) as a dataset")
+    p.add_argument("id", help="the dataset's id (letters, digits, '-', '_')")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder with one subfolder per class")
+    p.add_argument("--size", type=_size, default=None, metavar="H,W", help="resize every image to H,W pixels (default: the first image's size)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 (grey) or 3 (colour) (default: 3 if any image is colour)")
+    p.add_argument("--mean", type=float, default=None, help="normalisation mean (default: the probe images' own)")
+    p.add_argument("--std", type=float, default=None, help="normalisation std (default: the probe images' own)")
+    p.add_argument("--per-class", type=_positive_int, default=100, help="probe images kept per class, the first in file-name order (default: 100)")
+    p.add_argument("--models-dir", default=env_models_dir())
+
+    p = sub.add_parser("add-model", help="check a weights file against an architecture and a dataset, and register it")
+    p.add_argument("id", help="the model's id (letters, digits, '.', '-', '_')")
+    p.add_argument("--arch", required=True, help="repgeom:feedforward, repgeom:recurrent or torchvision:NAME (e.g. torchvision:resnet18)")
+    p.add_argument("--weights", required=True, metavar="FILE", help="a state dict: torch.save(model.state_dict(), FILE)")
+    p.add_argument("--dataset", required=True, help="a dataset id (see `repgeom datasets`)")
+    p.add_argument("--models-dir", default=env_models_dir())
+
     p = sub.add_parser("train", help="train MODEL by the recipe in its manifest entry, on its dataset, and update the manifest")
     p.add_argument("model")
     p.add_argument("--models-dir", default=env_models_dir())
@@ -129,6 +158,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     details = recipe.describe(dataset) | {"device": str(device), "torch": torch.__version__}
     entry = checkpoints.save_checkpoint(folder, dataclasses.replace(entry, accuracy=acc, recipe=details), model)
     print(f"{entry.id}\tparams={entry.parameters}\tclean={acc['clean']:.4f}\tfgsm@0.2={acc['fgsm']:.4f}\tsha256={entry.sha256[:12]}")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from .core.checkpoints import default_models_dir, read_manifest_doc
+    from .core.datasets import builtin_datasets
+    from .core.stimuli import available_per_class, load_source
+
+    folder = args.models_dir or default_models_dir()
+    registered = read_manifest_doc(folder).datasets if (Path(folder) / "manifest.json").exists() else ()
+    for d in (*builtin_datasets().values(), *registered):
+        per_class = available_per_class(load_source(d, None, folder)) if d.probes else 0
+        h, w = d.image_size
+        print(f"{d.id}\t{d.n_classes} classes\t{h}x{w}\t{d.channels} channel{'s' if d.channels > 1 else ''}\t{per_class} probes/class")
+    return 0
+
+
+def _cmd_add_dataset(args: argparse.Namespace) -> int:
+    from .core.checkpoints import default_models_dir
+    from .registry import register_dataset
+
+    info = register_dataset(
+        args.models_dir or default_models_dir(), args.id, args.images, size=args.size, channels=args.channels,
+        mean=args.mean, std=args.std, per_class=args.per_class,
+    )
+    h, w = info.image_size
+    print(f"registered dataset {info.id}: {info.n_classes} classes, {h}x{w}, {info.channels} channel(s), probes {info.probes}")
+    return 0
+
+
+def _cmd_add_model(args: argparse.Namespace) -> int:
+    from .core.checkpoints import default_models_dir
+    from .registry import register_model
+
+    e = register_model(args.models_dir or default_models_dir(), args.id, args.arch, args.weights, args.dataset)
+    print(f"registered model {e.id}: {e.architecture} on {e.dataset}, {e.parameters} parameters, "
+          f"probe accuracy {100 * e.accuracy['probe']:.1f}%, {len(e.nodes)} nodes, sha256 {e.sha256[:12]}")
     return 0
 
 
@@ -216,7 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"models": _cmd_models, "nodes": _cmd_nodes, "export": _cmd_export, "train": _cmd_train}
+    handlers = {
+        "models": _cmd_models, "nodes": _cmd_nodes, "export": _cmd_export, "train": _cmd_train,
+        "datasets": _cmd_datasets, "add-dataset": _cmd_add_dataset, "add-model": _cmd_add_model,
+    }
     try:
         return handlers[args.command](args)
     except RepgeomError as exc:

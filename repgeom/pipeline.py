@@ -49,8 +49,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .core.checkpoints import LoadedModel, ModelEntry, Preset, load_all, read_manifest_doc
-from .core.datasets import DatasetInfo, get_dataset
+from .core.checkpoints import LoadedModel, Manifest, ModelEntry, Preset, default_models_dir, load_all, read_manifest_doc
+from .core.datasets import DatasetInfo
 from .core.embedding import DEFAULT_PERPLEXITY, EMBED_METHODS, PERPLEXITY_RANGE, TRUST_SAMPLE, Embedding, align_sequence, embed, embed_many, euclidean_distances
 from .core.errors import RepgeomError, choice_error
 from .core.features import NodeExtractor, repeated_steps, resolve_device, select_nodes
@@ -203,7 +203,7 @@ class Engine:
         self.device = resolve_device(device)
         manifest = read_manifest_doc(models_dir)
         loaded, self.load_errors = load_all(models_dir)  # callers report refusals their own way
-        self.dataset: DatasetInfo = self._pick_dataset(manifest.entries, manifest.default_model, loaded)
+        self.dataset: DatasetInfo = self._pick_dataset(manifest, loaded)
         self.models: dict[str, LoadedModel] = {k: v for k, v in loaded.items() if k not in self.load_errors}
         for m in self.models.values():
             m.module.to(self.device)
@@ -221,18 +221,18 @@ class Engine:
             attack_model=manifest.attack_model if manifest.attack_model in self.models else first,
         )
         self.presets: tuple[Preset, ...] = manifest.presets
-        self.source: ImageSource = load_source(self.dataset, data_root)
+        self.source: ImageSource = load_source(self.dataset, data_root, models_dir or default_models_dir())
         self.max_per_class = available_per_class(self.source)
         self._cache = _LRU(DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
         self.shared = shared
 
-    def _pick_dataset(self, entries: Sequence[ModelEntry], default_model: str, loaded: Mapping[str, LoadedModel]) -> DatasetInfo:
+    def _pick_dataset(self, manifest: Manifest, loaded: Mapping[str, LoadedModel]) -> DatasetInfo:
         """The dataset of the default model (else of the first loaded one); models of other datasets are refused."""
-        if not entries:
+        if not manifest.entries:
             raise RepgeomError("no model could be loaded: the model manifest lists none")
-        by_id = {e.id: e for e in entries}
-        anchor = default_model if default_model in loaded else next(iter(loaded), entries[0].id)
-        dataset = get_dataset(by_id[anchor].dataset)
+        by_id = {e.id: e for e in manifest.entries}
+        anchor = manifest.default_model if manifest.default_model in loaded else next(iter(loaded), manifest.entries[0].id)
+        dataset = manifest.dataset(by_id[anchor].dataset)
         for k, m in loaded.items():
             if m.entry.dataset != dataset.id:
                 self.load_errors[k] = f"model {k!r} is for dataset {m.entry.dataset!r}; this engine serves {dataset.id!r}"
@@ -305,7 +305,8 @@ class Engine:
             if spec.condition == "clean":
                 return clean
             model = self.models[spec.attack_model].module
-            return fgsm(model, clean, spec.epsilon, spec.attack_model, device=self.device)
+            logits = self.models[spec.attack_model].entry.output == "logits"
+            return fgsm(model, clean, spec.epsilon, spec.attack_model, device=self.device, logits=logits)
 
         return self._cache.get_or_compute(("stimuli", spec), make)
 

@@ -22,13 +22,14 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from .datasets import DatasetInfo, builtin_datasets, get_dataset
 from .errors import CheckpointError, RepgeomError
-from .nets import ARCHITECTURES, build_net, count_parameters
+from .nets import build_net, count_parameters
 
 __all__ = [
     "MANIFEST",
@@ -36,6 +37,8 @@ __all__ = [
     "Manifest",
     "ModelEntry",
     "Preset",
+    "load_refusal",
+    "save_dataset",
     "default_models_dir",
     "load_all",
     "load_checkpoint",
@@ -62,6 +65,10 @@ class ModelEntry:
     recipe: dict[str, Any] = field(default_factory=dict)
     color: str | None = None
     nodes: tuple[str, ...] = ()
+    output: str = "probabilities"
+
+    #: What a model id may be (it appears in file names, URLs and export keys).
+    ID: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelEntry:
@@ -83,18 +90,23 @@ class ModelEntry:
                 recipe=dict(raw.get("recipe", {})),
                 color=None if color is None else str(color),
                 nodes=tuple(str(n) for n in raw.get("nodes", ())),
+                output=str(raw.get("output", "probabilities")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"manifest entry {raw!r:.80} is malformed (missing or bad {exc})") from None
+        if not cls.ID.fullmatch(entry.id):
+            raise CheckpointError(f"manifest entry {entry.id[:40]!r}: an id is 1-40 letters, digits, '.', '-' or '_'")
         if Path(entry.file).name != entry.file:
             raise CheckpointError(f"manifest entry {entry.id!r}: file must be a bare file name, got {entry.file!r}")
+        if entry.output not in ("probabilities", "logits"):
+            raise CheckpointError(f"manifest entry {entry.id!r}: output must be probabilities or logits, got {entry.output[:20]!r}")
         if entry.color is not None and not re.fullmatch(r"#[0-9a-fA-F]{6}", entry.color):
             raise CheckpointError(f"manifest entry {entry.id!r}: color must be #rrggbb, got {entry.color[:20]!r}")
         return entry
 
     def to_json(self) -> dict[str, Any]:
         """The record as written in ``manifest.json`` (unset optional fields left out)."""
-        doc = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, ())}
+        doc = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, ()) and not (k == "output" and v == "probabilities")}
         if self.nodes:
             doc["nodes"] = list(self.nodes)
         return doc
@@ -117,12 +129,18 @@ class Manifest:
         default_model: the model shown first ("" = the first entry).
         attack_model: the model FGSM images are made against by default ("" = the first entry).
         presets: one-click model groups.
+        datasets: image sets registered in this folder (``add-dataset``), beside the built-in ones.
     """
 
     entries: tuple[ModelEntry, ...]
     default_model: str = ""
     attack_model: str = ""
     presets: tuple[Preset, ...] = ()
+    datasets: tuple[DatasetInfo, ...] = ()
+
+    def dataset(self, dataset_id: str) -> DatasetInfo:
+        """A built-in dataset or one registered here, by id (raises listing the known ones)."""
+        return get_dataset(dataset_id, {d.id: d for d in self.datasets})
 
     def to_json(self) -> dict[str, Any]:
         """The document as written to disk."""
@@ -132,6 +150,8 @@ class Manifest:
             doc["defaults"] = defaults
         if self.presets:
             doc["presets"] = [{"label": p.label, "models": list(p.models)} for p in self.presets]
+        if self.datasets:
+            doc["datasets"] = [d.to_json() for d in self.datasets]
         doc["models"] = [e.to_json() for e in self.entries]
         return doc
 
@@ -154,7 +174,7 @@ def default_models_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "models"
 
 
-def _load_refusal(exc: Exception) -> str:
+def load_refusal(exc: Exception) -> str:
     """What torch's weights-only loader objected to, in a few words (its message runs to paragraphs)."""
     text = str(exc)
     found = re.search(r"GLOBAL ([\w.]+)", text)
@@ -201,7 +221,15 @@ def read_manifest_doc(models_dir: str | os.PathLike[str] | None = None) -> Manif
         default_model, attack_model = str(defaults.get("model", "")), str(defaults.get("attack_model", ""))
     except (KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: malformed defaults or presets ({exc})") from None
-    return Manifest(entries, default_model, attack_model, presets)
+    try:
+        raw_sets = raw.get("datasets", [])
+        datasets = tuple(DatasetInfo.from_json(d) for d in (raw_sets if isinstance(raw_sets, list) else [raw_sets]))
+    except (RepgeomError, TypeError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    clash = sorted({d.id for d in datasets} & set(builtin_datasets()))
+    if clash:
+        raise CheckpointError(f"{path}: dataset id {clash[0]!r} is built in; register the folder under another id")
+    return Manifest(entries, default_model, attack_model, presets, datasets)
 
 
 def read_manifest(models_dir: str | os.PathLike[str] | None = None) -> list[ModelEntry]:
@@ -235,17 +263,16 @@ def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry.sha256:
         raise CheckpointError(f"{path}: SHA-256 {digest[:12]}… does not match the manifest's {entry.sha256[:12]}…")
-    if entry.architecture not in ARCHITECTURES:
-        raise CheckpointError(
-            f"{path}: unknown architecture {entry.architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}"
-        )
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, zip errors...
-        raise CheckpointError(f"{path}: refused, not a plain weights-only checkpoint ({_load_refusal(exc)})") from None
+        raise CheckpointError(f"{path}: refused, not a plain weights-only checkpoint ({load_refusal(exc)})") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: refused, expected a state dict of tensors")
-    module = build_net(entry.architecture, num_classes=_head_size(state), in_channels=_in_channels(state))
+    try:
+        module = build_net(entry.architecture, num_classes=_head_size(state), in_channels=_in_channels(state))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -291,6 +318,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _existing_manifest(models_dir: Path) -> Manifest:
+    """The folder's manifest, or an empty one where there is none yet (a malformed one is refused, never overwritten)."""
+    if not (models_dir / MANIFEST).exists():
+        return Manifest(())
+    return read_manifest_doc(models_dir)
+
+
 def _head_size(state: Mapping[str, torch.Tensor]) -> int | None:
     """Rows of the last 2-D weight in a state dict: the class count of a classifier's head."""
     weights = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
@@ -332,12 +366,37 @@ def save_checkpoint(
         accuracy={k: round(float(v), 6) for k, v in entry.accuracy.items()},
     )
     _atomic_write(models_dir / entry.file, data)
-    try:
-        doc = read_manifest_doc(models_dir)
-    except CheckpointError:
-        doc = Manifest(())
+    doc = _existing_manifest(models_dir)
     ids = [e.id for e in doc.entries]
     entries = [entry if e.id == entry.id else e for e in doc.entries] if entry.id in ids else [*doc.entries, entry]
     doc = dataclasses.replace(doc, entries=tuple(entries))
     _atomic_write(models_dir / MANIFEST, (json.dumps(doc.to_json(), indent=2) + "\n").encode())
     return entry
+
+
+def save_dataset(models_dir: str | os.PathLike[str], info: DatasetInfo, probes: bytes) -> DatasetInfo:
+    """Register an image set in a models folder: its probe file, then its manifest entry, each atomically.
+
+    Args:
+        models_dir: the folder with ``manifest.json`` (created if missing).
+        info: the descriptor; its probe file name and hash are filled in.
+        probes: the ``.npz`` bytes of the probe set (``images`` (M, C, H, W) uint8,
+            ``labels``, ``indices``, ``files``).
+
+    Returns:
+        The registered descriptor (replacing one with the same id).
+
+    Raises:
+        CheckpointError: when the id is a built-in dataset's or the manifest is unreadable.
+    """
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    if info.id in builtin_datasets():
+        raise CheckpointError(f"dataset id {info.id!r} is built in; choose another id")
+    doc = _existing_manifest(models_dir)
+    info = dataclasses.replace(info, probes=f"probes_{info.id}.npz", probes_sha256=hashlib.sha256(probes).hexdigest())
+    _atomic_write(models_dir / info.probes, probes)
+    datasets = [d for d in doc.datasets if d.id != info.id] + [info]
+    doc = dataclasses.replace(doc, datasets=tuple(datasets))
+    _atomic_write(models_dir / MANIFEST, (json.dumps(doc.to_json(), indent=2) + "\n").encode())
+    return info

@@ -14,9 +14,11 @@ Design notes:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ __all__ = ["DatasetInfo", "builtin_datasets", "get_dataset"]
 #: Limits a dataset descriptor must respect (2 to 100 classes, images up to 512 pixels a side).
 MAX_CLASSES = 100
 MAX_SIDE = 512
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,12 @@ class DatasetInfo:
         image_size: (H, W) in pixels.
         mean: per-channel mean of the normalisation (``channels`` values, or one for all).
         std: per-channel standard deviation of the normalisation.
-        probes: file name of the embedded probe set in ``repgeom/data`` ("" if none).
+        probes: file name of the probe set: in ``repgeom/data`` for a built-in dataset,
+            in the models folder for one registered there ("" if none).
         idx_folder: folder name under a torchvision root holding the full set as idx files
             (``MNIST``), or "" when the dataset has none.
+        probes_sha256: for a registered dataset, the SHA-256 its probe file must have
+            (empty for a built-in one, which ships inside the package).
     """
 
     id: str
@@ -56,6 +62,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     probes: str = ""
     idx_folder: str = ""
+    probes_sha256: str = ""
 
     @property
     def n_classes(self) -> int:
@@ -85,6 +92,7 @@ class DatasetInfo:
                 std=tuple(float(s) for s in raw["std"]),
                 probes=str(raw.get("probes", "")),
                 idx_folder=str(raw.get("idx_folder", "")),
+                probes_sha256=str(raw.get("probes_sha256", "")).lower(),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RepgeomError(f"dataset descriptor {str(raw)[:60]!r} is malformed (missing or bad {exc})") from None
@@ -99,7 +107,22 @@ class DatasetInfo:
                 raise RepgeomError(f"dataset {info.id!r}: {what} needs 1 or {info.channels} values, got {len(values)}")
         if any(s <= 0 for s in info.std):
             raise RepgeomError(f"dataset {info.id!r}: std must be positive, got {info.std}")
+        if not _ID.fullmatch(info.id):
+            raise RepgeomError(f"dataset id must be 1-40 letters, digits, '-' or '_', got {info.id[:40]!r}")
+        if info.probes and Path(info.probes).name != info.probes:
+            raise RepgeomError(f"dataset {info.id!r}: probes must be a bare file name, got {info.probes[:60]!r}")
         return info
+
+    def to_json(self) -> dict[str, Any]:
+        """The descriptor as written in a manifest."""
+        doc: dict[str, Any] = {
+            "id": self.id, "name": self.name, "class_names": list(self.class_names), "channels": self.channels,
+            "image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std),
+        }
+        for key in ("probes", "idx_folder", "probes_sha256"):
+            if getattr(self, key):
+                doc[key] = getattr(self, key)
+        return doc
 
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std as (C, 1, 1) float32 arrays, ready to broadcast over (N, C, H, W)."""
@@ -118,13 +141,17 @@ def builtin_datasets() -> dict[str, DatasetInfo]:
     return found
 
 
-def get_dataset(dataset_id: str) -> DatasetInfo:
-    """A built-in dataset by id.
+def get_dataset(dataset_id: str, registered: Mapping[str, DatasetInfo] | None = None) -> DatasetInfo:
+    """A dataset by id: a built-in one, or one registered in a models folder's manifest.
+
+    Args:
+        dataset_id: the id.
+        registered: the datasets a manifest registers (they may not reuse a built-in id).
 
     Raises:
         RepgeomError: for an unknown id, listing the known ones.
     """
-    known = builtin_datasets()
+    known = {**builtin_datasets(), **(registered or {})}
     if dataset_id not in known:
         raise choice_error("dataset", dataset_id, known)
     return known[dataset_id]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "Net", "RecurrentNet", "build_net", "count_parameters"]
+__all__ = ["ARCHITECTURES", "Net", "RecurrentNet", "build_net", "canonical_architecture", "count_parameters", "torchvision_classifiers"]
 
 
 class Net(nn.Module):
@@ -92,31 +92,62 @@ class RecurrentNet(nn.Module):
         return F.softmax(x, dim=1)
 
 
-#: Architecture name (as written in the manifest) -> constructor.
+#: repgeom's own architectures (as written in the manifest) -> constructor.
 ARCHITECTURES: dict[str, type[nn.Module]] = {"Net": Net, "RecurrentNet": RecurrentNet}
+#: The command line's names for them.
+_ALIASES = {"repgeom:feedforward": "Net", "repgeom:recurrent": "RecurrentNet", "repgeom:Net": "Net", "repgeom:RecurrentNet": "RecurrentNet"}
+_TORCHVISION = "torchvision:"
+
+
+def torchvision_classifiers() -> list[str]:
+    """The classification builders of ``torchvision.models`` (``resnet18``, ``vgg11`` ...), the allow-list for ``torchvision:NAME``."""
+    import torchvision.models  # noqa: PLC0415 - 1.7 s; only when a torchvision architecture is used
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def canonical_architecture(name: str) -> str:
+    """The manifest's name of an architecture given as ``repgeom:feedforward``, ``Net``, ``torchvision:resnet18``...
+
+    Raises:
+        ValueError: for a name outside the allow-list; the message lists what is allowed.
+    """
+    if name in ARCHITECTURES:
+        return name
+    if name in _ALIASES:
+        return _ALIASES[name]
+    if name.startswith(_TORCHVISION):
+        if name[len(_TORCHVISION):] in torchvision_classifiers():
+            return name
+        raise ValueError(f"unknown torchvision classifier {name[len(_TORCHVISION):]!r}; allowed: torchvision:NAME for NAME in torchvision.models.list_models() (e.g. resnet18, vgg11, mobilenet_v3_small)")
+    raise ValueError(f"unknown architecture {name!r}; allowed: repgeom:feedforward, repgeom:recurrent, torchvision:NAME (a torchvision classifier)")
 
 
 def build_net(architecture: str, num_classes: int | None = None, in_channels: int = 1) -> nn.Module:
     """Build an untrained network by its manifest architecture name.
 
     Args:
-        architecture: one of ``ARCHITECTURES`` (``"Net"`` or ``"RecurrentNet"``).
-        num_classes: size of the classifier's output (default: the architecture's 10).
-        in_channels: image channels (1 grey, 3 colour).
+        architecture: ``"Net"``, ``"RecurrentNet"`` (or their ``repgeom:`` names), or
+            ``"torchvision:NAME"`` for a torchvision classification builder.
+        num_classes: size of the classifier's output (default: the architecture's own).
+        in_channels: image channels (1 grey, 3 colour); torchvision's classifiers take 3.
 
     Returns:
         A freshly initialised module in eval mode.
 
     Raises:
-        ValueError: for an unknown name; the message lists the known ones.
+        ValueError: for an unknown name or a channel count the architecture cannot take;
+            the message lists what is allowed.
     """
-    try:
-        cls = ARCHITECTURES[architecture]
-    except KeyError:
-        raise ValueError(
-            f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}"
-        ) from None
-    return cls(**({} if num_classes is None else {"num_classes": num_classes}), in_channels=in_channels).eval()
+    name = canonical_architecture(architecture)
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if name.startswith(_TORCHVISION):
+        if in_channels != 3:
+            raise ValueError(f"{name} takes colour images (3 channels); this dataset has {in_channels}")
+        import torchvision.models  # noqa: PLC0415
+
+        return torchvision.models.get_model(name[len(_TORCHVISION):], weights=None, **kwargs).eval()
+    return ARCHITECTURES[name](**kwargs, in_channels=in_channels).eval()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -15,6 +15,8 @@ Design notes:
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import os
 import struct
 from dataclasses import dataclass, field
@@ -192,28 +194,45 @@ def load_split(dataset: DatasetInfo, root: str | os.PathLike[str], train: bool, 
     return read_idx_split(root, dataset, train=train)
 
 
-def load_source(dataset: DatasetInfo, data_root: str | os.PathLike[str] | None = None) -> ImageSource:
+def load_source(
+    dataset: DatasetInfo, data_root: str | os.PathLike[str] | None = None, models_dir: str | os.PathLike[str] | None = None
+) -> ImageSource:
     """The pool of test images to draw probes from.
 
     Args:
         dataset: which dataset.
         data_root: a torchvision root holding the full test split; ``None`` takes the
-            dataset's embedded probe set.
+            dataset's probe set.
+        models_dir: where a registered dataset's probe file lives (beside the manifest).
 
     Returns:
         An :class:`ImageSource`.
 
     Raises:
-        RepgeomError: when the split cannot be read, or the dataset has no embedded probes.
+        RepgeomError: when the split cannot be read, the dataset has no probes, or a
+            registered probe file is missing or does not match its hash.
     """
-    if data_root:
+    if data_root and dataset.idx_folder:
         images, labels = read_idx_split(data_root, dataset, train=False)
         return ImageSource(images, labels, np.arange(labels.shape[0], dtype=np.int64), str(data_root), dataset)
     if not dataset.probes:
         raise RepgeomError(f"dataset {dataset.id!r} ships no probe set; give its data root")
-    with resources.files("repgeom.data").joinpath(dataset.probes).open("rb") as fh, np.load(fh) as npz:
+    if dataset.probes_sha256:  # registered in a models folder: verify before reading
+        path = Path(models_dir or ".") / dataset.probes
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RepgeomError(f"{path}: cannot read the probe set of dataset {dataset.id!r} ({exc.strerror or exc})") from None
+        if hashlib.sha256(data).hexdigest() != dataset.probes_sha256:
+            raise RepgeomError(f"{path}: SHA-256 does not match the manifest's for dataset {dataset.id!r}")
+        fh = io.BytesIO(data)
+    else:
+        fh = resources.files("repgeom.data").joinpath(dataset.probes).open("rb")
+    with fh, np.load(fh, allow_pickle=False) as npz:
         images = npz["images"]
         images = images[:, None] if images.ndim == 3 else images
+        if images.shape[1:] != dataset.input_shape:
+            raise RepgeomError(f"probe set of {dataset.id!r} has images of shape {images.shape[1:]}, expected {dataset.input_shape}")
         return ImageSource(images.copy(), npz["labels"].astype(np.int64), npz["indices"].astype(np.int64), "embedded", dataset)
 
 
@@ -254,7 +273,15 @@ def sample_stimuli(source: ImageSource, n_per_class: int) -> Stimuli:
     )
 
 
-def fgsm(model: nn.Module, stimuli: Stimuli, epsilon: float, attack_model: str = "", device: torch.device | str = "cpu", batch_size: int = 1000) -> Stimuli:
+def fgsm(
+    model: nn.Module,
+    stimuli: Stimuli,
+    epsilon: float,
+    attack_model: str = "",
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+    logits: bool = False,
+) -> Stimuli:
     """Fast gradient sign images made against ``model`` (seed-reference §3).
 
     The gradient of the NLL loss (log of the softmax output) is taken with respect to the
@@ -269,6 +296,7 @@ def fgsm(model: nn.Module, stimuli: Stimuli, epsilon: float, attack_model: str =
         attack_model: the attacked model's id, recorded in the result.
         device: where to compute.
         batch_size: images per forward/backward pass.
+        logits: the model outputs logits (torchvision classifiers), not probabilities.
 
     Returns:
         New :class:`Stimuli` with ``condition="fgsm"``.
@@ -283,17 +311,24 @@ def fgsm(model: nn.Module, stimuli: Stimuli, epsilon: float, attack_model: str =
         for start in range(0, stimuli.n, batch_size):
             stop = min(start + batch_size, stimuli.n)
             pix = torch.from_numpy(stimuli.pixels[start:stop]).to(device)
-            adv = fgsm_pixels(model, pix, labels[start:stop].to(device), float(epsilon), stimuli.dataset)
+            adv = fgsm_pixels(model, pix, labels[start:stop].to(device), float(epsilon), stimuli.dataset, logits)
             out[start:stop] = adv.cpu().numpy()
     finally:
         model.train(was_training)
     return Stimuli(out, stimuli.labels, stimuli.indices, stimuli.dataset, "fgsm", float(epsilon), attack_model)
 
 
-def fgsm_pixels(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, epsilon: float, dataset: DatasetInfo) -> torch.Tensor:
-    """FGSM on a batch of pixel images (B, C, H, W) in [0, 1]; returns pixels in [0, 1]."""
+def fgsm_pixels(
+    model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, epsilon: float, dataset: DatasetInfo, logits: bool = False
+) -> torch.Tensor:
+    """FGSM on a batch of pixel images (B, C, H, W) in [0, 1]; returns pixels in [0, 1].
+
+    The loss is the NLL of the log of a softmax output, or the cross-entropy of logits.
+    """
     x = normalize(pixels, dataset).detach().requires_grad_(True)
     with torch.enable_grad(), torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-        loss = nn.functional.nll_loss(torch.log(model(x).clamp_min(1e-30)), labels, reduction="sum")
+        out = model(x)
+        log_probs = nn.functional.log_softmax(out, dim=1) if logits else torch.log(out.clamp_min(1e-30))
+        loss = nn.functional.nll_loss(log_probs, labels, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
     return (pixels + epsilon * grad.sign()).clamp_(0.0, 1.0).detach()
