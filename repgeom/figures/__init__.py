@@ -1,13 +1,13 @@
 """Plotly figure builders: engine results in, ``go.Figure`` out. They draw; they never compute geometry."""
 
 from .embedding import embedding_animation, embedding_grid
-from .images import digit_data_uri
+from .images import image_data_uri
 from .metrics import metrics_figure, pair_figure
 from .path import path_figure
 from .rdm import rdm_grid, rdm_slider
 
 __all__ = [
-    "digit_data_uri",
+    "image_data_uri",
     "embedding_animation",
     "embedding_grid",
     "metrics_figure",

@@ -1,17 +1,24 @@
-"""Embedding figures: a methods × nodes grid (the seed's ``plot_dim_reduction``) and an animation."""
+"""Embedding figures: a methods × nodes grid (the seed's ``plot_dim_reduction``) and an animation.
+
+Points are coloured by class; the class names and the images' indices come in as
+arguments, so the same figures draw any dataset.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..core.embedding import Embedding
-from .style import DIGIT_COLORS, base_layout, frame_slider, play_menu
+from .style import base_layout, class_colors, frame_slider, play_menu
 
-__all__ = ["METHOD_NAMES", "embedding_animation", "embedding_grid", "quality_text"]
+if TYPE_CHECKING:
+    from ..core.embedding import Embedding
+
+__all__ = ["METHOD_NAMES", "default_class_names", "embedding_animation", "embedding_grid", "quality_text"]
 
 METHOD_NAMES = {"pca": "PCA", "mds": "MDS", "tsne": "t-SNE"}
 _GL_THRESHOLD = 2000  # above this many points per panel, draw with WebGL
@@ -27,11 +34,25 @@ def quality_text(e: Embedding) -> str:
     return text
 
 
-def _digit_traces(e: Embedding, coords: np.ndarray, indices: np.ndarray, show_legend: bool, selection: Sequence[int]) -> list[go.BaseTraceType]:
+def default_class_names(labels: np.ndarray) -> tuple[str, ...]:
+    """Class names when none are given: the labels ``0..max`` as text."""
+    return tuple(str(c) for c in range(int(np.max(labels)) + 1 if len(labels) else 0))
+
+
+def _check_names(labels: np.ndarray, class_names: Sequence[str] | None) -> tuple[str, ...]:
+    names = default_class_names(labels) if class_names is None else tuple(class_names)
+    if len(labels) and not 0 <= int(np.min(labels)) <= int(np.max(labels)) < len(names):
+        raise ValueError(f"labels run from {int(np.min(labels))} to {int(np.max(labels))}; {len(names)} class names given")
+    return names
+
+
+def _class_traces(e: Embedding, indices: np.ndarray, class_names: Sequence[str], show_legend: bool, selection: Sequence[int]) -> list[go.BaseTraceType]:
+    coords = e.coords
     scatter = go.Scattergl if len(coords) > _GL_THRESHOLD else go.Scatter
+    colors = class_colors(len(class_names))
     traces: list[go.BaseTraceType] = []
-    for d in range(10):
-        rows = np.flatnonzero(e.labels == d)
+    for c, name in enumerate(class_names):
+        rows = np.flatnonzero(e.labels == c)
         if rows.size == 0:
             continue
         traces.append(
@@ -39,12 +60,12 @@ def _digit_traces(e: Embedding, coords: np.ndarray, indices: np.ndarray, show_le
                 x=coords[rows, 0],
                 y=coords[rows, 1],
                 mode="markers",
-                marker={"color": DIGIT_COLORS[d], "size": 6, "line": {"width": 0}},
-                name=str(d),
-                legendgroup=str(d),
+                marker={"color": colors[c], "size": 6, "line": {"width": 0}},
+                name=name,
+                legendgroup=name,
                 showlegend=show_legend,
                 customdata=np.stack([rows, indices[rows]], axis=1),
-                hovertemplate=f"digit {d}<br>stimulus %{{customdata[0]}} (test #%{{customdata[1]}})<extra></extra>",
+                hovertemplate=f"class {_escape(name)}<br>stimulus %{{customdata[0]}} (image #%{{customdata[1]}})<extra></extra>",
             )
         )
     sel = [int(s) for s in selection if 0 <= int(s) < len(coords)]
@@ -62,6 +83,11 @@ def _digit_traces(e: Embedding, coords: np.ndarray, indices: np.ndarray, show_le
     return traces
 
 
+def _escape(text: str) -> str:
+    """``text`` safe inside a Plotly hover template (no ``%{...}`` fields, no HTML)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("%", "&#37;")
+
+
 def _square_range(coords: np.ndarray) -> list[float]:
     """The seed's square limits: centre of the overall min/max, half-width 5/8 of the span."""
     lo, hi = float(np.min(coords)), float(np.max(coords))
@@ -69,56 +95,83 @@ def _square_range(coords: np.ndarray) -> list[float]:
     return [centre - half, centre + half]
 
 
-def embedding_grid(grid: Sequence[Sequence[Embedding]], indices: np.ndarray, selection: Sequence[int] = ()) -> go.Figure:
-    """Rows = methods, columns = nodes; points coloured by digit; quality under each panel title.
+def embedding_grid(
+    grid: Sequence[Sequence[Embedding]],
+    indices: np.ndarray,
+    selection: Sequence[int] = (),
+    class_names: Sequence[str] | None = None,
+) -> go.Figure:
+    """Rows = methods, columns = nodes; points coloured by class; quality under each panel title.
 
     Args:
         grid: ``grid[row][col]`` embeddings; every row one method over the same nodes.
-        indices: (N,) MNIST test-set indices of the stimuli (shown on hover).
+        indices: (N,) indices of the stimuli in their image set (shown on hover).
         selection: stimulus rows to ring in every panel.
+        class_names: the name of each label (default: the labels as text).
+
+    Raises:
+        ValueError: when a label has no class name.
     """
+    names = _check_names(grid[0][0].labels, class_names)
     rows, cols = len(grid), len(grid[0])
     titles = [f"{e.node}<br><sup>{quality_text(e)}</sup>" for row in grid for e in row]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.1 / max(rows, 1) + 0.04)
     for r, row in enumerate(grid, start=1):
         for c, e in enumerate(row, start=1):
-            for t in _digit_traces(e, e.coords, indices, r == 1 and c == 1, selection):
+            for t in _class_traces(e, indices, names, r == 1 and c == 1, selection):
                 fig.add_trace(t, row=r, col=c)
             rng = _square_range(e.coords)
             fig.update_xaxes(range=rng, visible=False, row=r, col=c)
             fig.update_yaxes(range=rng, visible=False, scaleanchor=f"x{'' if (r - 1) * cols + c == 1 else (r - 1) * cols + c}", row=r, col=c)
         fig.add_annotation(
-            text=f"<b>{METHOD_NAMES[row[0].method]}</b>", xref="paper", yref="paper", x=-0.01, xanchor="right",
-            y=1 - (r - 0.5) / rows, textangle=-90, showarrow=False, font={"size": 14},
+            text=f"<b>{METHOD_NAMES[row[0].method]}</b>",
+            xref="paper",
+            yref="paper",
+            x=-0.01,
+            xanchor="right",
+            y=1 - (r - 0.5) / rows,
+            textangle=-90,
+            showarrow=False,
+            font={"size": 14},
         )
     fig.update_layout(
         **base_layout(
             title=f"Embeddings of {grid[0][0].model} ({len(indices)} stimuli)",
             height=120 + 260 * rows,
-            legend={"title": {"text": "digit"}, "itemsizing": "constant"},
+            legend={"title": {"text": "class"}, "itemsizing": "constant"},
             margin={"l": 60, "r": 30, "t": 100, "b": 30},
         )
     )
     return fig
 
 
-def embedding_animation(frames: Sequence[Embedding], indices: np.ndarray, selection: Sequence[int] = ()) -> go.Figure:
-    """One panel that plays a method through the nodes/steps (frames Procrustes-aligned upstream)."""
+def embedding_animation(
+    frames: Sequence[Embedding],
+    indices: np.ndarray,
+    selection: Sequence[int] = (),
+    class_names: Sequence[str] | None = None,
+) -> go.Figure:
+    """One panel that plays a method through the nodes/steps (frames Procrustes-aligned upstream).
+
+    Args:
+        frames: one embedding per node, in play order.
+        indices: (N,) indices of the stimuli in their image set (shown on hover).
+        selection: stimulus rows to ring.
+        class_names: the name of each label (default: the labels as text).
+    """
     all_coords = np.concatenate([e.coords for e in frames])
     rng = _square_range(all_coords)
     first = frames[0]
-    fig = go.Figure(data=_digit_traces(first, first.coords, indices, True, selection))
-    fig.frames = [
-        go.Frame(name=e.node, data=_digit_traces(e, e.coords, indices, True, selection), layout={"title": {"text": _anim_title(e)}})
-        for e in frames
-    ]
+    names = _check_names(first.labels, class_names)
+    fig = go.Figure(data=_class_traces(first, indices, names, True, selection))
+    fig.frames = [go.Frame(name=e.node, data=_class_traces(e, indices, names, True, selection), layout={"title": {"text": _anim_title(e)}}) for e in frames]
     fig.update_layout(
         **base_layout(
             title=_anim_title(first),
             height=680,
             xaxis={"range": rng, "visible": False},
             yaxis={"range": rng, "visible": False, "scaleanchor": "x"},
-            legend={"title": {"text": "digit"}, "itemsizing": "constant"},
+            legend={"title": {"text": "class"}, "itemsizing": "constant"},
             sliders=[frame_slider([e.node for e in frames], 0, "node: ", redraw=False)],
             updatemenus=[play_menu(900)],
         )

@@ -1,4 +1,4 @@
-"""Digit images as PNG data URIs for hover panels (no Plotly: small <img> tags)."""
+"""Stimulus images as PNG data URIs for the hover panel (no Plotly: small ``<img>`` tags)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,45 @@ import base64
 import io
 
 import numpy as np
-from PIL import Image
 
-__all__ = ["digit_data_uri"]
+__all__ = ["image_data_uri"]
 
 
-def digit_data_uri(pixels: np.ndarray, scale: int = 3) -> str:
-    """A (28, 28) image in [0, 1] as a ``data:image/png;base64,...`` URI, ink dark on white.
+def image_data_uri(pixels: np.ndarray, size: int = 84, invert_grey: bool = True) -> str:
+    """One image as a ``data:image/png;base64,...`` URI about ``size`` pixels on its longer side.
+
+    Small images are enlarged by a whole factor with nearest-neighbour sampling (pixels stay
+    crisp); large ones are reduced with a Lanczos filter. Grey images are drawn dark on
+    white by default (ink on paper); colour images as they are.
 
     Args:
-        pixels: (H, W) floats in [0, 1].
-        scale: integer upscaling (nearest neighbour) so digits stay crisp.
+        pixels: (C, H, W) with C = 1 (grey) or 3 (RGB), or (H, W) grey; floats in [0, 1].
+        size: the longer side of the drawn image, in pixels.
+        invert_grey: draw grey images dark on white.
+
+    Raises:
+        ValueError: for another shape or channel count.
     """
-    arr = (255 - np.clip(np.asarray(pixels, dtype=np.float64), 0.0, 1.0) * 255).round().astype(np.uint8)
-    img = Image.fromarray(arr, mode="L").resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
+    from PIL import Image
+
+    arr = np.asarray(pixels, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or min(arr.shape[1:]) < 1:
+        raise ValueError(f"an image must be (H, W), (1, H, W) or (3, H, W), got shape {tuple(np.shape(pixels))}")
+    arr = np.nan_to_num(np.clip(arr, 0.0, 1.0))
+    grey = arr.shape[0] == 1
+    if grey and invert_grey:
+        arr = 1.0 - arr
+    data = (arr * 255).round().astype(np.uint8)
+    img = Image.fromarray(data[0], mode="L") if grey else Image.fromarray(np.ascontiguousarray(data.transpose(1, 2, 0)), mode="RGB")
+    h, w = data.shape[1:]
+    longer = max(h, w)
+    if longer <= size:
+        factor = max(1, size // longer)
+        img = img.resize((w * factor, h * factor), Image.NEAREST)
+    else:
+        img = img.resize((max(1, round(w * size / longer)), max(1, round(h * size / longer))), Image.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -2,38 +2,75 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..pipeline import NodeMetrics
-from .style import base_layout, model_color
+from .style import base_layout, model_color, model_colors
+
+if TYPE_CHECKING:
+    from ..pipeline import NodeMetrics
 
 __all__ = ["metrics_figure", "pair_figure"]
 
 
-def metrics_figure(metrics: Sequence[NodeMetrics]) -> go.Figure:
-    """Block contrast and silhouette over nodes, one line per model (two stacked panels)."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=False, vertical_spacing=0.18, subplot_titles=["class-block contrast", "silhouette by digit"])
-    for k, m in enumerate(metrics):
-        color = model_color(m.model, k)
+def metrics_figure(metrics: Sequence[NodeMetrics], colors: Mapping[str, str] | None = None) -> go.Figure:
+    """Block contrast and silhouette over nodes, one line per model (two stacked panels).
+
+    Args:
+        metrics: one :class:`~repgeom.pipeline.NodeMetrics` per model.
+        colors: model id -> colour (default: the palette, by position).
+    """
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=False, vertical_spacing=0.18, subplot_titles=["class-block contrast", "silhouette by class"])
+    palette = model_colors([m.model for m in metrics], colors)
+    for m in metrics:
+        color = palette[m.model]
         fig.add_trace(go.Scatter(x=m.nodes, y=m.block_contrast, mode="lines+markers", name=m.model, legendgroup=m.model, line={"color": color}), row=1, col=1)
-        fig.add_trace(go.Scatter(x=m.nodes, y=m.silhouette, mode="lines+markers", name=m.model, legendgroup=m.model, showlegend=False, line={"color": color}), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(x=m.nodes, y=m.silhouette, mode="lines+markers", name=m.model, legendgroup=m.model, showlegend=False, line={"color": color}),
+            row=2,
+            col=1,
+        )
     fig.update_xaxes(tickangle=-45, tickfont={"size": 10})
     fig.update_layout(**base_layout(title="Geometry across nodes", height=560))
     return fig
 
 
-def pair_figure(model: str, nodes: Sequence[str], values: Sequence[float], pair: tuple[int, int], digits: tuple[int, int], method: str) -> go.Figure:
-    """Dissimilarity of one stimulus pair at every node ("when do this 4 and this 9 separate?")."""
+def pair_figure(
+    model: str,
+    nodes: Sequence[str],
+    values: Sequence[float],
+    pair: tuple[int, int],
+    classes: tuple[str, str],
+    method: str,
+    color: str | None = None,
+) -> go.Figure:
+    """Dissimilarity of one stimulus pair at every node ("when do this 4 and this 9 separate?").
+
+    Args:
+        model: the model's id.
+        nodes: its nodes, in graph order.
+        values: the pair's dissimilarity at each node.
+        pair: the two stimuli's indices in their image set.
+        classes: the two stimuli's class names.
+        method: the RDM method (for the axis title).
+        color: the model's colour (default: the palette's first).
+    """
     fig = go.Figure(
-        go.Scatter(x=list(nodes), y=list(values), mode="lines+markers", line={"color": model_color(model)}, name=model,
-                   hovertemplate="%{x}: %{y:.4g}<extra></extra>")
+        go.Scatter(
+            x=list(nodes),
+            y=list(values),
+            mode="lines+markers",
+            line={"color": model_color(0, color)},
+            name=model,
+            hovertemplate="%{x}: %{y:.4g}<extra></extra>",
+        )
     )
     fig.update_layout(
         **base_layout(
-            title=f"stimulus {pair[0]} (digit {digits[0]}) vs {pair[1]} (digit {digits[1]}) in {model}",
+            title=f"stimulus {pair[0]} (class {classes[0]}) vs {pair[1]} (class {classes[1]}) in {model}",
             height=320,
             yaxis={"title": {"text": f"{method} dissimilarity"}},
             xaxis={"tickangle": -45, "tickfont": {"size": 10}},

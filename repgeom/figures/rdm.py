@@ -3,29 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..core.rdm import RDM
 from .style import METRIC_LABELS, base_layout, frame_slider, play_menu
+
+if TYPE_CHECKING:
+    from ..core.rdm import RDM
 
 __all__ = ["COLORSCALES", "NORMALISE", "class_ticks", "rdm_grid", "rdm_slider"]
 
 #: Colour scales offered; "magma_r"-like first (the seed: small dissimilarity is bright).
 COLORSCALES = ("Magma_r", "Viridis_r", "Greys", "Cividis_r")
 NORMALISE = ("per", "shared")
+#: At most this many class names are written along an axis; with more classes every k-th is.
+MAX_TICK_LABELS = 20
 
 
-def class_ticks(labels: np.ndarray) -> tuple[list[float], list[str], list[float]]:
-    """Tick positions at class-block centres, their digit texts, and block boundaries."""
+def class_ticks(labels: np.ndarray, class_names: Sequence[str] | None = None) -> tuple[list[float], list[str], list[float]]:
+    """Tick positions at class-block centres, their class names, and block boundaries.
+
+    Args:
+        labels: (N,) class labels, sorted so that each class is one block.
+        class_names: the name of each label (default: the label as text). With more than
+            :data:`MAX_TICK_LABELS` blocks, only every k-th block's name is written (the
+            others get an empty tick) so the names stay readable.
+
+    Returns:
+        ``(centres, texts, boundaries)``: one centre and text per block, and the
+        positions between blocks (half-way between two stimuli) for grid lines.
+    """
     labels = np.asarray(labels)
     change = np.flatnonzero(np.diff(labels)) + 1
-    starts = np.concatenate([[0], change])
-    ends = np.concatenate([change, [len(labels)]])
-    centres = [(s + e - 1) / 2 for s, e in zip(starts, ends)]
-    return centres, [str(labels[s]) for s in starts], [float(b) - 0.5 for b in change]
+    starts = np.concatenate([[0], change]).astype(int)
+    ends = np.concatenate([change, [len(labels)]]).astype(int)
+    centres = [(s + e - 1) / 2 for s, e in zip(starts, ends, strict=False)]
+    names = [str(labels[s]) if class_names is None else str(class_names[int(labels[s])]) for s in starts]
+    every = -(-len(names) // MAX_TICK_LABELS)
+    texts = [n if k % every == 0 else "" for k, n in enumerate(names)]
+    return centres, texts, [float(b) - 0.5 for b in change]
 
 
 def _scaled(rdms: Sequence[RDM], normalise: str) -> tuple[list[np.ndarray], float, float, str]:
@@ -53,8 +72,7 @@ def _selection_shapes(selection: Sequence[int], xref: str, yref: str) -> list[di
     i, j = int(selection[-2]), int(selection[-1])
     style = {"color": "#00E5FF", "width": 2}
     return [
-        {"type": "rect", "x0": b - 0.5, "x1": b + 0.5, "y0": a - 0.5, "y1": a + 0.5, "xref": xref, "yref": yref, "line": style}
-        for a, b in ((i, j), (j, i))
+        {"type": "rect", "x0": b - 0.5, "x1": b + 0.5, "y0": a - 0.5, "y1": a + 0.5, "xref": xref, "yref": yref, "line": style} for a, b in ((i, j), (j, i))
     ]
 
 
@@ -77,6 +95,7 @@ def rdm_grid(
     colorscale: str = "Magma_r",
     selection: Sequence[int] = (),
     title: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> go.Figure:
     """One row of square RDM heat maps, one per node (the seed's ``plot_rdms``).
 
@@ -86,26 +105,34 @@ def rdm_grid(
         colorscale: a Plotly colour scale name.
         selection: stimulus row indices; the last two are outlined as a pair.
         title: figure title.
+        class_names: the name of each label, written at class-block centres (default: the label).
 
     Returns:
         A figure with one ``Heatmap`` per RDM sharing one colour axis, rows from the top,
-        digit labels at class-block centres and class-block grid lines.
+        class names at class-block centres and class-block grid lines.
     """
     k = len(rdms)
     fig = make_subplots(rows=1, cols=k, subplot_titles=[r.node for r in rdms], horizontal_spacing=0.02 if k > 1 else 0.1)
     mats, lo, hi, cbar = _scaled(rdms, normalise)
     n = rdms[0].matrix.shape[0]
-    centres, texts, bounds = class_ticks(rdms[0].labels)
+    centres, texts, bounds = class_ticks(rdms[0].labels, class_names)
     shapes: list[dict] = []
-    for c, (r, mat) in enumerate(zip(rdms, mats), start=1):
+    for c, (r, mat) in enumerate(zip(rdms, mats, strict=False), start=1):
         fig.add_trace(_heatmap(mat, "coloraxis", r.name, normalise == "per", r.bins is not None), row=1, col=c)
         sfx = "" if c == 1 else str(c)
         shapes += _grid_shapes(bounds, n, f"x{sfx}", f"y{sfx}")
         shapes += _selection_shapes(selection, f"x{sfx}", f"y{sfx}")
         fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain", row=1, col=c)
         fig.update_yaxes(
-            tickvals=centres, ticktext=texts if c == 1 else [""] * len(texts), autorange="reversed", showgrid=False,
-            zeroline=False, scaleanchor=f"x{sfx}", constrain="domain", row=1, col=c,
+            tickvals=centres,
+            ticktext=texts if c == 1 else [""] * len(texts),
+            autorange="reversed",
+            showgrid=False,
+            zeroline=False,
+            scaleanchor=f"x{sfx}",
+            constrain="domain",
+            row=1,
+            col=c,
         )
     fig.update_layout(
         **base_layout(
@@ -124,18 +151,23 @@ def rdm_slider(
     colorscale: str = "Magma_r",
     selection: Sequence[int] = (),
     active: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> go.Figure:
     """One large RDM heat map with a slider (and play button) that steps through the nodes.
 
     The frames travel with the figure, so moving the slider needs no server round trip.
+    Arguments as :func:`rdm_grid`; ``active`` is the node shown first.
     """
     mats, lo, hi, cbar = _scaled(rdms, normalise)
     n = rdms[0].matrix.shape[0]
-    centres, texts, bounds = class_ticks(rdms[0].labels)
+    centres, texts, bounds = class_ticks(rdms[0].labels, class_names)
     active = max(0, min(active, len(rdms) - 1))
     scaled, binned = normalise == "per", rdms[0].bins is not None
     fig = go.Figure(data=[_heatmap(mats[active], "coloraxis", rdms[active].name, scaled, binned)])
-    fig.frames = [go.Frame(name=r.node, data=[_heatmap(m, "coloraxis", r.name, scaled, binned)], layout={"title": {"text": f"{r.model} · {r.node}"}}) for r, m in zip(rdms, mats)]
+    fig.frames = [
+        go.Frame(name=r.node, data=[_heatmap(m, "coloraxis", r.name, scaled, binned)], layout={"title": {"text": f"{r.model} · {r.node}"}})
+        for r, m in zip(rdms, mats, strict=False)
+    ]
     fig.update_layout(
         **base_layout(
             title=f"{rdms[active].model} · {rdms[active].node}",

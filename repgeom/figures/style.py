@@ -1,33 +1,81 @@
-"""Shared look: a colour-blind-safe digit palette, model colours, and a base layout."""
+"""Shared look: class and model palettes, metric names, a base layout, and animation controls.
+
+Design notes:
+    Colours are picked here from counts and positions, never from names: a dataset's
+    classes get :func:`class_colors` by label, a model gets its manifest colour or
+    :func:`model_color` by its place among the loaded models.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["DIGIT_COLORS", "METRIC_LABELS", "MODEL_COLORS", "base_layout", "frame_slider", "model_color", "play_menu"]
+__all__ = [
+    "CLASS_COLORS",
+    "METRIC_LABELS",
+    "MODEL_PALETTE",
+    "base_layout",
+    "class_colors",
+    "frame_slider",
+    "model_color",
+    "model_colors",
+    "play_menu",
+]
 
-#: Ten digits, colour-blind safe: Paul Tol's "muted" scheme (9 colours) plus its pale grey's darker sibling.
-DIGIT_COLORS = (
-    "#332288",  # 0 indigo
-    "#88CCEE",  # 1 cyan
-    "#44AA99",  # 2 teal
-    "#117733",  # 3 green
-    "#999933",  # 4 olive
-    "#DDCC77",  # 5 sand
-    "#CC6677",  # 6 rose
-    "#882255",  # 7 wine
-    "#AA4499",  # 8 purple
-    "#777777",  # 9 grey
+#: Up to ten classes, colour-blind safe: Paul Tol's "muted" scheme (9 colours) plus a mid grey.
+CLASS_COLORS = (
+    "#332288",  # indigo
+    "#88CCEE",  # cyan
+    "#44AA99",  # teal
+    "#117733",  # green
+    "#999933",  # olive
+    "#DDCC77",  # sand
+    "#CC6677",  # rose
+    "#882255",  # wine
+    "#AA4499",  # purple
+    "#777777",  # grey
 )
+#: More classes than that: evenly spaced samples of this continuous scale (its darkest and lightest ends left out).
+_MANY_CLASSES_SCALE = "Turbo"
 
-#: The seed's model colours (feedforward blue, recurrent yellow, robust green, new seed cyan), colour-blind safe shades.
-MODEL_COLORS = {
-    "feedforward": "#0077BB",
-    "recurrent": "#EE9900",
-    "robust": "#009944",
-    "feedforward_seed2": "#33BBEE",
-}
-_EXTRA = ("#EE3377", "#CC3311", "#555555", "#AA4499")
+#: Model colours by position when the manifest gives none (colour-blind safe shades).
+MODEL_PALETTE = ("#0077BB", "#EE9900", "#009944", "#33BBEE", "#EE3377", "#CC3311", "#555555", "#AA4499")
+
+
+def class_colors(n: int) -> tuple[str, ...]:
+    """One colour per class label ``0..n-1``.
+
+    Up to ten classes get :data:`CLASS_COLORS`. More get ``n`` samples of a continuous
+    scale, dealt out with a stride near ``n / 3`` so that neighbouring labels (adjacent
+    blocks of an RDM, often related classes) get distant hues.
+
+    Args:
+        n: number of classes (at least 1).
+
+    Returns:
+        ``n`` CSS colours.
+    """
+    if n <= len(CLASS_COLORS):
+        return CLASS_COLORS[: max(n, 0)]
+    from plotly.colors import sample_colorscale
+
+    samples = sample_colorscale(_MANY_CLASSES_SCALE, [0.05 + 0.9 * k / (n - 1) for k in range(n)])
+    stride = next(s for s in range(max(2, round(n / 3)), n) if math.gcd(s, n) == 1)
+    return tuple(samples[(k * stride) % n] for k in range(n))
+
+
+def model_color(index: int, color: str | None = None) -> str:
+    """``color`` (a model's manifest colour) when given, else the palette's colour at ``index``."""
+    return color or MODEL_PALETTE[index % len(MODEL_PALETTE)]
+
+
+def model_colors(models: Sequence[str], given: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A colour for each of ``models``: ``given[model]`` where present, else by the model's position."""
+    given = given or {}
+    return {m: model_color(k, given.get(m)) for k, m in enumerate(models)}
+
 
 #: Colour-bar titles named after the real metric.
 METRIC_LABELS = {
@@ -35,11 +83,6 @@ METRIC_LABELS = {
     "euclidean": "squared Euclidean distance / D",
     "cosine": "cosine distance (1 − cos)",
 }
-
-
-def model_color(model: str, index: int = 0) -> str:
-    """A stable colour for ``model``."""
-    return MODEL_COLORS.get(model, _EXTRA[index % len(_EXTRA)])
 
 
 def base_layout(**overrides: Any) -> dict[str, Any]:
@@ -66,7 +109,14 @@ def play_menu(duration: int) -> dict:
         "pad": {"r": 10, "t": 70},
         "showactive": False,
         "buttons": [
-            {"label": "▶ play", "method": "animate", "args": [None, {"frame": {"duration": duration, "redraw": True}, "transition": {"duration": duration // 2}, "fromcurrent": True, "mode": "immediate"}]},
+            {
+                "label": "▶ play",
+                "method": "animate",
+                "args": [
+                    None,
+                    {"frame": {"duration": duration, "redraw": True}, "transition": {"duration": duration // 2}, "fromcurrent": True, "mode": "immediate"},
+                ],
+            },
             {"label": "❚❚ pause", "method": "animate", "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]},
         ],
     }
@@ -75,7 +125,20 @@ def play_menu(duration: int) -> dict:
 def frame_slider(labels: list[str], active: int, prefix: str, redraw: bool = True, x: float = 0.0, length: float = 1.0, lead: float = 0.2) -> dict:
     """A slider with one step per frame name; its first ``lead`` of ``length`` is left to the play buttons."""
     steps = [
-        {"label": label, "method": "animate", "args": [[label], {"mode": "immediate", "frame": {"duration": 0, "redraw": redraw}, "transition": {"duration": 0}}]}
+        {
+            "label": label,
+            "method": "animate",
+            "args": [[label], {"mode": "immediate", "frame": {"duration": 0, "redraw": redraw}, "transition": {"duration": 0}}],
+        }
         for label in labels
     ]
-    return {"active": active, "steps": steps, "currentvalue": {"prefix": prefix}, "x": x + lead * length, "len": (1 - lead) * length, "y": 0, "yanchor": "top", "pad": {"t": 50, "b": 10}}
+    return {
+        "active": active,
+        "steps": steps,
+        "currentvalue": {"prefix": prefix},
+        "x": x + lead * length,
+        "len": (1 - lead) * length,
+        "y": 0,
+        "yanchor": "top",
+        "pad": {"t": 50, "b": 10},
+    }

@@ -1,11 +1,13 @@
 """Every component id in the dashboard, in one place.
 
-Ids are plain strings grouped by role; nothing else in the code spells an id.
+Ids are plain strings grouped by role; a repeated component (one button per preset) has a
+dict id ``{"type": ..., "index": i}`` made by a function here. Nothing else in the code
+spells an id.
 """
 
 from __future__ import annotations
 
-__all__ = ["CONTROL_IDS", "GRAPH_IDS", "ID"]
+__all__ = ["CONTROL_IDS", "GRAPH_IDS", "ID", "preset_id"]
 
 
 class ID:
@@ -34,7 +36,9 @@ class ID:
     PATH_MODELS = "path-models"
     PATH_RDM = "path-rdm"
     COMPARE = "compare"
-    FF_VS_REC = "ff-vs-rec"
+    NODES_HINT = "nodes-hint"
+    #: the ``type`` of the preset buttons' dict ids (see :func:`preset_id`)
+    PRESET = "preset"
     # views
     RDM_GRID = "rdm-grid"
     RDM_SLIDER = "rdm-slider"
@@ -60,6 +64,11 @@ class ID:
     DOWNLOAD = "download"
     DOWNLOAD_MESSAGE = "download-message"
     IMAGE_FORMAT = "image-format"
+
+
+def preset_id(index: int) -> dict[str, str | int]:
+    """The id of the button for the manifest's ``index``-th preset."""
+    return {"type": ID.PRESET, "index": index}
 
 
 #: Every figure on the page (their toolbar's image format follows ``ID.IMAGE_FORMAT``).

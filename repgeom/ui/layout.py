@@ -1,7 +1,9 @@
 """The page: a control sidebar, four tabs of figures, a hover panel and the selected pair.
 
-The layout is a pure function of the engine (its models and limits) and a starting
-:class:`~repgeom.ui.state.View`; the figures are filled in by callbacks on page load.
+The layout is a pure function of the engine (its dataset, models, presets and limits) and
+a starting :class:`~repgeom.ui.state.View`; the figures are filled in by callbacks on page
+load. Nothing about a dataset or a model is written here: names, steps and presets come
+from the engine.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from ..core.rdm import COMPARE_METHODS, RDM_METHODS
 from ..figures.embedding import METHOD_NAMES
 from ..figures.rdm import COLORSCALES
 from ..pipeline import Engine
-from .ids import ID
+from .ids import ID, preset_id
 from .state import View
 
-__all__ = ["IMAGE_FORMATS", "build_layout", "graph_config"]
+__all__ = ["IMAGE_FORMATS", "build_layout", "graph_config", "steps_hint"]
 
 IMAGE_FORMATS = ("png", "svg")
 
@@ -33,11 +35,25 @@ _RDM_NAMES = {"correlation": "correlation (1 − r)", "euclidean": "squared Eucl
 _COMPARE_NAMES = {"cosine": "cosine → angle", "corr": "Pearson → angle", "spearman": "Spearman → angle"}
 
 
-def _field(label: str, control: Any, hint: str | None = None) -> html.Div:
+def steps_hint(engine: Engine, model: str) -> str:
+    """The node control's hint: the recurrent steps of ``model`` by name, or "" for a model without steps."""
+    steps = engine.steps(model)
+    return f"recurrent steps: {', '.join(steps)}" if steps else ""
+
+
+def _field(label: str, control: Any, hint: str | None = None, hint_id: str | None = None) -> html.Div:
     children: list[Any] = [html.Label(label, className="field-label"), control]
-    if hint:
+    if hint_id is not None:
+        children.append(html.Div(hint, id=hint_id, className="field-hint"))
+    elif hint:
         children.append(html.Div(hint, className="field-hint"))
     return html.Div(children, className="field")
+
+
+def _presets(engine: Engine) -> list[html.Button]:
+    """One button per manifest preset; a preset whose models did not all load is disabled."""
+    loaded = set(engine.model_ids)
+    return [html.Button(p.label, id=preset_id(i), className="button", n_clicks=0, disabled=not set(p.models) <= loaded) for i, p in enumerate(engine.presets)]
 
 
 def _graph(graph_id: str, height: int) -> dcc.Loading:
@@ -77,29 +93,75 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
             _field(
                 "Nodes (graph order)",
                 dcc.Dropdown(id=ID.NODES, options=[{"label": n, "value": n} for n in engine.nodes(view.model)], value=list(view.nodes), multi=True),
-                "recurrent steps read conv2 … conv2_4",
+                steps_hint(engine, view.model),
+                hint_id=ID.NODES_HINT,
             ),
             html.H2("Stimuli"),
             _field("Images per class · RDMs", dcc.Input(id=ID.N_RDM, type="number", min=1, max=limit, step=1, value=view.n_rdm, debounce=True)),
-            _field("Images per class · embeddings & paths", dcc.Input(id=ID.N_EMBED, type="number", min=1, max=limit, step=1, value=view.n_embed, debounce=True), f"1 to {limit} ({engine.source.name} MNIST test images)"),
-            _field("Condition", dcc.RadioItems(id=ID.CONDITION, options=[{"label": " clean", "value": "clean"}, {"label": " FGSM", "value": "fgsm"}], value=view.condition, inline=True)),
-            _field("FGSM ε", dcc.Slider(id=ID.EPSILON, min=0, max=1, step=0.05, value=view.epsilon, marks={0: "0", 0.2: ".2", 0.4: ".4", 0.6: ".6", 0.8: ".8", 1: "1"})),
+            _field(
+                "Images per class · embeddings & paths",
+                dcc.Input(id=ID.N_EMBED, type="number", min=1, max=limit, step=1, value=view.n_embed, debounce=True),
+                f"1 to {limit} ({engine.source.name} {engine.dataset.name} images)",
+            ),
+            _field(
+                "Condition",
+                dcc.RadioItems(
+                    id=ID.CONDITION, options=[{"label": " clean", "value": "clean"}, {"label": " FGSM", "value": "fgsm"}], value=view.condition, inline=True
+                ),
+            ),
+            _field(
+                "FGSM ε",
+                dcc.Slider(id=ID.EPSILON, min=0, max=1, step=0.05, value=view.epsilon, marks={0: "0", 0.2: ".2", 0.4: ".4", 0.6: ".6", 0.8: ".8", 1: "1"}),
+            ),
             _field("Attacked model", dcc.Dropdown(id=ID.ATTACK_MODEL, options=models, value=view.attack_model, clearable=False)),
             html.H2("RDMs"),
-            _field("Dissimilarity", dcc.Dropdown(id=ID.RDM_METHOD, options=[{"label": _RDM_NAMES[m], "value": m} for m in RDM_METHODS], value=view.rdm_method, clearable=False)),
+            _field(
+                "Dissimilarity",
+                dcc.Dropdown(id=ID.RDM_METHOD, options=[{"label": _RDM_NAMES[m], "value": m} for m in RDM_METHODS], value=view.rdm_method, clearable=False),
+            ),
             _field("Colour", dcc.Dropdown(id=ID.COLORSCALE, options=[{"label": c, "value": c} for c in COLORSCALES], value=view.colorscale, clearable=False)),
-            _field("Scale", dcc.RadioItems(id=ID.NORMALISE, options=[{"label": " each RDM ÷ its max", "value": "per"}, {"label": " shared", "value": "shared"}], value=view.normalise)),
+            _field(
+                "Scale",
+                dcc.RadioItems(
+                    id=ID.NORMALISE, options=[{"label": " each RDM ÷ its max", "value": "per"}, {"label": " shared", "value": "shared"}], value=view.normalise
+                ),
+            ),
             html.H2("Embeddings"),
-            _field("Methods", dcc.Checklist(id=ID.EMBED_METHODS, options=[{"label": f" {METHOD_NAMES[m]}", "value": m} for m in EMBED_METHODS], value=list(view.embed_methods), inline=True)),
-            _field("Animate", dcc.RadioItems(id=ID.ANIM_METHOD, options=[{"label": f" {METHOD_NAMES[m]}", "value": m} for m in EMBED_METHODS], value=view.anim_method, inline=True)),
-            _field("t-SNE perplexity", dcc.Input(id=ID.PERPLEXITY, type="number", min=PERPLEXITY_RANGE[0], max=PERPLEXITY_RANGE[1], step=1, value=view.perplexity, debounce=True)),
+            _field(
+                "Methods",
+                dcc.Checklist(
+                    id=ID.EMBED_METHODS,
+                    options=[{"label": f" {METHOD_NAMES[m]}", "value": m} for m in EMBED_METHODS],
+                    value=list(view.embed_methods),
+                    inline=True,
+                ),
+            ),
+            _field(
+                "Animate",
+                dcc.RadioItems(
+                    id=ID.ANIM_METHOD, options=[{"label": f" {METHOD_NAMES[m]}", "value": m} for m in EMBED_METHODS], value=view.anim_method, inline=True
+                ),
+            ),
+            _field(
+                "t-SNE perplexity",
+                dcc.Input(id=ID.PERPLEXITY, type="number", min=PERPLEXITY_RANGE[0], max=PERPLEXITY_RANGE[1], step=1, value=view.perplexity, debounce=True),
+            ),
             html.H2("Paths"),
             _field("Models in the path", dcc.Checklist(id=ID.PATH_MODELS, options=models, value=list(view.path_models))),
-            html.Button("feedforward vs recurrent", id=ID.FF_VS_REC, className="button", n_clicks=0, disabled=not {"feedforward", "recurrent"} <= set(engine.model_ids)),
-            _field("RDMs inside the path", dcc.Dropdown(id=ID.PATH_RDM, options=[{"label": _RDM_NAMES[m], "value": m} for m in RDM_METHODS], value=view.path_rdm, clearable=False)),
-            _field("RDM comparison", dcc.Dropdown(id=ID.COMPARE, options=[{"label": _COMPARE_NAMES[m], "value": m} for m in COMPARE_METHODS], value=view.compare, clearable=False)),
+            *_presets(engine),
+            _field(
+                "RDMs inside the path",
+                dcc.Dropdown(id=ID.PATH_RDM, options=[{"label": _RDM_NAMES[m], "value": m} for m in RDM_METHODS], value=view.path_rdm, clearable=False),
+            ),
+            _field(
+                "RDM comparison",
+                dcc.Dropdown(id=ID.COMPARE, options=[{"label": _COMPARE_NAMES[m], "value": m} for m in COMPARE_METHODS], value=view.compare, clearable=False),
+            ),
             html.Hr(),
-            _field("Figure downloads (camera button)", dcc.RadioItems(id=ID.IMAGE_FORMAT, options=[{"label": f" {f.upper()}", "value": f} for f in IMAGE_FORMATS], value="png", inline=True)),
+            _field(
+                "Figure downloads (camera button)",
+                dcc.RadioItems(id=ID.IMAGE_FORMAT, options=[{"label": f" {f.upper()}", "value": f} for f in IMAGE_FORMATS], value="png", inline=True),
+            ),
             html.Button("Download this view (.npz)", id=ID.DOWNLOAD_BUTTON, className="button primary", n_clicks=0),
             _message(ID.DOWNLOAD_MESSAGE),
             dcc.Download(id=ID.DOWNLOAD),
@@ -114,7 +176,11 @@ def _tabs(view: View) -> dcc.Tabs:
         className="tabs",
         children=[
             dcc.Tab(label="RDMs", value="rdms", children=[_message(ID.RDM_MESSAGE), _graph(ID.RDM_GRID, 380), _graph(ID.RDM_SLIDER, 640)]),
-            dcc.Tab(label="Embeddings", value="embeddings", children=[_message(ID.EMBED_MESSAGE), _progress(), _graph(ID.EMBED_GRID, 600), _graph(ID.EMBED_ANIM, 620)]),
+            dcc.Tab(
+                label="Embeddings",
+                value="embeddings",
+                children=[_message(ID.EMBED_MESSAGE), _progress(), _graph(ID.EMBED_GRID, 600), _graph(ID.EMBED_ANIM, 620)],
+            ),
             dcc.Tab(label="Representational paths", value="paths", children=[_message(ID.PATH_MESSAGE), _graph(ID.PATH_GRAPH, 620)]),
             dcc.Tab(label="Models", value="models", children=[_message(ID.MODELS_MESSAGE), html.Div(id=ID.MODELS_TABLE), _graph(ID.METRICS_GRAPH, 560)]),
         ],
@@ -124,6 +190,8 @@ def _tabs(view: View) -> dcc.Tabs:
 def build_layout(engine: Engine, view: View) -> html.Div:
     """The whole page for ``engine``'s models, starting at ``view``."""
     refused = [html.Div(f"Model {m} was not loaded: {why}", className="message error") for m, why in engine.load_errors.items()]
+    dataset = engine.dataset
+    credit = getattr(dataset, "credit", "")  # a dataset descriptor may carry its licence line
     return html.Div(
         className="page",
         children=[
@@ -135,7 +203,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                 className="header",
                 children=[
                     html.H1("repgeom"),
-                    html.Span("representational geometry of MNIST networks, layer by layer and step by step", className="subtitle"),
+                    html.Span(f"representational geometry of {dataset.name} networks, layer by layer and step by step", className="subtitle"),
                 ],
             ),
             html.Div(id=ID.GLOBAL_MESSAGE, className="global-message", children=refused),
@@ -148,7 +216,11 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                         className="inspector",
                         children=[
                             html.H2("Hover"),
-                            html.Div(id=ID.HOVER_PANEL, className="hover-panel", children=html.Div("Hover over an RDM cell or a point to see the images.", className="field-hint")),
+                            html.Div(
+                                id=ID.HOVER_PANEL,
+                                className="hover-panel",
+                                children=html.Div("Hover over an RDM cell or a point to see the images.", className="field-hint"),
+                            ),
                             html.H2("Selected pair"),
                             html.Div("Click an RDM cell, or two points, to follow a pair through the nodes.", className="field-hint"),
                             _message(ID.PAIR_MESSAGE),
@@ -159,7 +231,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                 ],
             ),
             html.Footer(
-                "MNIST: Y. LeCun, C. Cortes, C. J. C. Burges, CC BY-SA 3.0. Views are kept in the address bar: copy it to share.",
+                f"{credit + ' ' if credit else ''}Views are kept in the address bar: copy it to share.",
                 className="footer",
             ),
         ],

@@ -4,8 +4,11 @@ Design notes:
     Anything the browser sends is untrusted: :meth:`View.parse` checks every field
     against the engine's loaded models and nodes and against fixed ranges, and raises
     :class:`~repgeom.core.errors.RepgeomError` with the allowed values. Callbacks only
-    ever see a valid :class:`View`. The URL holds the same fields as a query string, so a
-    reload or a shared link rebuilds the same view. This module does not import Dash.
+    ever see a valid :class:`View`. The URL holds the fields that differ from the
+    engine's default view as a query string, so a reload or a shared link rebuilds the
+    same view. Which model, attacked model and nodes come first is the models manifest's
+    and the graph's business (``engine.defaults``, ``engine.steps``), never written here.
+    This module does not import Dash.
 """
 
 from __future__ import annotations
@@ -28,16 +31,32 @@ __all__ = ["MAX_LIST", "TABS", "View", "default_nodes"]
 TABS = ("rdms", "embeddings", "paths", "models")
 #: No list control has more entries than this; longer lists are refused unread.
 MAX_LIST = 64
-_RECURRENT_STEPS = ("conv2", "conv2_1", "conv2_2", "conv2_3", "conv2_4")
+#: A model without recurrent steps and without conv/fc layers starts with this many nodes, evenly spread.
+_SPREAD_NODES = 5
 
 
 def default_nodes(engine: Engine, model: str) -> tuple[str, ...]:
-    """The seed's nodes for ``model``: the recurrent steps, else the conv/fc layers."""
-    nodes = engine.nodes(model)
-    if all(s in nodes for s in _RECURRENT_STEPS) and "conv2_1" in nodes:
-        return _RECURRENT_STEPS
-    layers = tuple(n for n in nodes if n != "input" and ("conv" in n or "fc" in n))
-    return layers or tuple(nodes[:5])
+    """The nodes ``model`` starts with: its recurrent steps, else its conv and fc layers, else a spread.
+
+    Args:
+        engine: the engine (which knows each model's graph and steps).
+        model: a loaded model id.
+
+    Returns:
+        Node names in graph order: ``engine.steps(model)`` when the model has recurrent
+        steps; else the nodes named like convolution or fully connected layers
+        (torchvision's and PyTorch's usual ``conv``/``fc`` names); else
+        ``_SPREAD_NODES`` nodes evenly spread from the first after ``input`` to the last.
+    """
+    steps = tuple(engine.steps(model))
+    if steps:
+        return steps
+    nodes = [n for n in engine.nodes(model) if n != "input"]
+    layers = tuple(n for n in nodes if "conv" in n or "fc" in n)
+    if layers or len(nodes) <= _SPREAD_NODES:
+        return layers or tuple(nodes)
+    picks = sorted({round(k * (len(nodes) - 1) / (_SPREAD_NODES - 1)) for k in range(_SPREAD_NODES)})
+    return tuple(nodes[k] for k in picks)
 
 
 def _as_list(value: Any, what: str) -> list[Any]:
@@ -96,35 +115,41 @@ def _one_of(what: str, value: Any, allowed: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class View:
-    """Everything that decides what the dashboard shows. Defaults reproduce the seed's figures."""
+    """Everything that decides what the dashboard shows.
+
+    The field defaults are what holds for every engine; :meth:`default` fills in the
+    models and nodes from the engine's manifest and graph.
+    """
 
     tab: str = "rdms"
-    model: str = "recurrent"
-    nodes: tuple[str, ...] = _RECURRENT_STEPS
+    model: str = ""
+    nodes: tuple[str, ...] = ()
     n_rdm: int = 20
     n_embed: int = 50
     condition: str = "clean"
     epsilon: float = 0.2
-    attack_model: str = "feedforward"
+    attack_model: str = ""
     rdm_method: str = "correlation"
     normalise: str = "per"
     colorscale: str = "Magma_r"
     embed_methods: tuple[str, ...] = ("pca", "mds", "tsne")
     anim_method: str = "pca"
     perplexity: float = 40.0
-    path_models: tuple[str, ...] = ("recurrent",)
+    path_models: tuple[str, ...] = ()
     path_rdm: str = "euclidean"
     compare: str = "cosine"
 
     # ------------------------------------------------------------------ parsing
     @classmethod
     def default(cls, engine: Engine) -> View:
-        """The seed's defaults, adapted to the models that actually loaded."""
-        ids = engine.model_ids
-        if not ids:
+        """The first view: the manifest's default model (with its default nodes) and attacked model.
+
+        Raises:
+            RepgeomError: when no model is loaded.
+        """
+        if not engine.model_ids:
             raise RepgeomError("no model could be loaded; check the models folder and the server log")
-        model = "recurrent" if "recurrent" in ids else ids[0]
-        attack = "feedforward" if "feedforward" in ids else ids[0]
+        model, attack = engine.defaults.model, engine.defaults.attack_model
         return cls(model=model, nodes=default_nodes(engine, model), attack_model=attack, path_models=(model,))
 
     @classmethod
@@ -172,9 +197,9 @@ class View:
         )
 
     # ------------------------------------------------------------------ URL
-    def to_query(self) -> str:
-        """``?key=value&...`` holding every field that differs from the class defaults."""
-        base = View()
+    def to_query(self, engine: Engine) -> str:
+        """``?key=value&...`` holding every field that differs from the engine's default view."""
+        base = View.default(engine)
         pairs: list[tuple[str, str]] = []
         for f in fields(self):
             value = getattr(self, f.name)

@@ -17,7 +17,8 @@ from ..core.errors import RepgeomError
 from ..core.rdm import bin_edges
 from ..figures import embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_slider
 from ..figures.embedding import METHOD_NAMES
-from ..figures.images import digit_data_uri
+from ..figures.images import image_data_uri
+from ..figures.style import model_color
 from ..pipeline import Engine
 from .state import View
 
@@ -28,6 +29,7 @@ __all__ = [
     "embedding_views",
     "hover_info",
     "metrics_view",
+    "model_colors",
     "models_rows",
     "pair_view",
     "path_view",
@@ -43,6 +45,11 @@ MAX_SELECTION = 2
 #: keep each figure near 1.3 MB and the seed's default (5 × 200²) at full resolution; larger
 #: RDMs are shown as block means (the full RDM stays available in the export).
 HEATMAP_CELLS = 250_000
+
+
+def model_colors(engine: Engine) -> dict[str, str]:
+    """Each loaded model's colour: its manifest colour, else the palette's by its place among the loaded models."""
+    return {m: model_color(k, engine.entry(m).color) for k, m in enumerate(engine.model_ids)}
 
 
 def display_side(n: int, nodes: int) -> int:
@@ -83,9 +90,10 @@ def rdm_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.
     cond = "" if spec.condition == "clean" else f", FGSM ε={spec.epsilon:g} against {spec.attack_model}"
     shown = "" if rdms[0].bins is None else f" · shown as {side}×{side} block means"
     title = f"RDMs of {view.model} · {spec.n_per_class} per class{cond}{shown}"
+    names = engine.dataset.class_names
     return (
-        rdm_grid(rdms, view.normalise, view.colorscale, rows, title=title),
-        rdm_slider(rdms, view.normalise, view.colorscale, rows, active=len(rdms) - 1),
+        rdm_grid(rdms, view.normalise, view.colorscale, rows, title=title, class_names=names),
+        rdm_slider(rdms, view.normalise, view.colorscale, rows, active=len(rdms) - 1, class_names=names),
     )
 
 
@@ -97,7 +105,7 @@ def embedding_views(
     Args:
         engine: the engine.
         view: a validated view.
-        selection: MNIST test indices to highlight.
+        selection: indices (in the dataset's image set) of the stimuli to highlight.
         progress: called as ``progress(done, total, what)`` before each embedding is computed.
     """
     spec = view.spec(engine, view.n_embed)
@@ -115,21 +123,22 @@ def embedding_views(
     frames = engine.embeddings(view.model, nodes, spec, view.anim_method, perplexity=view.perplexity, align=True)
     if progress is not None:
         progress(len(steps), len(steps), "drawing")
-    return embedding_grid(grid, stim.indices, rows), embedding_animation(frames, stim.indices, rows)
+    names = engine.dataset.class_names
+    return embedding_grid(grid, stim.indices, rows, names), embedding_animation(frames, stim.indices, rows, names)
 
 
 def path_view(engine: Engine, view: View) -> go.Figure:
     """The representational path of the chosen models over all their nodes."""
     spec = view.spec(engine, view.n_embed)
     path = engine.path(list(view.path_models), None, spec, view.path_rdm, view.compare)
-    return path_figure(path)
+    return path_figure(path, colors=model_colors(engine))
 
 
 def models_rows(engine: Engine) -> list[dict[str, Any]]:
     """One row per loaded model for the models table."""
     rows = []
     for m in engine.model_ids:
-        e = engine.models[m].entry
+        e = engine.entry(m)
         rows.append(
             {
                 "model": m,
@@ -147,7 +156,7 @@ def models_rows(engine: Engine) -> list[dict[str, Any]]:
 def metrics_view(engine: Engine, view: View) -> go.Figure:
     """Block contrast and silhouette over every node of the chosen model."""
     spec = view.spec(engine, view.n_rdm)
-    return metrics_figure([engine.node_metrics(view.model, "all", spec, view.rdm_method)])
+    return metrics_figure([engine.node_metrics(view.model, "all", spec, view.rdm_method)], model_colors(engine))
 
 
 def pair_view(engine: Engine, view: View, selection: Sequence[int]) -> go.Figure | None:
@@ -162,7 +171,16 @@ def pair_view(engine: Engine, view: View, selection: Sequence[int]) -> go.Figure
     i, j = rows
     nodes = engine.nodes(view.model)
     values = [float(r.matrix[i, j]) for r in engine.rdms(view.model, nodes, spec, view.rdm_method)]
-    return pair_figure(view.model, nodes, values, (int(stim.indices[i]), int(stim.indices[j])), (int(stim.labels[i]), int(stim.labels[j])), view.rdm_method)
+    names = engine.dataset.class_names
+    return pair_figure(
+        view.model,
+        nodes,
+        values,
+        (int(stim.indices[i]), int(stim.indices[j])),
+        (names[int(stim.labels[i])], names[int(stim.labels[j])]),
+        view.rdm_method,
+        model_colors(engine)[view.model],
+    )
 
 
 def update_selection(current: Sequence[int], new: Sequence[int], pair: bool) -> list[int]:
@@ -175,7 +193,7 @@ def update_selection(current: Sequence[int], new: Sequence[int], pair: bool) -> 
 
 @dataclass(frozen=True)
 class HoverInfo:
-    """What the hover panel shows: one or two digit images with a caption."""
+    """What the hover panel shows: one or two stimulus images with a caption."""
 
     images: list[str]
     captions: list[str]
@@ -183,14 +201,15 @@ class HoverInfo:
 
 
 def hover_info(engine: Engine, view: View, test_indices: Sequence[int], summary: str) -> HoverInfo:
-    """Images and captions for hovered stimuli (given by MNIST test-set index)."""
+    """Images and captions for hovered stimuli (given by their index in the dataset's image set)."""
     spec = view.spec(engine, max(view.n_rdm, view.n_embed))
     stim = engine.stimuli(spec)
     rows = selection_rows(stim.indices, test_indices)
     if len(rows) != len(test_indices):
         raise RepgeomError("hovered stimulus is not in the current stimulus set")
-    images = [digit_data_uri(stim.pixels[r]) for r in rows]
-    captions = [f"digit {stim.labels[r]} · test #{stim.indices[r]}" for r in rows]
+    images = [image_data_uri(stim.pixels[r]) for r in rows]
+    names = engine.dataset.class_names
+    captions = [f"class {names[int(stim.labels[r])]} · image #{stim.indices[r]}" for r in rows]
     return HoverInfo(images, captions, summary)
 
 
@@ -198,6 +217,10 @@ def rdm_hover(engine: Engine, view: View, x: int, y: int, panel: int | None, sho
     """The hover panel for heat-map cell (x, y): both images and the real dissimilarity.
 
     Args:
+        engine: the engine.
+        view: a validated view (its RDM tab's stimuli, nodes and method).
+        x: the cell's column in the shown heat map.
+        y: the cell's row in the shown heat map.
         panel: index of the hovered node in ``view.nodes`` (``None`` for the slider map,
             whose current frame the browser does not report).
         shown: the value the browser showed (used when ``panel`` is unknown).

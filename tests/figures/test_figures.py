@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import base64
+import io
+from pathlib import Path
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -10,10 +15,12 @@ from repgeom.core.embedding import Embedding
 from repgeom.core.paths import RepPath
 from repgeom.core.rdm import RDM
 from repgeom.figures import embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_slider
-from repgeom.figures.images import digit_data_uri
-from repgeom.figures.rdm import class_ticks
-from repgeom.figures.style import DIGIT_COLORS
+from repgeom.figures.images import image_data_uri
+from repgeom.figures.rdm import MAX_TICK_LABELS, class_ticks
+from repgeom.figures.style import CLASS_COLORS, MODEL_PALETTE, class_colors, model_colors
 from repgeom.pipeline import NodeMetrics
+
+FIGURES = Path(__file__).resolve().parents[2] / "repgeom" / "figures"
 
 LABELS = np.repeat(np.arange(10), 3)
 
@@ -35,6 +42,16 @@ def test_class_ticks_sit_at_block_centres():
     assert bounds[0] == 2.5 and len(bounds) == 9
 
 
+def test_class_ticks_write_class_names_and_thin_them_when_there_are_many():
+    names = [f"class-{k}" for k in range(10)]
+    assert class_ticks(LABELS, names)[1] == names
+    many = np.repeat(np.arange(100), 2)
+    centres, texts, bounds = class_ticks(many, [f"c{k}" for k in range(100)])
+    assert len(centres) == len(texts) == 100 and len(bounds) == 99
+    shown = [t for t in texts if t]
+    assert 1 < len(shown) <= MAX_TICK_LABELS and texts[0] == "c0" and texts[5] == "c5" and texts[1] == ""
+
+
 def test_rdm_grid_one_heatmap_per_node_rows_from_top_shared_scale():
     rdms = _rdms()
     fig = rdm_grid(rdms, normalise="per")
@@ -43,7 +60,7 @@ def test_rdm_grid_one_heatmap_per_node_rows_from_top_shared_scale():
     assert [a.text for a in fig.layout.annotations] == ["conv2_0", "conv2_1", "conv2_2"]
     assert fig.layout.yaxis.autorange == "reversed"
     assert list(fig.layout.xaxis.ticktext) == [str(d) for d in range(10)]
-    for t, r in zip(fig.data, rdms):
+    for t, _r in zip(fig.data, rdms, strict=False):
         assert np.max(t.z) == pytest.approx(1.0)  # each divided by its own max, as the seed
         assert "of the max" in t.hovertemplate
     assert "correlation distance" in fig.layout.coloraxis.colorbar.title.text
@@ -82,22 +99,59 @@ def test_rdm_slider_has_a_frame_and_step_per_node():
 
 def _emb(node, method="pca", shift=0.0):
     rng = np.random.default_rng(len(node))
-    return Embedding(rng.normal(size=(30, 2)) + shift, method, "recurrent", node, LABELS, 0.9, 0.2 if method == "mds" else None, 40.0 if method == "tsne" else None)
+    return Embedding(
+        rng.normal(size=(30, 2)) + shift, method, "recurrent", node, LABELS, 0.9, 0.2 if method == "mds" else None, 40.0 if method == "tsne" else None
+    )
 
 
-def test_embedding_grid_rows_methods_columns_nodes_coloured_by_digit():
+def test_embedding_grid_rows_methods_columns_nodes_coloured_by_class():
     grid = [[_emb("a", m), _emb("b", m)] for m in ("pca", "tsne")]
     fig = embedding_grid(grid, np.arange(30) + 100, selection=[3])
     digit_traces = [t for t in fig.data if t.name in [str(d) for d in range(10)]]
     assert len(digit_traces) == 4 * 10
-    assert digit_traces[0].marker.color == DIGIT_COLORS[0] and digit_traces[9].marker.color == DIGIT_COLORS[9]
+    assert digit_traces[0].marker.color == CLASS_COLORS[0] and digit_traces[9].marker.color == CLASS_COLORS[9]
     assert sum(bool(t.showlegend) for t in digit_traces) == 10
+    assert fig.layout.legend.title.text == "class" and digit_traces[4].hovertemplate.startswith("class 4<br>")
     titles = [a.text for a in fig.layout.annotations]
     assert titles[0].startswith("a<br>") and "trust 0.900" in titles[0] and "stress" not in titles[0] and "perp 40" in titles[2]
     assert "<b>PCA</b>" in titles and "<b>t-SNE</b>" in titles
     selected = [t for t in fig.data if t.name == "selected"]
     assert len(selected) == 4 and all(len(t.x) == 1 for t in selected)
     assert isinstance(digit_traces[0], go.Scatter)
+
+
+def test_embedding_figures_take_the_class_names_and_colour_any_number_of_classes():
+    names = ["airplane", "cat", "dog"]
+    labels = np.repeat(np.arange(3), 4)
+    e = Embedding(np.random.default_rng(0).normal(size=(12, 2)), "pca", "m", "n", labels, 0.9, None, None)
+    fig = embedding_grid([[e]], np.arange(12), class_names=names)
+    assert [t.name for t in fig.data if t.name != "selected"] == names
+    assert "class cat<br>" in fig.data[1].hovertemplate and fig.data[0].marker.color == CLASS_COLORS[0]
+    anim = embedding_animation([e], np.arange(12), class_names=names)
+    assert [t.name for t in anim.frames[0].data if t.name != "selected"] == names
+    many = np.arange(100)
+    e100 = Embedding(np.random.default_rng(1).normal(size=(100, 2)), "pca", "m", "n", many, 0.9, None, None)
+    fig = embedding_grid([[e100]], many, class_names=[f"c{k}" for k in range(100)])
+    colours = [t.marker.color for t in fig.data if t.name != "selected"]
+    assert len(colours) == 100 and len(set(colours)) == 100
+    with pytest.raises(ValueError, match="labels run from 0 to 2; 2 class names given"):
+        embedding_grid([[e]], np.arange(12), class_names=["a", "b"])
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 11, 37, 100])
+def test_class_colours_for_2_to_100_classes(n):
+    colours = class_colors(n)
+    assert len(colours) == n and len(set(colours)) == n
+    if n <= 10:
+        assert colours == CLASS_COLORS[:n]  # colour-blind safe up to ten classes
+    else:
+        assert all(c.startswith("rgb(") for c in colours)
+        assert colours[0] != colours[1]
+
+
+def test_model_colours_come_from_the_caller_or_the_palette_by_position():
+    assert model_colors(["a", "b", "c"], {"b": "#123456"}) == {"a": MODEL_PALETTE[0], "b": "#123456", "c": MODEL_PALETTE[2]}
+    assert len(model_colors([f"m{k}" for k in range(20)])) == 20
 
 
 def test_embedding_animation_frames_follow_nodes_with_fixed_axes():
@@ -132,19 +186,62 @@ def test_path_figure_matrix_path_square_star_and_frames():
     assert len(fig.frames[0].data[1].x) == 1
     assert "MDS stress 0.050" in fig.layout.title.text
     assert "to labels" in lines[0].hovertemplate
+    coloured = path_figure(_path(), colors={"recurrent": "#ABCDEF"})
+    lines = [t for t in coloured.data if t.type == "scatter" and t.mode == "lines+markers"]
+    assert [t.line.color for t in lines] == [MODEL_PALETTE[0], "#ABCDEF"]
+    assert "#ABCDEF" in "".join(coloured.layout.xaxis.ticktext)
 
 
 def test_metrics_and_pair_figures():
     m = NodeMetrics("recurrent", ["conv2", "conv2_1"], [0.1, 0.3], [0.0, 0.2])
-    fig = metrics_figure([m])
+    fig = metrics_figure([m], {"recurrent": "#ABCDEF"})
     assert [t.name for t in fig.data] == ["recurrent", "recurrent"] and list(fig.data[0].x) == ["conv2", "conv2_1"]
-    p = pair_figure("recurrent", ["a", "b"], [0.5, 0.9], (4, 9), (4, 9), "correlation")
-    assert list(p.data[0].y) == [0.5, 0.9] and "digit 4" in p.layout.title.text
+    assert fig.data[0].line.color == fig.data[1].line.color == "#ABCDEF"
+    assert "silhouette by class" in [a.text for a in fig.layout.annotations]
+    p = pair_figure("recurrent", ["a", "b"], [0.5, 0.9], (4, 9), ("cat", "dog"), "correlation", color="#ABCDEF")
+    assert list(p.data[0].y) == [0.5, 0.9] and "stimulus 4 (class cat) vs 9 (class dog)" in p.layout.title.text
+    assert p.data[0].line.color == "#ABCDEF"
 
 
-def test_digit_image_is_a_png_data_uri():
-    uri = digit_data_uri(np.eye(28))
+def _png(uri):
+    from PIL import Image
+
     assert uri.startswith("data:image/png;base64,")
-    import base64
+    raw = base64.b64decode(uri.split(",", 1)[1])
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    return Image.open(io.BytesIO(raw))
 
-    assert base64.b64decode(uri.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+def test_grey_images_are_drawn_dark_on_white_and_enlarged_crisply():
+    img = _png(image_data_uri(np.eye(28)[None]))
+    assert img.mode == "L" and img.size == (84, 84)
+    px = np.asarray(img)
+    assert px[0, 0] == 0 and px[0, 3] == 255 and px[2, 2] == 0  # the diagonal is ink, 3 x 3 pixels a cell
+    assert _png(image_data_uri(np.eye(28))).size == (84, 84)  # (H, W) is grey too
+    assert _png(image_data_uri(np.zeros((1, 5, 7)))).size == (84, 60)
+
+
+def test_colour_images_keep_their_colours_at_any_size():
+    red = np.zeros((3, 32, 32), np.float32)
+    red[0] = 1.0
+    img = _png(image_data_uri(red))
+    assert img.mode == "RGB" and img.size == (64, 64) and np.asarray(img)[5, 5].tolist() == [255, 0, 0]
+    big = _png(image_data_uri(np.random.default_rng(0).random((3, 224, 160)), size=84))
+    assert big.mode == "RGB" and big.size == (60, 84)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8), (4, 8, 8), (8,), (1, 1, 0, 3)])
+def test_images_of_another_shape_are_refused(shape):
+    with pytest.raises(ValueError, match="an image must be"):
+        image_data_uri(np.zeros(shape))
+
+
+def test_figure_modules_never_import_the_engine_or_the_numerics_at_run_time():
+    for path in sorted(FIGURES.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        guarded = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and id(node) not in guarded:
+                module = "." * node.level + (node.module or "")
+                assert not module.startswith(".."), f"{path.name} imports {module} outside TYPE_CHECKING"
+                assert module.split(".")[0] not in ("torch", "dash", "repgeom"), f"{path.name} imports {module}"

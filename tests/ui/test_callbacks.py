@@ -15,9 +15,9 @@ from dash import html, no_update
 from repgeom.ui import views
 from repgeom.ui.callbacks import download, embeddings, models, paths, rdms, selection, sync
 from repgeom.ui.callbacks.common import BUG_MESSAGE, guarded, parse_selection
-from repgeom.ui.ids import CONTROL_IDS, GRAPH_IDS, ID
+from repgeom.ui.ids import CONTROL_IDS, GRAPH_IDS, ID, preset_id
 from repgeom.ui.state import View, default_nodes
-from tests.dash_client import DashClient, decode
+from tests.dash_client import DashClient
 
 
 def _view(engine, **changes):
@@ -26,7 +26,7 @@ def _view(engine, **changes):
 
 def _text(component) -> str:
     """Everything a Dash component tree (or a plain value) would show, as one string."""
-    return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component, default=_plain)
+    return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component, default=_plain, ensure_ascii=False)
 
 
 def _plain(value):
@@ -34,8 +34,8 @@ def _plain(value):
 
 
 def _sync_out(result) -> dict:
-    head = dict(zip(["url", "view", "node_options", "message"], result[:4]))
-    return {**head, **dict(zip(sync.CONTROLS, result[4:]))}
+    head = dict(zip(["url", "view", "node_options", "node_hint", "message"], result[:5], strict=False))
+    return {**head, **dict(zip(sync.CONTROLS, result[5:], strict=False))}
 
 
 # ---------------------------------------------------------------------------- sync: URL, controls, view store
@@ -44,6 +44,8 @@ def test_sync_parses_the_url_into_controls_and_view(engine):
     assert out["model"] == "feedforward" and out["nodes"] == ["conv1", "fc2"]
     assert out["view"]["n_rdm"] == 5 and out["url"] is no_update and out["message"] == ""
     assert [o["value"] for o in out["node_options"]] == engine.nodes("feedforward")
+    assert out["node_hint"] == ""  # a feedforward net has no recurrent steps
+    assert _sync_out(sync.sync(engine, ID.URL, "", {}))["node_hint"] == "recurrent steps: conv2, conv2_1, conv2_2, conv2_3, conv2_4"
 
 
 def test_sync_falls_back_to_the_defaults_on_a_bad_link_with_a_warning(engine):
@@ -62,20 +64,32 @@ def test_sync_resets_the_nodes_when_the_model_changes(engine):
     controls = {**_view(engine), "model": "feedforward"}  # nodes still the recurrent steps
     out = _sync_out(sync.sync(engine, ID.MODEL, "", controls))
     assert out["nodes"] == list(default_nodes(engine, "feedforward")) == ["conv1", "conv2", "fc1", "fc2"]
-    assert "model=feedforward" in out["url"]
+    assert "model=feedforward" in out["url"] and out["node_hint"] == ""
 
 
 @pytest.mark.parametrize(("change", "message"), [({"n_rdm": 0}, "from 1 to 100"), ({"model": ["x"]}, "unknown model 'list'")])
 def test_sync_refuses_a_bad_control_and_leaves_everything(engine, change, message):
     trigger = ID.MODEL if "model" in change else ID.N_RDM
     out = sync.sync(engine, trigger, "", {**_view(engine), **change})
-    assert out[:3] == (no_update,) * 3 and all(v is no_update for v in out[4:])
-    assert message in _text(out[3])
+    assert out[:4] == (no_update,) * 4 and all(v is no_update for v in out[5:])
+    assert message in _text(out[4])
 
 
-def test_ff_vs_rec_button_sets_the_path_models(engine):
-    out = _sync_out(sync.sync(engine, ID.FF_VS_REC, "", _view(engine)))
+def test_a_preset_button_sets_the_path_models_from_the_manifest(engine):
+    assert [(p.label, p.models) for p in engine.presets] == [("feedforward vs recurrent", ("feedforward", "recurrent"))]
+    out = _sync_out(sync.sync(engine, preset_id(0), "", _view(engine)))
     assert out["path_models"] == ["feedforward", "recurrent"] and out["tab"] == "paths"
+    assert "path_models=feedforward%2Crecurrent" in out["url"]
+    bad = sync.sync(engine, {"type": ID.PRESET, "index": 7}, "", _view(engine))
+    assert bad[1] is no_update and "no such preset; there are 1" in _text(bad[4])
+
+
+def test_a_preset_with_a_model_that_did_not_load_is_refused(engine, monkeypatch):
+    from repgeom.core.checkpoints import Preset
+
+    monkeypatch.setattr(engine, "presets", (Preset("ff vs resnet", ("feedforward", "resnet18")),))
+    out = sync.sync(engine, preset_id(0), "", _view(engine))
+    assert out[1] is no_update and "preset 'ff vs resnet' needs resnet18, which did not load" in _text(out[4])
 
 
 # ---------------------------------------------------------------------------- views
@@ -97,7 +111,12 @@ def test_inactive_tabs_are_not_computed(engine):
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"model": "../../etc/passwd"}, "unknown model"), ({"n_rdm": 10**6}, "from 1 to 100"), ({"epsilon": "x"}, "epsilon"), ({"nodes": ["nope"]}, "unknown node")],
+    [
+        ({"model": "../../etc/passwd"}, "unknown model"),
+        ({"n_rdm": 10**6}, "from 1 to 100"),
+        ({"epsilon": "x"}, "epsilon"),
+        ({"nodes": ["nope"]}, "unknown node"),
+    ],
 )
 def test_a_forged_view_gives_a_message_and_leaves_the_figures(engine, change, message):
     grid, slider, text = rdms.rdm_figures(engine, {**_view(engine), **change}, [])
@@ -165,7 +184,8 @@ def test_a_heatmap_click_selects_a_pair_and_the_pair_panel_follows(engine):
     sel = selection.select(engine, ID.RDM_GRID, {"points": [{"x": 95, "y": 80, "curveNumber": 0}]}, [], view)
     assert sel == [int(stim.indices[80]), int(stim.indices[95])]
     fig, message = selection.pair(engine, sel, view)
-    assert np.asarray(fig.data[0].y).shape == (22,) and "digit 4" in fig.layout.title.text and message == ""
+    assert np.asarray(fig.data[0].y).shape == (22,) and "(class 4)" in fig.layout.title.text and message == ""
+    assert fig.data[0].line.color == engine.entry("recurrent").color
     assert selection.select(engine, ID.CLEAR_SELECTION, None, sel, view) == []
     empty, _ = selection.pair(engine, [], view)
     assert empty["data"] == [] and "no pair" in empty["layout"]["annotations"][0]["text"]
@@ -183,7 +203,7 @@ def test_a_point_click_joins_the_selection(engine):
 def test_hover_shows_both_images_and_the_real_dissimilarity(engine):
     panel = selection.hover(engine, ID.RDM_GRID, {"points": [{"x": 3, "y": 150, "curveNumber": 4, "z": 0.5}]}, _view(engine))
     text = _text(panel)
-    assert text.count("data:image/png;base64") == 2 and "digit 0" in text and "digit 7" in text and "conv2_4" in text
+    assert text.count("data:image/png;base64") == 2 and "class 0 · image #" in text and "class 7 · image #" in text and "conv2_4" in text
     real = engine.rdm("recurrent", "conv2_4", engine.spec(20), "correlation").matrix[150, 3]
     assert f"{real:.4g}" in text
     stim = engine.stimuli(engine.spec(50))
@@ -191,8 +211,19 @@ def test_hover_shows_both_images_and_the_real_dissimilarity(engine):
     assert one.count("data:image/png;base64") == 1
 
 
-@pytest.mark.parametrize("event", [None, {}, {"points": "x"}, {"points": [{"x": -1, "y": 10**9}]}, {"points": [{"x": "a"}]}, {"points": [[1, 2]]},
-                                   {"points": [{"x": True, "y": 0}]}, {"points": [{"customdata": [0, 10**9]}]}])
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        {},
+        {"points": "x"},
+        {"points": [{"x": -1, "y": 10**9}]},
+        {"points": [{"x": "a"}]},
+        {"points": [[1, 2]]},
+        {"points": [{"x": True, "y": 0}]},
+        {"points": [{"customdata": [0, 10**9]}]},
+    ],
+)
 def test_malformed_click_and_hover_events_change_nothing(engine, event):
     view = _view(engine)
     for graph in (ID.RDM_GRID, ID.EMBED_GRID):
@@ -266,8 +297,17 @@ def test_every_callback_id_is_in_the_layout_and_in_ids(app):
 
 def test_callback_graph(app):
     outputs = {k.strip(".").split("...")[0] for k in app.callback_map}
-    assert {"url.search", "rdm-grid.figure", "embed-grid.figure", "path-graph.figure", "models-table.children",
-            "selection.data", "pair-graph.figure", "hover-panel.children", "download.data"} <= outputs
+    assert {
+        "url.search",
+        "rdm-grid.figure",
+        "embed-grid.figure",
+        "path-graph.figure",
+        "models-table.children",
+        "selection.data",
+        "pair-graph.figure",
+        "hover-panel.children",
+        "download.data",
+    } <= outputs
     synced = app.callback_map[next(k for k in app.callback_map if k.startswith("..url.search"))]
     inputs = {f"{i['id']}.{i['property']}" for i in synced["inputs"]}
     assert {f"{cid}.value" for cid in CONTROL_IDS.values()} <= inputs and "url.search" in inputs
@@ -292,10 +332,12 @@ def test_page_and_health(app):
 def test_sync_through_the_endpoint_reads_which_input_fired(dash, engine):
     out = dash.outputs("url.search", {"url.search": "?model=feedforward&n_rdm=5"}, changed=[])
     assert out["model.value"] == "feedforward" and out["view.data"]["n_rdm"] == 5
-    values = {f"{cid}.value": v for cid, v in zip(CONTROL_IDS.values(), _view(engine).values())}
-    values["ff-vs-rec.n_clicks"] = 1
-    out = dash.outputs("url.search", values, changed=["ff-vs-rec.n_clicks"])
+    values = {f"{cid}.value": v for cid, v in zip(CONTROL_IDS.values(), _view(engine).values(), strict=False)}
+    button = json.dumps(preset_id(0), sort_keys=True, separators=(",", ":"))
+    values[f"{button}.n_clicks"] = 1
+    out = dash.outputs("url.search", values, changed=[f"{button}.n_clicks"])
     assert out["path-models.value"] == ["feedforward", "recurrent"] and out["tab.value"] == "paths"
+    assert out["nodes-hint.children"].startswith("recurrent steps: conv2")
 
 
 def test_a_forged_view_over_http_is_a_200_with_a_message(dash, engine):
@@ -307,10 +349,14 @@ def test_a_forged_view_over_http_is_a_200_with_a_message(dash, engine):
 
 def test_clicks_and_hovers_reach_the_right_graph_over_http(dash, engine):
     view = _view(engine, n_rdm=20)
-    out = dash.outputs("selection.data", {"rdm-slider.clickData": {"points": [{"x": 95, "y": 80}]}, "view.data": view, "selection.data": []}, changed=["rdm-slider.clickData"])
+    out = dash.outputs(
+        "selection.data", {"rdm-slider.clickData": {"points": [{"x": 95, "y": 80}]}, "view.data": view, "selection.data": []}, changed=["rdm-slider.clickData"]
+    )
     stim = engine.stimuli(engine.spec(20))
     assert out["selection.data"] == [int(stim.indices[80]), int(stim.indices[95])]
-    out = dash.outputs("hover-panel.children", {"rdm-grid.hoverData": {"points": [{"x": 3, "y": 150, "curveNumber": 4}]}, "view.data": view}, changed=["rdm-grid.hoverData"])
+    out = dash.outputs(
+        "hover-panel.children", {"rdm-grid.hoverData": {"points": [{"x": 3, "y": 150, "curveNumber": 4}]}, "view.data": view}, changed=["rdm-grid.hoverData"]
+    )
     assert json.dumps(out["hover-panel.children"]).count("data:image/png;base64") == 2
     assert dash.outputs("rdm-grid.config", {"image-format.value": "svg"})["pair-graph.config"]["toImageButtonOptions"]["format"] == "svg"
 
@@ -325,7 +371,9 @@ def test_the_embeddings_run_as_a_polled_background_job(dash, engine):
 
 
 def test_download_over_http(dash, engine):
-    out = dash.outputs("download.data", {"download-button.n_clicks": 1, "view.data": _view(engine, n_rdm=2, nodes=["conv2"])}, changed=["download-button.n_clicks"])
+    out = dash.outputs(
+        "download.data", {"download-button.n_clicks": 1, "view.data": _view(engine, n_rdm=2, nodes=["conv2"])}, changed=["download-button.n_clicks"]
+    )
     z = np.load(io.BytesIO(base64.b64decode(out["download.data"]["content"])))
     assert z["rdm/recurrent/conv2"].shape == (20, 20)
 

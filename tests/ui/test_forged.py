@@ -321,7 +321,7 @@ def test_forged_payloads_to_every_callback(forged_app, open_audit) -> None:
                         body = dash.payload(first, values, changed)
                         tally.post(
                             label,
-                            lambda values=values, changed=changed: dash.call(first, values, changed),
+                            lambda values=values, changed=changed, first=first: dash.call(first, values, changed),
                             lambda body=body: _post(dash, json.dumps(body, separators=(",", ":")).encode()),
                         )
             for label, body in _malformed(dash, first, base):
@@ -333,10 +333,12 @@ def test_forged_payloads_to_every_callback(forged_app, open_audit) -> None:
         outside = _outside(opened, roots)
     assert str(canary) in recorded, "the audit hook recorded nothing"
     assert _outside(["/etc/passwd", str(canary)], roots) == ["/etc/passwd"]
-    print(f"\nforged payloads: {tally.count}; slowest answer {tally.max_s * 1000:.0f} ms ({tally.slowest}); "
-          f"{tally.retried} over {LIMIT_S:g} s timed again, slowest after that {tally.max_final_s * 1000:.0f} ms; "
-          f"slowest background job {tally.max_job_s:.2f} s; statuses {tally.statuses}; "
-          f"per callback {tally.per_callback}")
+    print(
+        f"\nforged payloads: {tally.count}; slowest answer {tally.max_s * 1000:.0f} ms ({tally.slowest}); "
+        f"{tally.retried} over {LIMIT_S:g} s timed again, slowest after that {tally.max_final_s * 1000:.0f} ms; "
+        f"slowest background job {tally.max_job_s:.2f} s; statuses {tally.statuses}; "
+        f"per callback {tally.per_callback}"
+    )
     assert set(tally.per_callback) == {_key_outputs(k)[0] for k, spec in app.callback_map.items() if spec["inputs"]}
     assert tally.count >= 500
     assert not outside, f"files opened outside the app's folders: {outside[:20]}"
@@ -348,9 +350,7 @@ def _post(dash: DashClient, body: bytes):
     return dash.client.post(ENDPOINT, data=body, content_type="application/json")
 
 
-def _base_for(
-    dash: DashClient, first: str, slots: list[tuple[str, bool]], by_tab: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
+def _base_for(dash: DashClient, first: str, slots: list[tuple[str, bool]], by_tab: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The page values of the first tab in which this callback updates its first output (warm-up, untimed)."""
     for values in by_tab.values():
         r = dash.call(first, values, [slots[0][0]])

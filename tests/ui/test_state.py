@@ -10,8 +10,8 @@ from repgeom.ui.state import View, default_nodes
 
 def test_default_view_reproduces_the_seed(engine):
     v = View.default(engine)
-    assert v.model == "recurrent"
-    assert v.nodes == ("conv2", "conv2_1", "conv2_2", "conv2_3", "conv2_4")
+    assert (v.model, v.attack_model) == (engine.defaults.model, engine.defaults.attack_model) == ("recurrent", "feedforward")
+    assert v.nodes == engine.steps("recurrent") == ("conv2", "conv2_1", "conv2_2", "conv2_3", "conv2_4")
     assert (v.n_rdm, v.n_embed) == (20, 50)
     assert v.embed_methods == ("pca", "mds", "tsne") and v.perplexity == 40
     assert v.rdm_method == "correlation" and v.path_rdm == "euclidean" and v.compare == "cosine"
@@ -19,15 +19,58 @@ def test_default_view_reproduces_the_seed(engine):
 
 
 def test_feedforward_default_nodes_are_its_conv_and_fc_layers(engine):
+    assert engine.steps("feedforward") == ()
     assert default_nodes(engine, "feedforward") == ("conv1", "conv2", "fc1", "fc2")
 
 
+class _Graph:
+    """An engine's node and step answers for one model, without loading one."""
+
+    def __init__(self, nodes, steps=()):
+        self._nodes, self._steps = list(nodes), tuple(steps)
+
+    def nodes(self, model):
+        return self._nodes
+
+    def steps(self, model):
+        return self._steps
+
+
+def test_default_nodes_follow_the_graph_not_the_names():
+    assert default_nodes(_Graph(["input", "a", "b", "b_1", "b_2", "head"], steps=("b", "b_1", "b_2")), "m") == ("b", "b_1", "b_2")
+    nodes = ["input"] + [f"block{k}" for k in range(9)]
+    assert default_nodes(_Graph(nodes), "m") == ("block0", "block2", "block4", "block6", "block8")
+    assert default_nodes(_Graph(["input", "x", "y"]), "m") == ("x", "y")
+
+
+def test_default_view_follows_the_manifest_defaults(engine, monkeypatch):
+    from repgeom.pipeline import ViewDefaults
+
+    monkeypatch.setattr(engine, "defaults", ViewDefaults(model="feedforward", attack_model="robust"))
+    v = View.default(engine)
+    assert (v.model, v.nodes, v.attack_model, v.path_models) == ("feedforward", ("conv1", "conv2", "fc1", "fc2"), "robust", ("feedforward",))
+    assert v.to_query(engine) == "" and View.from_query(engine, "") == v
+    assert "model=recurrent" in View.parse(engine, {"model": "recurrent", "nodes": ["conv2"]}).to_query(engine)
+
+
 def test_url_round_trip(engine):
-    v = View.parse(engine, {"model": "feedforward", "nodes": ["fc2", "conv1"], "n_rdm": 7, "condition": "fgsm", "epsilon": 0.3,
-                            "attack_model": "robust", "path_models": ["feedforward", "recurrent"], "tab": "paths", "embed_methods": ["tsne", "pca"]})
+    v = View.parse(
+        engine,
+        {
+            "model": "feedforward",
+            "nodes": ["fc2", "conv1"],
+            "n_rdm": 7,
+            "condition": "fgsm",
+            "epsilon": 0.3,
+            "attack_model": "robust",
+            "path_models": ["feedforward", "recurrent"],
+            "tab": "paths",
+            "embed_methods": ["tsne", "pca"],
+        },
+    )
     assert v.nodes == ("conv1", "fc2")  # graph order
     assert v.embed_methods == ("pca", "tsne")
-    q = v.to_query()
+    q = v.to_query(engine)
     assert q.startswith("?") and "model=feedforward" in q
     assert View.from_query(engine, q) == v
     assert View.from_query(engine, "") == View.default(engine)

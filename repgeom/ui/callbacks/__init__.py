@@ -2,9 +2,9 @@
 
 ::
 
-    url.search ─┐                         ┌─► url.search (shareable link)
+    url.search ─┐                         ┌─► url.search (shareable link), node options and hint
     controls ───┼─► sync ─► view store ───┼─► rdms.rdm_figures        ┐
-    ff-vs-rec ──┘        (validated View) ├─► embeddings (gate → job)  ├─ + selection store
+    presets ────┘        (validated View) ├─► embeddings (gate → job)  ├─ + selection store
                                           ├─► paths.path_figure       ┘
                                           ├─► models.models_panel (table + metrics)
                                           └─► download.download (.npz)
@@ -30,7 +30,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, ctx
 
 from ...pipeline import Engine
-from ..ids import CONTROL_IDS, GRAPH_IDS, ID
+from ..ids import CONTROL_IDS, GRAPH_IDS, ID, preset_id
 from . import download, embeddings, models, paths, rdms, selection, sync
 
 __all__ = ["register"]
@@ -54,23 +54,29 @@ def register(app: Dash, engine: Engine) -> None:
         engine: the engine every callback computes with.
     """
     controls = [CONTROL_IDS[n] for n in sync.CONTROLS]
+    presets = [preset_id(i) for i in range(len(engine.presets))]
 
     @app.callback(
-        [Output(ID.URL, "search"), Output(ID.VIEW, "data"), Output(ID.NODES, "options"), Output(ID.GLOBAL_MESSAGE, "children")]
+        [
+            Output(ID.URL, "search"),
+            Output(ID.VIEW, "data"),
+            Output(ID.NODES, "options"),
+            Output(ID.NODES_HINT, "children"),
+            Output(ID.GLOBAL_MESSAGE, "children"),
+        ]
         + [Output(c, "value") for c in controls],
-        [Input(ID.URL, "search"), Input(ID.FF_VS_REC, "n_clicks")] + [Input(c, "value") for c in controls],
+        [Input(ID.URL, "search")] + [Input(p, "n_clicks") for p in presets] + [Input(c, "value") for c in controls],
     )
-    def sync_view(search: Any, _clicks: Any, *values: Any) -> tuple:
-        return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values)))
+    def sync_view(search: Any, *clicks_and_values: Any) -> tuple:
+        values = clicks_and_values[len(presets) :]
+        return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values, strict=False)))
 
     app.callback(
         [Output(ID.RDM_GRID, "figure"), Output(ID.RDM_SLIDER, "figure"), Output(ID.RDM_MESSAGE, "children")],
         [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")],
     )(_bind(rdms.rdm_figures, engine))
 
-    app.callback(Output(ID.EMBED_REQUEST, "data"), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")])(
-        _bind(embeddings.embedding_request, engine)
-    )
+    app.callback(Output(ID.EMBED_REQUEST, "data"), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")])(_bind(embeddings.embedding_request, engine))
     app.callback(
         [Output(ID.EMBED_GRID, "figure"), Output(ID.EMBED_ANIM, "figure"), Output(ID.EMBED_MESSAGE, "children")],
         Input(ID.EMBED_REQUEST, "data"),
@@ -83,9 +89,7 @@ def register(app: Dash, engine: Engine) -> None:
         prevent_initial_call=True,
     )(_bind(embeddings.embedding_figures, engine))
 
-    app.callback([Output(ID.PATH_GRAPH, "figure"), Output(ID.PATH_MESSAGE, "children")], Input(ID.VIEW, "data"))(
-        _bind(paths.path_figure, engine)
-    )
+    app.callback([Output(ID.PATH_GRAPH, "figure"), Output(ID.PATH_MESSAGE, "children")], Input(ID.VIEW, "data"))(_bind(paths.path_figure, engine))
 
     app.callback(
         [Output(ID.MODELS_TABLE, "children"), Output(ID.METRICS_GRAPH, "figure"), Output(ID.MODELS_MESSAGE, "children")],
@@ -101,12 +105,12 @@ def register(app: Dash, engine: Engine) -> None:
     def select(*args: Any) -> Any:
         *clicks, _clear, current, data = args
         trigger = ctx.triggered_id
-        event = dict(zip(selection.CLICKED, clicks)).get(trigger)
+        event = dict(zip(selection.CLICKED, clicks, strict=False)).get(trigger)
         return selection.select(engine, trigger, event, current, data)
 
-    app.callback(
-        [Output(ID.PAIR_GRAPH, "figure"), Output(ID.PAIR_MESSAGE, "children")], [Input(ID.SELECTION, "data"), Input(ID.VIEW, "data")]
-    )(_bind(selection.pair, engine))
+    app.callback([Output(ID.PAIR_GRAPH, "figure"), Output(ID.PAIR_MESSAGE, "children")], [Input(ID.SELECTION, "data"), Input(ID.VIEW, "data")])(
+        _bind(selection.pair, engine)
+    )
 
     @app.callback(
         Output(ID.HOVER_PANEL, "children"),
@@ -117,7 +121,7 @@ def register(app: Dash, engine: Engine) -> None:
     def hover(*args: Any) -> Any:
         *hovers, data = args
         trigger = ctx.triggered_id
-        return selection.hover(engine, trigger, dict(zip(selection.HOVERED, hovers)).get(trigger), data)
+        return selection.hover(engine, trigger, dict(zip(selection.HOVERED, hovers, strict=False)).get(trigger), data)
 
     @app.callback(
         [Output(ID.DOWNLOAD, "data"), Output(ID.DOWNLOAD_MESSAGE, "children")],
@@ -128,6 +132,4 @@ def register(app: Dash, engine: Engine) -> None:
     def download_view(_clicks: Any, data: Any) -> tuple:
         return download.download(engine, data)
 
-    app.callback([Output(g, "config") for g in GRAPH_IDS], Input(ID.IMAGE_FORMAT, "value"), prevent_initial_call=True)(
-        download.image_format
-    )
+    app.callback([Output(g, "config") for g in GRAPH_IDS], Input(ID.IMAGE_FORMAT, "value"), prevent_initial_call=True)(download.image_format)

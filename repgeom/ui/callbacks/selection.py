@@ -80,7 +80,10 @@ def hover(engine: Engine, trigger: Any, event: Any, data: Any) -> Any:
             curve = point.get("curveNumber") if trigger == ID.RDM_GRID else None
             shown = point.get("z")
             info = views.rdm_hover(
-                engine, view, index(point.get("x")), index(point.get("y")),
+                engine,
+                view,
+                index(point.get("x")),
+                index(point.get("y")),
                 curve if isinstance(curve, int) and not isinstance(curve, bool) else None,
                 float(shown) if isinstance(shown, (int, float)) and not isinstance(shown, bool) else None,
             )
@@ -92,7 +95,7 @@ def hover(engine: Engine, trigger: Any, event: Any, data: Any) -> Any:
         return no_update
     cards = [
         html.Div([html.Img(src=src, alt=cap, className="digit"), html.Div(cap, className="caption")], className="digit-card")
-        for src, cap in zip(info.images, info.captions)
+        for src, cap in zip(info.images, info.captions, strict=False)
     ]
     return html.Div([*cards, html.Div(info.summary, className="hover-summary")])
 

@@ -10,10 +10,11 @@ from dash import no_update
 from ...core.errors import RepgeomError
 from ...pipeline import Engine
 from ..ids import CONTROL_IDS, ID
+from ..layout import steps_hint
 from ..state import View, default_nodes
 from .common import alert
 
-__all__ = ["CONTROLS", "node_options", "sync"]
+__all__ = ["CONTROLS", "node_options", "preset_models", "sync"]
 
 #: View fields in the order of the sync callback's control inputs and outputs.
 CONTROLS = tuple(CONTROL_IDS)
@@ -24,40 +25,60 @@ def node_options(engine: Engine, view: View) -> list[dict[str, str]]:
     return [{"label": n, "value": n} for n in engine.nodes(view.model)]
 
 
+def preset_models(engine: Engine, trigger: Mapping[str, Any]) -> list[str]:
+    """The models of the preset whose button is ``trigger`` (a preset button's dict id).
+
+    Raises:
+        RepgeomError: for an index that names no preset, or a preset whose models did not all load.
+    """
+    i = trigger.get("index")
+    if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(engine.presets):
+        raise RepgeomError(f"no such preset; there are {len(engine.presets)}")
+    preset = engine.presets[i]
+    missing = [m for m in preset.models if m not in engine.model_ids]
+    if missing:
+        raise RepgeomError(f"preset {preset.label!r} needs {', '.join(missing)}, which did not load")
+    return list(preset.models)
+
+
+def _is_preset(trigger: Any) -> bool:
+    return isinstance(trigger, Mapping) and trigger.get("type") == ID.PRESET
+
+
 def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any]) -> tuple:
     """The view store, the URL and the controls after ``trigger`` changed.
 
     Args:
         engine: the engine the view is validated against.
         trigger: what changed: ``None`` or ``ID.URL`` (page load or a typed link), a
-            control's id, or ``ID.FF_VS_REC``.
+            control's id, or a preset button's dict id (``ids.preset_id(i)``).
         search: the URL's query string.
         values: the controls' values by view field (``CONTROLS``).
 
     Returns:
-        ``(url search, view store, node options, global message, *control values)``; a
-        bad link falls back to the defaults with a warning, a bad control value leaves
-        everything as it was and shows why.
+        ``(url search, view store, node options, node hint, global message, *control
+        values)``. A bad link falls back to the defaults with a warning; a bad control
+        value leaves everything as it was and shows why. A new model brings its default
+        nodes; a preset sets the path's models and shows the paths tab.
     """
-    keep = [no_update] * len(CONTROLS)
     if trigger in (None, ID.URL):
         try:
             view, note = View.from_query(engine, search), None
         except RepgeomError as exc:
             view, note = View.default(engine), alert(f"The link's settings were not used: {exc}", "warning")
         controls = view.controls()
-        return (no_update, controls, node_options(engine, view), note or "", *[controls[n] for n in CONTROLS])
+        return (no_update, controls, node_options(engine, view), steps_hint(engine, view.model), note or "", *[controls[n] for n in CONTROLS])
     raw = {n: values.get(n) for n in CONTROLS}
     try:
         if trigger == ID.MODEL:
             model = engine.check_model(raw["model"] if isinstance(raw["model"], str) else type(raw["model"]).__name__)
             raw["nodes"] = list(default_nodes(engine, model))
-        elif trigger == ID.FF_VS_REC:
-            raw.update(path_models=["feedforward", "recurrent"], tab="paths")
+        elif _is_preset(trigger):
+            raw.update(path_models=preset_models(engine, trigger), tab="paths")
         view = View.parse(engine, raw)
     except RepgeomError as exc:
-        return (no_update, no_update, no_update, alert(str(exc)), *keep)
+        return (no_update, no_update, no_update, no_update, alert(str(exc)), *[no_update] * len(CONTROLS))
     controls = view.controls()
-    forced = trigger in (ID.MODEL, ID.FF_VS_REC)
+    forced = trigger == ID.MODEL or _is_preset(trigger)
     changed = [controls[n] if forced or controls[n] != raw.get(n) else no_update for n in CONTROLS]
-    return (view.to_query(), controls, node_options(engine, view), "", *changed)
+    return (view.to_query(engine), controls, node_options(engine, view), steps_hint(engine, view.model), "", *changed)
