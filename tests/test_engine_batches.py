@@ -17,7 +17,7 @@ def test_embeddings_of_several_nodes_equal_each_node_alone(method):
     together, alone = Engine(), Engine()
     spec = together.spec(12)
     batch = together.embeddings("recurrent", STEPS, spec, method, seed=1, perplexity=20)
-    for node, e in zip(STEPS, batch):
+    for node, e in zip(STEPS, batch, strict=True):
         single = alone.embedding("recurrent", node, spec, method, seed=1, perplexity=20)
         np.testing.assert_array_equal(e.coords, single.coords)
         assert (e.trustworthiness, e.stress) == (single.trustworthiness, single.stress)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import silhouette_score
+
+from .errors import choice_error
+from .rdm import RDM_METHODS
 
 __all__ = ["block_contrast", "silhouette"]
 
@@ -30,15 +32,33 @@ def block_contrast(rdm: np.ndarray, labels: np.ndarray) -> float:
     return float((between.mean() - within.mean()) / mean_all)
 
 
-def silhouette(rdm: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette of the digit classes under the RDM's dissimilarities, in [-1, 1].
+def silhouette(rdm: np.ndarray, labels: np.ndarray, method: str) -> float:
+    """Mean silhouette of the classes under the RDM's distances, in [-1, 1].
 
-    Returns 0 when there are fewer than two classes or fewer than two stimuli per class.
+    The silhouette compares mean distances, so it needs distances rather than squared
+    ones: a Euclidean RDM (squared distance / D, see :func:`repgeom.core.rdm.compute_rdm`)
+    is taken by its square root, the Euclidean distance / √D (the silhouette does not
+    change with the scale). Correlation and cosine RDMs are used as they are.
+
+    Args:
+        rdm: (N, N) dissimilarities.
+        labels: (N,) class labels.
+        method: the RDM's method, one of :data:`repgeom.core.rdm.RDM_METHODS`.
+
+    Returns:
+        scikit-learn's ``silhouette_score(..., metric="precomputed")``; 0 when there are fewer
+        than two classes or fewer than two stimuli per class.
     """
+    if method not in RDM_METHODS:
+        raise choice_error("RDM method", method, RDM_METHODS)
     labels = np.asarray(labels)
     counts = np.bincount(labels)
     if (counts > 0).sum() < 2 or counts[counts > 0].min() < 2:
         return 0.0
+    from sklearn.metrics import silhouette_score  # noqa: PLC0415 - scikit-learn costs 0.5 s to import
+
     d = np.clip(np.asarray(rdm, dtype=np.float64), 0.0, None)
+    if method == "euclidean":
+        d = np.sqrt(d)
     np.fill_diagonal(d, 0.0)
     return float(silhouette_score(d, labels, metric="precomputed"))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .embedding import smacof
+from .embedding.mds import smacof
 from .rdm import RDM, onehot_rdm, rdm_distances, upper_triangle
 
 __all__ = ["RepPath", "compute_path"]

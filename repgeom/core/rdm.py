@@ -9,6 +9,16 @@ Design notes:
     rsatoolbox and scipy to ~1e-12; ``dtype=torch.float32`` halves the cost when that
     precision is not needed.
 
+    *Symmetry.* A matrix product ``Z Zᵀ`` need not be exactly symmetric: entries ``ij``
+    and ``ji`` may be summed in different orders (MKL on AMD CPUs, GPU kernels). So every
+    RDM and Gram matrix this module returns passes through :func:`symmetrised` last:
+    ``(A + Aᵀ) / 2`` (one rounding of ``a_ij + a_ji``, the same for ``ji`` because float
+    addition is commutative; halving is exact), then the diagonal set to exactly 0 (RDMs)
+    or kept (Gram matrices). So on every CPU and device, :func:`compute_rdm`,
+    :func:`onehot_rdm` and :func:`rdm_distances` return matrices that equal their
+    transpose bit for bit with a zero diagonal, and :func:`centred_gram` and
+    :func:`compare_rdms` (of one set of vectors) ones that equal their transpose.
+
     Comparisons follow rsatoolbox's ``compare``: the cosine, Pearson or Spearman
     similarity of the upper-triangle vectors. :func:`rdm_distances` turns them into
     angles (``arccos``), the metric the seed's representational path uses.
@@ -21,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from .errors import choice_error
 
@@ -34,8 +43,10 @@ __all__ = [
     "centred_gram",
     "compare_rdms",
     "compute_rdm",
+    "euclidean_distances",
     "onehot_rdm",
     "rdm_distances",
+    "symmetrised",
     "upper_triangle",
 ]
 
@@ -67,15 +78,17 @@ class RDM:
 
         Stimuli are grouped into ``side`` runs of consecutive rows (sorted by class, so
         runs stay within a class except at a few boundaries); each cell is the mean
-        dissimilarity between two runs, and ``labels`` holds each run's majority digit.
-        ``bins`` holds the run edges in stimulus rows. Returns ``self`` when small enough.
+        dissimilarity between two runs (exactly symmetric, as :func:`symmetrised`), and
+        ``labels`` holds each run's majority digit. ``bins`` holds the run edges in stimulus
+        rows. Returns ``self`` when small enough.
         """
         n = self.matrix.shape[0]
         if n <= side:
             return self
         edges = bin_edges(n, side)
-        labels = np.array([np.bincount(self.labels[a:b]).argmax() for a, b in zip(edges[:-1], edges[1:])])
-        return RDM(block_mean(self.matrix, edges), self.model, self.node, self.method, labels, edges)
+        labels = np.array([np.bincount(self.labels[a:b]).argmax() for a, b in zip(edges[:-1], edges[1:], strict=True)])
+        means = block_mean(self.matrix, edges)
+        return RDM((means + means.T) * 0.5, self.model, self.node, self.method, labels, edges)
 
     @property
     def name(self) -> str:
@@ -115,23 +128,40 @@ def compute_rdm(features: torch.Tensor, method: str = "correlation", dtype: torc
     x = features.reshape(features.shape[0], -1)
     n, d = x.shape
     if d < n <= _FUSED_MAX_N:
-        return _fused(x.to(dtype), d, method)
-    centred = dtype != torch.float64  # centre first: float32 cannot afford the cancellation
-    if d >= n:
+        rdm = _fused(x.to(dtype), d, method)
+    elif d >= n:
+        centred = dtype != torch.float64  # centre first: float32 cannot afford the cancellation
         columns = x.mean(dim=0, dtype=dtype) if centred and method == "euclidean" else None
         rows = x.mean(dim=1, dtype=dtype) if centred and method == "correlation" else None
         g, residual = centred_gram(x, dtype, columns, rows)
         mean = (residual if rows is not None else x.mean(dim=1, dtype=dtype)) if method == "correlation" else None
         rdm = _from_gram(g, d, method, mean)
-        if x.device.type != "cpu":  # see _fused: only a CPU BLAS product is exactly symmetric
-            rdm = rdm.add(rdm.T).mul_(0.5)
     else:
         x = x.to(dtype)
-        if centred:
+        if dtype != torch.float64:
             x = x - (x.mean(dim=0, keepdim=True) if method == "euclidean" else x.mean(dim=1, keepdim=True) if method == "correlation" else 0.0)
-        rdm = _augmented(x, d, method, x.mean(dim=1) if method == "correlation" else None)  # symmetric by construction
-    rdm.fill_diagonal_(0.0)
-    return rdm
+        rdm = _augmented(x, d, method, x.mean(dim=1) if method == "correlation" else None)
+    return symmetrised(rdm, zero_diagonal=True)
+
+
+def symmetrised(matrix: torch.Tensor, zero_diagonal: bool = False) -> torch.Tensor:
+    """``(A + Aᵀ) / 2``: exactly symmetric whatever order produced ``A``.
+
+    ``a_ij + a_ji`` and ``a_ji + a_ij`` are one correctly rounded addition of the same two
+    numbers (float addition is commutative), and halving is exact, so the result equals its
+    transpose bit for bit on every device; where ``A`` was already symmetric it is unchanged.
+
+    Args:
+        matrix: (N, N) tensor, any float dtype and device.
+        zero_diagonal: also set the diagonal to exactly 0 (for dissimilarities).
+
+    Returns:
+        A new (N, N) tensor.
+    """
+    out = torch.add(matrix, matrix.T).mul_(0.5)
+    if zero_diagonal:
+        out.fill_diagonal_(0.0)
+    return out
 
 
 #: Up to this many rows, tall features (N > D) take :func:`_fused`: preparing the small
@@ -148,11 +178,7 @@ def _fused(x: torch.Tensor, d: int, method: str) -> torch.Tensor:
     Correlation and cosine: rows centred (correlation) and scaled to unit norm, then
     ``1 - Z Zᵀ`` in one ``addmm``. Small shapes are dominated by the number of operations
     (N = 500, D = 128: the product takes 0.2-0.5 ms, each extra operation 10-20 µs), so
-    there are as few as the arithmetic allows.
-
-    The product ``Z Zᵀ`` of a CPU BLAS is exactly symmetric (entries ``ij`` and ``ji`` are
-    the same chain of multiply-adds; the tests check it); other devices' products need not
-    be, so there the result is symmetrised.
+    there are as few as the arithmetic allows. :func:`compute_rdm` symmetrises the result.
     """
     if method == "euclidean":
         # 1/D folded into the rows, so alpha stays a power of two; float32 rows centred first
@@ -163,41 +189,43 @@ def _fused(x: torch.Tensor, d: int, method: str) -> torch.Tensor:
     else:
         z = torch.nn.functional.normalize(x - x.mean(dim=1, keepdim=True) if method == "correlation" else x, dim=1)
         rdm = torch.addmm(torch.ones((), dtype=x.dtype, device=x.device), z, z.T, alpha=-1.0)  # a zero row: distance 1
-    if x.device.type != "cpu":
-        rdm = rdm.add(rdm.T).mul_(0.5)
-    rdm.fill_diagonal_(0.0)
     return rdm
 
 
-#: Bytes of one column block of :func:`centred_gram` (centred, converted, then multiplied while cached).
+#: Default bytes of one column block of :func:`centred_gram` (centred, converted, then multiplied while cached).
 GRAM_BLOCK_BYTES = 8 << 20
 
 
 def centred_gram(
-    x: torch.Tensor, dtype: torch.dtype, columns: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    x: torch.Tensor,
+    dtype: torch.dtype,
+    columns: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+    block_bytes: int = GRAM_BLOCK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``y yᵀ`` for ``y = x`` in ``dtype``, less the column means ``columns`` or the row means ``rows``.
 
-    ``y`` is never formed: blocks of :data:`GRAM_BLOCK_BYTES` columns are converted and
+    ``y`` is never formed: blocks of ``block_bytes`` (at least 256 columns) are converted and
     centred into one reused buffer and multiplied while they are in cache, so wide features
     (a 500 × 36,864 layer) cost no full-size copy (0.1 s of page faults and memory traffic
     per path). Torch has no BLAS ``syrk``, so rows are split into halves A and B:
     ``A [A; B]ᵀ`` and ``B Bᵀ`` are multiplied and ``B Aᵀ`` is mirrored, three quarters of the
-    product, exactly symmetric wherever ``A Aᵀ`` and ``B Bᵀ`` are (a CPU BLAS: entries ``ij``
-    and ``ji`` are the same chain of multiply-adds).
+    product; the result is then :func:`symmetrised`, since a product's entries ``ij`` and
+    ``ji`` need not be summed in the same order.
 
     Args:
         x: (N, D) features, any float dtype.
         dtype: precision of the products.
         columns: (D,) values subtracted from every row, or ``None``.
         rows: (N,) values subtracted from every column, or ``None``.
+        block_bytes: size of one converted column block (it should fit in a cache).
 
     Returns:
-        ``(gram, residual)``: the (N, N) Gram matrix, exactly symmetric on a CPU, and with
+        ``(gram, residual)``: the (N, N) Gram matrix, exactly symmetric, and with
         ``rows``, the (N,) means of the centred rows (round-off), else ``None``.
     """
     n, d = x.shape
-    width = max(256, GRAM_BLOCK_BYTES // max(1, n * torch.finfo(dtype).bits // 8))
+    width = max(256, block_bytes // max(1, n * torch.finfo(dtype).bits // 8))
     g = torch.zeros(n, n, dtype=dtype, device=x.device)
     buffer = torch.empty(n, min(width, d), dtype=dtype, device=x.device)
     residual = torch.zeros(n, dtype=dtype, device=x.device) if rows is not None else None
@@ -220,15 +248,28 @@ def centred_gram(
             g.addmm_(block, block.T)
     if h:
         g[h:, :h] = g[:h, h:].T
-    return g, (residual / d if residual is not None else None)
+    return symmetrised(g), (residual / d if residual is not None else None)
+
+
+def euclidean_distances(features: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Euclidean distances between the rows of ``features``, from their centred Gram matrix.
+
+    Args:
+        features: (N, D) tensor (higher dims are flattened), any float dtype and device.
+        dtype: precision of the products.
+
+    Returns:
+        (N, N) tensor on ``features.device``, exactly symmetric with an exact zero diagonal.
+    """
+    x = features.reshape(features.shape[0], -1)
+    g = centred_gram(x, dtype, columns=x.mean(dim=0, dtype=dtype))[0]
+    sq = g.diagonal().clone()
+    d2 = torch.add(sq[:, None], sq[None, :]).add_(g, alpha=-2.0).clamp_(min=0.0)
+    return symmetrised(d2, zero_diagonal=True).sqrt_()
 
 
 def _from_gram(g: torch.Tensor, d: int, method: str, mean: torch.Tensor | None) -> torch.Tensor:
-    """Wide features (D >= N): one product, then in-place fixes on the small N×N matrix.
-
-    Every fix treats entries ``ij`` and ``ji`` alike (``sq_i + sq_j`` before the Gram term,
-    one outer product for the scaling), so a symmetric ``g`` gives an exactly symmetric RDM.
-    """
+    """Wide features (D >= N): one product, then in-place fixes on the small N×N matrix."""
     if method == "euclidean":
         sq = g.diagonal().clone()
         return torch.add(sq[:, None], sq[None, :]).add_(g, alpha=-2.0).clamp_(min=0.0).div_(d)
@@ -245,7 +286,7 @@ def _augmented(x: torch.Tensor, d: int, method: str, mean: torch.Tensor | None, 
 
     Row block ``i`` is multiplied against columns ``i0:`` (its diagonal block and
     everything right of it), finished in place, and mirrored into the lower half, so the
-    product costs about half a full ``N × N`` matmul and the result is exactly symmetric.
+    product costs about half a full ``N × N`` matmul.
     """
     n = x.shape[0]
     one = torch.ones(n, 1, dtype=x.dtype, device=x.device)
@@ -272,8 +313,6 @@ def _augmented(x: torch.Tensor, d: int, method: str, mean: torch.Tensor | None, 
         part = torch.addmm(c, a[i0:i1], b[i0:].T, alpha=alpha)
         if lower is not None:
             part.clamp_(min=lower)
-        diag = part[:, : i1 - i0]
-        diag.copy_(diag.add(diag.T).mul_(0.5))  # a != b: the diagonal block needs symmetrising
         rdm[i0:i1, i0:] = part
         rdm[i1:, i0:i1] = part[:, i1 - i0 :].T
     return rdm if zero is None else _constant_rows(rdm, zero)
@@ -330,14 +369,16 @@ def compare_rdms(vectors: torch.Tensor, method: str = "cosine", other: torch.Ten
         other: (L, P) vectors to compare against; defaults to ``vectors``.
 
     Returns:
-        (K, L) float64 similarities in [-1, 1]. A constant vector has similarity NaN
-        with everything under ``corr``/``spearman`` (and a zero vector under ``cosine``),
-        as in rsatoolbox.
+        (K, L) float64 similarities in [-1, 1], exactly symmetric when ``other`` is ``None``.
+        A constant vector has similarity NaN with everything under ``corr``/``spearman``
+        (and a zero vector under ``cosine``), as in rsatoolbox.
     """
     _check_method(method, COMPARE_METHODS, "comparison method")
     a = vectors.to(torch.float64)
     b = a if other is None else other.to(device=a.device, dtype=torch.float64)
     if method == "spearman":
+        from scipy.stats import rankdata  # noqa: PLC0415 - scipy.stats costs 0.3 s to import; only for Spearman
+
         a = torch.from_numpy(rankdata(a.cpu().numpy(), axis=1)).to(a.device)
         b = a if other is None else torch.from_numpy(rankdata(b.cpu().numpy(), axis=1)).to(a.device)
     if method in ("corr", "spearman"):
@@ -345,7 +386,8 @@ def compare_rdms(vectors: torch.Tensor, method: str = "cosine", other: torch.Ten
         b = a if other is None else b - b.mean(dim=1, keepdim=True)
     an = a / torch.linalg.vector_norm(a, dim=1, keepdim=True)
     bn = an if other is None else b / torch.linalg.vector_norm(b, dim=1, keepdim=True)
-    return (an @ bn.T).clamp_(-1.0, 1.0)
+    sim = an @ bn.T
+    return (symmetrised(sim) if other is None else sim).clamp_(-1.0, 1.0)
 
 
 def rdm_distances(vectors: torch.Tensor, method: str = "cosine") -> torch.Tensor:
@@ -357,7 +399,4 @@ def rdm_distances(vectors: torch.Tensor, method: str = "cosine") -> torch.Tensor
     Returns:
         (K, K) float64 angles in radians, in [0, π].
     """
-    ang = torch.nan_to_num(torch.arccos(compare_rdms(vectors, method)), nan=0.0)
-    ang = 0.5 * (ang + ang.T)
-    ang.fill_diagonal_(0.0)
-    return ang
+    return symmetrised(torch.nan_to_num(torch.arccos(compare_rdms(vectors, method)), nan=0.0), zero_diagonal=True)

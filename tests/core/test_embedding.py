@@ -13,10 +13,13 @@ from sklearn.manifold import MDS, TSNE, trustworthiness
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
+import repgeom.core.embedding as emb
 from repgeom.core.embedding import (
+    MdsOptions,
+    TsneOptions,
     align_sequence,
-    classical_mds,
     clamp_perplexity,
+    classical_mds,
     embed,
     euclidean_distances,
     pca_2d,
@@ -24,6 +27,7 @@ from repgeom.core.embedding import (
     stress1,
     tsne_2d,
 )
+from repgeom.core.embedding.tsne import exact_knn
 from repgeom.core.errors import RepgeomError
 
 
@@ -119,40 +123,32 @@ def _clustered(n, d=120, k=10, seed=0):
 
 
 @pytest.mark.parametrize("path", ["exact", "barnes-hut"])
-def test_tsne_trustworthiness_matches_sklearn_and_is_seeded(monkeypatch, path):
-    import repgeom.core.embedding as emb
-
-    if path == "barnes-hut":
-        monkeypatch.setattr(emb, "TSNE_EXACT_MAX", 100)
+def test_tsne_trustworthiness_matches_sklearn_and_is_seeded(path):
+    options = TsneOptions(exact_max=100) if path == "barnes-hut" else TsneOptions()
     x, _ = _clustered(300)
-    ours, p = tsne_2d(torch.from_numpy(x), 30, seed=0)
+    ours, p = tsne_2d(torch.from_numpy(x), 30, seed=0, options=options)
     ref = TSNE(n_components=2, perplexity=30, random_state=0).fit_transform(x)
     trust_ref = trustworthiness(x, ref, n_neighbors=5)
     assert trustworthiness(x, ours, n_neighbors=5) >= trust_ref - 0.01
     assert trust_ref > trustworthiness(x, pca_2d(torch.from_numpy(x)).numpy(), n_neighbors=5) + 0.01  # the bar is above PCA's
-    np.testing.assert_array_equal(tsne_2d(torch.from_numpy(x), 30, seed=0)[0], ours)
-    assert not np.allclose(tsne_2d(torch.from_numpy(x), 30, seed=1)[0], ours)
+    np.testing.assert_array_equal(tsne_2d(torch.from_numpy(x), 30, seed=0, options=options)[0], ours)
+    assert not np.allclose(tsne_2d(torch.from_numpy(x), 30, seed=1, options=options)[0], ours)
     assert p == 30 and ours.shape == (300, 2) and ours.dtype == np.float64
 
 
-@pytest.mark.parametrize("exact_max", [4096, 20])
-def test_tsne_pca_scores_match_sklearn(monkeypatch, exact_max):
-    import repgeom.core.embedding as emb
-
-    monkeypatch.setattr(emb, "TSNE_EXACT_PCA_MAX", exact_max)  # 20: the seeded randomised SVD
+@pytest.mark.parametrize("randomized_above", [None, 20])
+def test_pca_scores_match_sklearn(randomized_above):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(400, 120)) @ np.diag(np.geomspace(10, 0.01, 120)) + 3.0
-    ours = emb._top_pca_scores(torch.from_numpy(x), 50, seed=0).numpy()
+    ours = emb.pca_scores(torch.from_numpy(x), 50, seed=0, randomized_above=randomized_above).numpy()
     ref = PCA(n_components=50, svd_solver="full").fit_transform(x)
     np.testing.assert_allclose(ours[:, :10], ref[:, :10], atol=1e-6 * np.abs(ref).max())
     np.testing.assert_allclose(ours.var(axis=0), ref.var(axis=0), rtol=1e-3)  # the variance kept, to the last
 
 
 def test_tsne_neighbours_are_exact():
-    import repgeom.core.embedding as emb
-
     x = np.random.default_rng(6).normal(size=(700, 12))
-    idx, dist = emb._exact_knn(torch.from_numpy(x), 9, block=256)
+    idx, dist = exact_knn(torch.from_numpy(x), 9, block=256)
     ref_dist, ref_idx = NearestNeighbors(n_neighbors=9).fit(x).kneighbors()
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-9)
@@ -193,57 +189,43 @@ def test_procrustes_alignment_removes_rotation_and_keeps_shape():
     assert np.sqrt((a.coords**2).sum(1).mean()) == pytest.approx(1.0)
 
 
-def test_large_n_tsne_uses_fft_branch_seeded(monkeypatch):
-    import repgeom.core.embedding as emb
-
-    monkeypatch.setattr(emb, "TSNE_FFT_ABOVE", 50)
-    monkeypatch.setattr(emb, "TSNE_EXAGGERATION_ITER", 100)  # its grid has a floor: short runs keep this quick
-    monkeypatch.setattr(emb, "TSNE_ITERATIONS_FFT", 100)
+def test_large_n_tsne_uses_fft_branch_seeded():
+    # its grid has a floor: short runs keep this quick
+    options = TsneOptions(exact_max=50, fft_above=50, fft_iterations=(100, 100))
     x, labels = _blobs(120, 10)
-    a = emb.embed(torch.from_numpy(x), "tsne", labels, seed=1, perplexity=20)
-    b = emb.embed(torch.from_numpy(x), "tsne", labels, seed=1, perplexity=20)
+    a = emb.embed(torch.from_numpy(x), "tsne", labels, seed=1, perplexity=20, tsne_options=options)
+    b = emb.embed(torch.from_numpy(x), "tsne", labels, seed=1, perplexity=20, tsne_options=options)
     np.testing.assert_array_equal(a.coords, b.coords)
     assert a.trustworthiness > 0.9
 
 
-def test_large_n_fft_tsne_separates_clusters_as_well_as_sklearn(monkeypatch):
-    import repgeom.core.embedding as emb
-
-    monkeypatch.setattr(emb, "TSNE_FFT_ABOVE", 3000)
+def test_large_n_fft_tsne_separates_clusters_as_well_as_sklearn():
     x, labels = _clustered(4000)
-    coords, _ = tsne_2d(torch.from_numpy(x), 40, seed=0)
+    coords, _ = tsne_2d(torch.from_numpy(x), 40, seed=0, options=TsneOptions(fft_above=3000))
     assert cross_val_score(KNeighborsClassifier(5), coords, labels, cv=5).mean() >= 0.95
     pick = np.sort(np.random.default_rng(0).choice(4000, 1000, replace=False))
     ref = TSNE(n_components=2, perplexity=40, random_state=0).fit_transform(x[pick])
     assert trustworthiness(x[pick], coords[pick], n_neighbors=5) >= trustworthiness(x[pick], ref, n_neighbors=5) - 0.01
 
 
-def test_trustworthiness_on_a_sample_above_the_limit(monkeypatch):
-    import repgeom.core.embedding as emb
-
-    monkeypatch.setattr(emb, "TRUST_SAMPLE", 60)
+def test_trustworthiness_on_a_sample_above_the_limit():
     x, labels = _blobs(120, 10)
-    e = emb.embed(torch.from_numpy(x), "pca", labels, seed=2)
+    e = emb.embed(torch.from_numpy(x), "pca", labels, seed=2, trust_sample=60)
     pick = np.sort(np.random.default_rng(2).choice(120, 60, replace=False))
     assert e.trustworthiness == pytest.approx(trustworthiness(x[pick], e.coords[pick], n_neighbors=5), abs=1e-9)
 
 
-def test_mds_refused_above_its_limit_with_the_alternatives(monkeypatch):
-    import repgeom.core.embedding as emb
-
-    monkeypatch.setattr(emb, "MDS_MAX_N", 50)
+def test_mds_refused_above_its_limit_with_the_alternatives():
     x, labels = _blobs(60, 4)
     with pytest.raises(RepgeomError, match="MDS is offered up to 50 stimuli.*PCA or t-SNE"):
-        emb.embed(torch.from_numpy(x), "mds", labels)
+        emb.embed(torch.from_numpy(x), "mds", labels, mds_options=MdsOptions(max_n=50))
 
 
 def test_top_eigenpairs_match_eigh():
-    import repgeom.core.embedding as emb
-
     rng = np.random.default_rng(9)
     x = rng.normal(size=(300, 80)) @ np.diag(np.geomspace(5, 0.1, 80))
     g = torch.from_numpy(x @ x.T)
-    vals, vecs = emb._top_eigh(g, 4)
+    vals, vecs = emb.top_eigh(g, 4)
     ref_vals, ref_vecs = np.linalg.eigh(g.numpy())
     np.testing.assert_allclose(vals.numpy(), ref_vals[::-1][:4], rtol=1e-10)
     np.testing.assert_allclose(np.abs(vecs.numpy().T @ ref_vecs[:, ::-1][:, :4]), np.eye(4), atol=1e-8)
@@ -275,7 +257,7 @@ def test_a_batch_of_nodes_embeds_each_as_alone(method):
     sets = [torch.from_numpy(_clustered(240, d=40 + 10 * i, seed=i)[0]) for i in range(3)]
     labels = np.arange(240) % 10
     many = embed_many(sets, method, labels, "m", ["a", "b", "c"], seed=2, perplexity=30)
-    for feats, node, e in zip(sets, "abc", many):
+    for feats, node, e in zip(sets, "abc", many, strict=True):
         alone = embed(feats, method, labels, "m", node, seed=2, perplexity=30)
         np.testing.assert_array_equal(e.coords, alone.coords)
         assert (e.node, e.trustworthiness, e.stress) == (node, alone.trustworthiness, alone.stress)
@@ -301,3 +283,22 @@ def test_smacof_batch_of_starts_keeps_the_best():
     alone = [smacof_many(d[None], starts[:, i : i + 1], max_iter=500, eps=1e-9)[0][1] for i in range(5)]
     raced = smacof_many(d[None], starts, max_iter=500, eps=1e-9)[0][1]
     assert raced == pytest.approx(min(alone), abs=1e-12)
+
+
+def test_mds_options_are_used():
+    x, labels = _clustered(120, d=30, seed=3)
+    one = embed(torch.from_numpy(x), "mds", labels, mds_options=MdsOptions(starts=1, race=()))
+    classical = classical_mds(euclidean_distances(torch.from_numpy(x)))
+    alone = emb.smacof_many(euclidean_distances(torch.from_numpy(x))[None], classical[None, None], max_iter=400, eps=1e-7)[0]
+    np.testing.assert_allclose(one.coords, alone[0].numpy(), atol=1e-9)  # one start: plain SMACOF from the classical start
+    capped = embed(torch.from_numpy(x), "mds", labels, mds_options=MdsOptions(max_iter=2))
+    assert capped.stress > embed(torch.from_numpy(x), "mds", labels).stress
+
+
+def test_tsne_options_set_the_iterations():
+    x, labels = _blobs(80, 6)
+    short = emb.tsne_2d(torch.from_numpy(x), 15, options=TsneOptions(exact_iterations=(0, 0)))[0]
+    start = emb.tsne_2d(torch.from_numpy(x), 15, options=TsneOptions(exact_iterations=(0, 0)))[0]
+    full = emb.tsne_2d(torch.from_numpy(x), 15)[0]
+    np.testing.assert_array_equal(short, start)
+    assert np.abs(full).max() > 100 * np.abs(short).max()  # no steps: the start (std 1e-4) is returned

@@ -64,3 +64,12 @@ def test_path_with_corr_and_spearman():
         p = compute_path(rdms, labels, compare=method)
         assert np.isfinite(p.distances).all()
         assert p.compare == method
+
+
+def test_path_distances_are_exactly_symmetric_from_float32_rdms():
+    rdms, labels, *_ = _toy_rdms()
+    rdms32 = [RDM(r.matrix.astype(np.float32).astype(np.float64), r.model, r.node, r.method, labels) for r in rdms]
+    for compare in ("cosine", "corr", "spearman"):
+        d = compute_path(rdms32, labels, compare=compare).distances
+        np.testing.assert_array_equal(d, d.T)
+        assert np.all(np.diag(d) == 0)

@@ -9,7 +9,17 @@ import torch
 from scipy.spatial.distance import pdist, squareform
 
 from repgeom.core.errors import RepgeomError
-from repgeom.core.rdm import compare_rdms, compute_rdm, onehot_rdm, rdm_distances, upper_triangle
+from repgeom.core.rdm import (
+    RDM,
+    centred_gram,
+    compare_rdms,
+    compute_rdm,
+    euclidean_distances,
+    onehot_rdm,
+    rdm_distances,
+    symmetrised,
+    upper_triangle,
+)
 
 
 def _features(n=60, d=300, seed=0, offset=5.0):
@@ -30,24 +40,20 @@ def test_rdm_matches_rsatoolbox(method, seed, shape):
     ours = compute_rdm(torch.from_numpy(x), method).numpy()
     ref = _rsa_rdm(x, method)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-12 * np.abs(ref).max())
-    for dtype in (torch.float32,):  # the float32 path stays within the same tolerance
-        np.testing.assert_allclose(compute_rdm(torch.from_numpy(x), method, dtype=dtype).numpy(), ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
-    assert np.all(np.diag(ours) == 0)
-    np.testing.assert_array_equal(ours, ours.T)
     ours32 = compute_rdm(torch.from_numpy(x).float(), method, dtype=torch.float32).numpy()
-    np.testing.assert_array_equal(ours32, ours32.T)
-    assert np.all(np.diag(ours32) == 0)
+    np.testing.assert_allclose(ours32, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+    # exact symmetry and zero diagonal hold by construction (compute_rdm ends with `symmetrised`)
+    for r in (ours, ours32):
+        np.testing.assert_array_equal(r, r.T)
+        assert np.all(np.diag(r) == 0)
 
 
 @pytest.mark.parametrize("centre", ["none", "columns", "rows"])
-def test_blocked_centred_gram_equals_the_full_product(monkeypatch, centre):
-    import repgeom.core.rdm as rdm
-
-    monkeypatch.setattr(rdm, "GRAM_BLOCK_BYTES", 301 * 8 * 7)  # blocks of 256 columns: two, the last partial
+def test_blocked_centred_gram_equals_the_full_product(centre):
     x = torch.from_numpy(_features(301, 400, seed=8)).float()
     columns = x.double().mean(dim=0) if centre == "columns" else None
     rows = x.double().mean(dim=1) if centre == "rows" else None
-    g, residual = rdm.centred_gram(x, torch.float64, columns, rows)
+    g, residual = centred_gram(x, torch.float64, columns, rows, block_bytes=301 * 8 * 7)  # blocks of 256 columns: two, the last partial
     y = x.double().numpy() - (columns.numpy() if columns is not None else 0.0) - (rows.numpy()[:, None] if rows is not None else 0.0)
     np.testing.assert_allclose(g.numpy(), y @ y.T, rtol=1e-12, atol=1e-12 * np.abs(y @ y.T).max())
     np.testing.assert_array_equal(g.numpy(), g.numpy().T)
@@ -83,7 +89,8 @@ def test_tall_blocked_product_equals_one_block():
         whole = rdm_mod._augmented(x.double(), 7, method, x.double().mean(1) if method == "correlation" else None, block=1000)
         blocked = rdm_mod._augmented(x.double(), 7, method, x.double().mean(1) if method == "correlation" else None, block=32)
         np.testing.assert_allclose(blocked.numpy(), whole.numpy(), atol=1e-12)
-        np.testing.assert_array_equal(blocked.numpy(), blocked.numpy().T)
+        ref = squareform(pdist(x.numpy(), {"correlation": "correlation", "euclidean": "sqeuclidean", "cosine": "cosine"}[method]))
+        np.testing.assert_allclose(blocked.numpy(), ref / (7 if method == "euclidean" else 1), rtol=1e-6, atol=1e-10)
 
 
 def test_euclidean_is_squared_distance_over_features():
@@ -154,3 +161,87 @@ def test_zero_rdm_gets_angle_zero_as_the_seed_does():
     d = rdm_distances(upper_triangle(torch.from_numpy(mats)))
     assert torch.isfinite(d).all()
     assert d[0, 1] == 0.0
+
+
+def _asymmetric_gram(x: np.ndarray) -> torch.Tensor:
+    """``x xᵀ`` whose upper and lower triangles are summed in different orders (as a BLAS may do).
+
+    The upper triangle sums the feature blocks first to last, the lower one last to first:
+    the same numbers in another order, so entries ``ij`` and ``ji`` differ in the last bits.
+    """
+    blocks = np.array_split(np.arange(x.shape[1]), 7)
+    forward = sum(x[:, b] @ x[:, b].T for b in blocks)
+    backward = sum(x[:, b] @ x[:, b].T for b in blocks[::-1])
+    g = np.triu(forward) + np.tril(backward, -1)
+    assert (g != g.T).sum() > 0  # the adversary really is asymmetric
+    return torch.from_numpy(g)
+
+
+def test_symmetrised_makes_an_asymmetric_product_exactly_symmetric():
+    x = _features(200, 300, seed=12)
+    g = _asymmetric_gram(x)
+    s = symmetrised(g)
+    np.testing.assert_array_equal(s.numpy(), s.numpy().T)
+    np.testing.assert_allclose(s.numpy(), x @ x.T, rtol=1e-12)
+    d = symmetrised(g, zero_diagonal=True)
+    assert np.all(np.diag(d.numpy()) == 0)
+    np.testing.assert_array_equal(d.numpy(), d.numpy().T)
+    # where the input was symmetric, nothing changes (a + a = 2a exactly, halving is exact)
+    np.testing.assert_array_equal(symmetrised(s).numpy(), s.numpy())
+
+
+@pytest.mark.parametrize("method", ["correlation", "euclidean", "cosine"])
+def test_rdm_from_an_asymmetric_gram_is_exactly_symmetric(method):
+    # the wide-feature path turns a Gram matrix into an RDM; an asymmetric Gram matrix (as
+    # MKL on AMD or a GPU may return) still gives an exactly symmetric RDM, close to rsatoolbox's
+    from repgeom.core import rdm as rdm_mod
+
+    x = _features(120, 400, seed=13)
+    x = x - x.mean(axis=1, keepdims=True) if method == "correlation" else x - x.mean(axis=0) if method == "euclidean" else x
+    mean = torch.zeros(120, dtype=torch.float64) if method == "correlation" else None
+    raw = rdm_mod._from_gram(_asymmetric_gram(x), 400, method, mean)
+    assert (raw != raw.T).any()  # the steps after the product keep the asymmetry ...
+    r = symmetrised(raw, zero_diagonal=True).numpy()  # ... which compute_rdm's last step removes
+    np.testing.assert_array_equal(r, r.T)
+    assert np.all(np.diag(r) == 0)
+    ref = squareform(pdist(x, {"correlation": "correlation", "euclidean": "sqeuclidean", "cosine": "cosine"}[method]))
+    np.testing.assert_allclose(r, ref / (400 if method == "euclidean" else 1), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(500, 128), (257, 3000), (2100, 30)])  # the fused, wide (blocked) and tall (augmented) paths
+def test_every_rdm_path_is_exactly_symmetric_with_zero_diagonal(shape, dtype):
+    x = torch.from_numpy(_features(*shape, seed=14)).to(dtype)
+    for method in ("correlation", "euclidean", "cosine"):
+        r = compute_rdm(x, method, dtype=dtype)
+        assert torch.equal(r, r.T) and bool((r.diagonal() == 0).all()), method
+    d = euclidean_distances(x, dtype)
+    assert torch.equal(d, d.T) and bool((d.diagonal() == 0).all())
+    g = centred_gram(x, dtype)[0]
+    assert torch.equal(g, g.T)
+
+
+def test_euclidean_distances_match_scipy():
+    x = _features(150, 40, seed=15)
+    np.testing.assert_allclose(euclidean_distances(torch.from_numpy(x)).numpy(), squareform(pdist(x)), rtol=1e-9, atol=1e-9)
+
+
+def test_comparisons_and_angles_are_exactly_symmetric():
+    rng = np.random.default_rng(16)
+    vec = upper_triangle(torch.stack([compute_rdm(torch.from_numpy(rng.normal(size=(60, 9 + k))), "euclidean") for k in range(12)]))
+    for method in ("cosine", "corr", "spearman"):
+        sim = compare_rdms(vec, method)
+        assert torch.equal(sim, sim.T), method
+        ang = rdm_distances(vec, method)
+        assert torch.equal(ang, ang.T) and bool((ang.diagonal() == 0).all()), method
+
+
+def test_reduced_rdm_is_exactly_symmetric_block_means():
+    x = _features(103, 20, seed=17)
+    labels = np.arange(103) % 10
+    full = RDM(compute_rdm(torch.from_numpy(x), "correlation").numpy(), "m", "n", "correlation", np.sort(labels))
+    small = full.reduced(10)
+    np.testing.assert_array_equal(small.matrix, small.matrix.T)
+    edges = small.bins
+    i, j = 2, 7
+    np.testing.assert_allclose(small.matrix[i, j], full.matrix[edges[i] : edges[i + 1], edges[j] : edges[j + 1]].mean(), rtol=1e-12)
