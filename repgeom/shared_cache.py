@@ -1,60 +1,133 @@
-"""Byte stores shared by every server process: a folder on one machine, Redis across machines.
+"""Bytes by key, and the one way this project replaces a file.
 
 Design notes:
-    Two things are worth sharing between gunicorn workers, background jobs and Celery
-    workers: encoded callback answers (see :mod:`repgeom.ui.response_cache`) and the
-    expensive arrays behind them (t-SNE and MDS coordinates, see
-    :class:`repgeom.pipeline.Engine`). Both are plain bytes under a hex key, so one small
-    interface serves both, with two back ends:
+    Three things are worth keeping as bytes: encoded callback answers (see
+    :mod:`repgeom.ui.response_cache`), the expensive arrays behind them (t-SNE and MDS
+    coordinates, see :class:`repgeom.pipeline.Engine`) and background jobs' progress and
+    results (see :mod:`repgeom.ui.background`). Each is plain bytes under a key, so one
+    small interface (:class:`SharedStore`: ``get`` and ``put``) serves all of them, with
+    three back ends:
 
-    * :class:`FolderStore`: one file per key, written to a temporary name and renamed,
-      so a reader never sees half a file; bounded in bytes (oldest files out first).
+    * :class:`MemoryStore`: this process only, an LRU bounded in bytes.
+    * :class:`FolderStore`: one file per key in a folder every process of the machine
+      shares, each written by :func:`write_atomically`, bounded in bytes (oldest files
+      out first) and optionally by age.
     * :class:`RedisStore`: ``SET key value EX ttl`` under a prefix; Redis's own
       ``maxmemory`` / ``allkeys-lru`` bounds it.
 
     Only bytes cross these stores, and readers decode them with ``json`` or
     ``numpy.load(allow_pickle=False)``: nothing read back can run code. A store that
-    fails (a full disk, Redis gone) costs only the cache hit, never the request.
+    fails (a full disk, Redis gone) costs only the cache hit, never the request: ``put``
+    logs and returns.
+
+    :func:`write_atomically` (and :func:`open_atomically`, for writers that stream) is
+    the only file replacement in the project: a temporary file in the same folder,
+    flushed to disk, then renamed over the target, so a reader in any process sees the
+    old content, the new content or no file, never part of one, even after a crash. It
+    refuses to replace anything but a regular file (a symlink planted in a shared folder
+    is not followed, a directory is not clobbered).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import re
+import stat
 import tempfile
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
-__all__ = ["FolderStore", "RedisStore", "SharedStore", "open_store", "trim_folder", "write_atomically"]
+__all__ = [
+    "FolderStore",
+    "MemoryStore",
+    "RedisStore",
+    "SharedStore",
+    "open_atomically",
+    "open_store",
+    "trim_folder",
+    "write_atomically",
+]
 
 log = logging.getLogger(__name__)
 
+#: Keys a :class:`FolderStore` accepts by default: lower-case hex, then hex, ``-``, ``_`` or ``.``.
+HEX_KEY = re.compile(r"[0-9a-f][0-9a-f_.-]{0,199}")
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name in the same folder, then rename.
 
-    A reader in any process sees the old content, the new content, or no file; never part
-    of one. Errors propagate; the temporary file never stays behind.
+@contextlib.contextmanager
+def open_atomically(path: str | os.PathLike[str], mode: int = 0o600) -> Iterator[BinaryIO]:
+    """A binary file to write; on a clean exit it replaces ``path`` at once, durably.
+
+    The data goes to a temporary file in ``path``'s folder, is flushed and ``fsync``-ed,
+    then renamed over ``path``. If the block raises, ``path`` is untouched and the
+    temporary file is removed.
+
+    Args:
+        path: the file to create or replace.
+        mode: permission bits of the new file (default: owner read/write only).
+
+    Yields:
+        The open temporary file.
+
+    Raises:
+        FileExistsError: when ``path`` exists and is not a regular file (a symlink, a
+            folder, a device...).
+        OSError: what the file system reports (missing folder, full disk...).
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise FileExistsError(errno.EEXIST, "exists and is not a regular file; refusing to replace it", str(path))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def write_atomically(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` all at once (see :func:`open_atomically`).
+
+    Args:
+        path: the file to create or replace.
+        data: its whole new content.
+        mode: permission bits of the new file (default: owner read/write only).
+
+    Raises:
+        FileExistsError: when ``path`` exists and is not a regular file.
+        OSError: what the file system reports.
+    """
+    with open_atomically(path, mode) as fh:
+        fh.write(data)
+
+
 def trim_folder(folder: Path, pattern: str, max_bytes: int, ttl_s: float | None = None) -> None:
-    """Delete the files matching ``pattern`` unmodified for ``ttl_s`` seconds, then the oldest
-    until the rest take at most ``max_bytes``."""
+    """Delete old files of ``folder`` that match ``pattern``.
+
+    First those unmodified for ``ttl_s`` seconds (when given), then the oldest until the
+    rest take at most ``max_bytes``.
+    """
     now, files = time.time(), []
     for f in folder.glob(pattern):
         try:
-            st = f.stat()
+            st = f.lstat()
         except OSError:
             continue
         if ttl_s is not None and now - st.st_mtime > ttl_s:
@@ -71,7 +144,7 @@ def trim_folder(folder: Path, pattern: str, max_bytes: int, ttl_s: float | None 
 
 @runtime_checkable
 class SharedStore(Protocol):
-    """Bytes by key, visible to every process that opens the same store."""
+    """Bytes by key (what every store here offers)."""
 
     def get(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or ``None``."""
@@ -80,38 +153,115 @@ class SharedStore(Protocol):
         """Store ``data`` under ``key`` (best effort: failures are logged, not raised)."""
 
 
+class MemoryStore:
+    """Bytes in this process: a thread-safe LRU bounded by their total size.
+
+    Args:
+        max_bytes: bound on the bytes held; a value larger than a quarter of it is not kept.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes under ``key`` (now the most recently used), or ``None``."""
+        with self._lock:
+            data = self._data.get(key)
+            if data is not None:
+                self._data.move_to_end(key)
+            return data
+
+    def put(self, key: str, data: bytes) -> None:
+        """Keep ``data`` under ``key``, dropping the least recently used beyond the bound."""
+        if len(data) > self.max_bytes // 4:
+            return
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._size -= len(old)
+            self._data[key] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                _, dropped = self._data.popitem(last=False)
+                self._size -= len(dropped)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return self._size
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 class FolderStore:
-    """Files in one folder, bounded by their total size.
+    """One file per key in a folder (mode 0700), bounded by total size and optionally by age.
 
     Args:
         directory: the folder (created if missing).
         max_bytes: bound on the folder's content; the oldest files go first.
+        ttl_s: seconds a value lives after it was last written or touched (``None``: no limit).
+        suffix: file name ending of the values (trimming touches only these).
+        key_pattern: what a key must fully match (default :data:`HEX_KEY`); anything
+            else is refused with :class:`ValueError`, so a key never names another path.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], max_bytes: int = 1 << 30) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        max_bytes: int = 1 << 30,
+        ttl_s: float | None = None,
+        suffix: str = ".bin",
+        key_pattern: re.Pattern[str] = HEX_KEY,
+    ) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.ttl_s = ttl_s
+        self.suffix = suffix
+        self.key_pattern = key_pattern
         self._written = 0
         self._lock = threading.Lock()
 
-    def _path(self, key: str) -> Path:
-        if not key or not all(c in "0123456789abcdef-_." for c in key) or key.startswith("."):
-            raise ValueError(f"store keys are lower-case hex, got {key[:40]!r}")
-        return self.directory / f"{key}.bin"
+    def path(self, key: str) -> Path:
+        """The file that holds ``key``.
+
+        Raises:
+            ValueError: when ``key`` does not match the store's key pattern.
+        """
+        if not isinstance(key, str) or not self.key_pattern.fullmatch(key):
+            raise ValueError(f"store keys must match {self.key_pattern.pattern!r} (lower-case hex), got {str(key)[:40]!r}")
+        return self.directory / f"{key}{self.suffix}"
 
     def get(self, key: str) -> bytes | None:
-        """The file's bytes, or ``None`` when it is missing or unreadable."""
+        """The file's bytes; ``None`` when it is missing, expired or unreadable."""
+        path = self.path(key)
         try:
-            return self._path(key).read_bytes()
+            with path.open("rb") as fh:
+                if self.ttl_s is not None and time.time() - os.fstat(fh.fileno()).st_mtime > self.ttl_s:
+                    path.unlink(missing_ok=True)
+                    return None
+                return fh.read()
         except OSError:
             return None
 
+    def has(self, key: str) -> bool:
+        """Whether a live value is stored under ``key`` (without reading it)."""
+        try:
+            age = time.time() - self.path(key).stat().st_mtime
+        except OSError:
+            return False
+        return self.ttl_s is None or age <= self.ttl_s
+
     def put(self, key: str, data: bytes) -> None:
-        """Write atomically (temporary name, then rename); trim the folder now and then."""
-        path = self._path(key)
-        if path.exists():
-            return
+        """Write ``data`` under ``key`` with :func:`write_atomically`; trim the folder now and then.
+
+        Failures (a full disk, a planted non-file) are logged and otherwise ignored.
+        """
+        path = self.path(key)
         try:
             write_atomically(path, data)
         except OSError as exc:
@@ -125,9 +275,19 @@ class FolderStore:
         if due:
             self.trim()
 
+    def touch(self, key: str) -> None:
+        """Restart ``key``'s time to live (and make it the newest, last to be trimmed)."""
+        with contextlib.suppress(OSError):
+            os.utime(self.path(key))
+
+    def delete(self, key: str) -> None:
+        """Forget ``key``."""
+        with contextlib.suppress(OSError):
+            self.path(key).unlink()
+
     def trim(self) -> None:
-        """Delete the oldest files until the folder is within its budget."""
-        trim_folder(self.directory, "*.bin", self.max_bytes)
+        """Delete expired files, then the oldest until the folder is within its budget."""
+        trim_folder(self.directory, f"*{self.suffix}", self.max_bytes, self.ttl_s)
 
 
 class RedisStore:

@@ -6,7 +6,9 @@ Design notes:
     app it registered its tasks on. Like ``app:server``, ``celery_app`` is built lazily
     (PEP 562) on first access, not at import: importing this module does no work.
     With the default prefork pool the models load once in the parent and each child
-    shares them copy-on-write; a cancelled job's child is terminated and replaced.
+    shares them copy-on-write; a cancelled job's child is terminated and replaced. The
+    parent computes nothing (no warm-up, no kernels), so a child inherits no thread pool
+    and no lock in use.
 """
 
 from __future__ import annotations
@@ -33,9 +35,6 @@ def build_worker_app(settings: Settings | None = None) -> Any:
     if not settings.redis_url:
         raise RepgeomError("the Celery worker needs REDIS_URL (redis://host:port/db), the same as the web servers'")
     app = create_app(replace(settings, warm=False))  # a worker computes only what it is sent
-    from .core.embedding import prepare_backends  # noqa: PLC0415
-
-    prepare_backends()  # once, before the pool forks its children
     return app.server.extensions["repgeom.background"].celery
 
 

@@ -1,14 +1,13 @@
-"""Shared stores and what goes through them: atomic folder files, Redis failures, embeddings across engines."""
+"""Byte stores and the atomic writer: memory, folder and Redis stores, embeddings across engines."""
 
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 import pytest
 
-from repgeom.shared_cache import FolderStore, RedisStore, SharedStore, open_store
+from repgeom.shared_cache import FolderStore, MemoryStore, RedisStore, SharedStore, open_atomically, open_store, write_atomically
 
 
 def test_folder_store_round_trip_and_refuses_odd_keys(tmp_path):
@@ -78,67 +77,80 @@ def test_embeddings_travel_between_engines_through_the_store(tmp_path, monkeypat
     np.testing.assert_allclose(third.embedding("recurrent", "conv2_4", spec, "mds").coords, made.coords)
 
 
-def test_a_forked_child_does_not_wait_on_a_lock_its_parent_held(engine):
-    """A background job forks the server; a computation in flight in another thread must not deadlock it."""
-    spec = engine.spec(3)
-    started, release = threading.Event(), threading.Event()
-
-    def slow() -> int:
-        started.set()
-        release.wait(30)
-        return 1
-
-    key = ("test-fork-lock", spec)
-    t = threading.Thread(target=lambda: engine._cache.get_or_compute(key, slow))
-    t.start()
-    started.wait(10)
-    pid = os.fork()
-    if pid == 0:  # child: the same key must be computable at once
-        try:
-            value = engine._cache.get_or_compute(key, lambda: 2)
-            os._exit(0 if value == 2 else 1)
-        except BaseException:
-            os._exit(3)
-    try:
-        status = _wait_child(pid, 20)
-    finally:
-        release.set()
-        t.join(10)
-    assert status == 0, f"the child deadlocked or failed (status {status})"
+def test_write_atomically_replaces_a_file_whole_and_privately(tmp_path):
+    target = tmp_path / "f.bin"
+    write_atomically(target, b"old")
+    write_atomically(target, b"new content")
+    assert target.read_bytes() == b"new content" and (target.stat().st_mode & 0o777) == 0o600
+    write_atomically(target, b"shared", mode=0o644)
+    assert (target.stat().st_mode & 0o777) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"], "no temporary file left behind"
 
 
-def _wait_child(pid: int, timeout_s: float) -> int:
-    """The child's exit code, or -1 after killing it when it has not ended in time."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return -1
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "f.bin"
+    write_atomically(target, b"old")
+    with pytest.raises(RuntimeError, match="half way"), open_atomically(target) as fh:
+        fh.write(b"partial")
+        raise RuntimeError("half way")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
 
-def test_a_forked_child_computes_after_its_parent_used_several_threads(engine):
-    """torch's OpenMP pool does not survive a fork: without the engine's fork hook this child hangs."""
-    import torch
+def test_write_atomically_refuses_to_replace_anything_but_a_regular_file(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep")
+    link = tmp_path / "link"
+    link.symlink_to(outside)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for path in (link, folder):
+        with pytest.raises(FileExistsError, match="not a regular file"):
+            write_atomically(path, b"x")
+    assert outside.read_bytes() == b"keep" and link.is_symlink() and folder.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "link", "outside"]
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        spec = engine.spec(2)
-        engine.prefetch_features("feedforward", ["conv1", "conv2"], spec)  # the parent's pool is busy
-        pid = os.fork()
-        if pid == 0:
-            try:
-                images = engine.stimuli(spec).tensor(engine.device)
-                out = engine._extractors["feedforward"](images, ["conv2"])
-                os._exit(0 if out["conv2"].shape[0] == 20 else 1)
-            except BaseException:
-                os._exit(3)
-        assert _wait_child(pid, 30) == 0, "the child hung or failed"
-    finally:
-        torch.set_num_threads(before)
+
+def test_write_atomically_syncs_the_data_before_the_rename(tmp_path, monkeypatch):
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1])
+    write_atomically(tmp_path / "f", b"data")
+    assert calls == ["fsync", "replace"]
+
+
+def test_a_planted_link_in_a_folder_store_is_not_followed(tmp_path):
+    store = FolderStore(tmp_path / "s")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (store.directory / "ab.bin").symlink_to(victim)
+    store.put("ab", b"overwrite?")  # refused and logged, not raised
+    assert victim.read_bytes() == b"precious"
+
+
+def test_memory_store_is_an_lru_bounded_in_bytes():
+    store = MemoryStore(100)
+    assert isinstance(store, SharedStore)
+    store.put("a", b"x" * 20)
+    store.put("b", b"y" * 20)
+    store.put("too-big", b"z" * 26)  # over a quarter of the bound: not kept
+    assert store.get("too-big") is None
+    assert store.get("a") == b"x" * 20  # now the most recently used
+    for k in "cdef":
+        store.put(k, b"w" * 20)
+    assert store.nbytes <= 100 and store.get("b") is None and store.get("a") is not None
+    store.put("a", b"short")
+    assert store.get("a") == b"short" and store.nbytes == 5 + 20 * 4
+
+
+def test_folder_store_values_expire_unless_touched(tmp_path):
+    store = FolderStore(tmp_path, ttl_s=60)
+    store.put("aa", b"1")
+    store.put("bb", b"2")
+    old = store.path("aa").stat().st_mtime - 120
+    for key in ("aa", "bb"):
+        os.utime(store.path(key), (old, old))
+    store.touch("bb")
+    assert store.get("aa") is None and not store.path("aa").exists(), "an expired value is gone"
+    assert store.has("bb") and store.get("bb") == b"2"

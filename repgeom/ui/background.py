@@ -1,60 +1,57 @@
-"""Where background callbacks run: forked jobs and a shared folder on one machine, Celery + Redis when scaled out.
+"""Where background callbacks run: a pool of started processes on one machine, Celery + Redis when scaled out.
 
 Design notes:
-    Long computations (t-SNE of many stimuli, FGSM at large N, exports) run as Dash
-    background callbacks, so a request thread never blocks on them and the browser
-    shows progress and a cancel button. Dash needs a *manager* for them:
+    Long computations (t-SNE of many stimuli) run as Dash background callbacks, so a
+    request thread never blocks on them and the browser shows progress and a Cancel
+    button. Dash needs a *manager* for them:
 
-    * one machine (no ``REDIS_URL``): :class:`FolderManager`. Each job runs in a
-      process forked from the server worker (the models are already loaded,
-      copy-on-write) and writes its progress and result as files in a folder every
-      gunicorn worker of the machine shares, so a poll may land on any worker. Values
-      are JSON, never pickled. Dash's own ``DiskcacheManager`` keeps them in SQLite,
-      which must not be used across ``fork``: a job forked while another thread of its
-      worker was inside SQLite inherited that thread's locks and stalled every process
-      of the machine (the load test's 60 s "Timeout"s and 180 s stalls). Plain files,
-      written to a temporary name and renamed, have no such state.
+    * one machine (no ``REDIS_URL``): :class:`PoolManager`. Jobs run in a
+      :class:`~concurrent.futures.ProcessPoolExecutor` whose processes are *started*
+      (``spawn``), never forked from the threaded server, so they inherit no locks, no
+      thread pools and no sockets. The pool is created on the first job, holds at most
+      :func:`default_job_slots` processes, and each process builds, once, the same Dash
+      app from the same :class:`~repgeom.settings.Settings` (:func:`app_callbacks`):
+      Dash registers every background callback with the app's manager under a key made
+      from the callback's outputs and source, so the key the server sends names the same
+      function in the pool process. Only the key, Dash's own arguments and context (as
+      JSON text) and a job token cross to the pool; nothing comes back through it.
     * scaled out (``REDIS_URL``): :class:`dash.CeleryManager` on a Celery app whose
       broker and result backend are that Redis. Workers start with
       ``celery -A repgeom.worker:celery_app worker``; they build the same Dash app, which
       registers the same callback functions as Celery tasks. Celery is told to accept
-      JSON only, so no message can make a worker unpickle anything.
+      JSON only, so no message can make a worker unpickle anything. Celery's
+      ``--concurrency`` bounds the jobs computing at once.
 
-    Handles given to the browser are signed by Dash with a secret every process must
-    share: from Redis when scaled out, else from a ``secret`` file (mode 0600) in the
-    shared folder, created once by whichever process gets there first.
+    On one machine a job's progress and result are files in a folder every gunicorn
+    worker shares (:class:`JobFiles`: JSON, compressed, written atomically), so a poll
+    may land on any worker. A job is known to every worker by its token:
+
+    ::
+
+        run-<token>.lock     held (shared flock) by the submitting server while the job is
+                             queued and by the pool process while it runs: "running" means
+                             someone holds it, and the kernel lets go if either dies
+        run-<token>.cancel   Cancel: checked before the job starts, while it waits, and at
+                             each progress update (the job stops and stores no result)
+        flight-NNN.lock      one per stripe of result keys: identical jobs compute once,
+                             the others wait, then find the result stored
+        slot-N.lock          at most :func:`default_job_slots` jobs of the machine compute
+                             at once; the others wait, showing "waiting for a free slot"
 
     Results are kept (``cache_by`` the build fingerprint, for an hour): Dash would
     otherwise delete a result on its first read, and a second browser that asked the
     same thing at the same moment would get nothing. A result already kept is answered
-    without starting a process; identical jobs started at once compute once (the others
-    wait on a file lock, then find the result). On one machine at most
-    :func:`default_job_slots` jobs compute at once (:class:`JobSlots`, file locks that
-    every worker's jobs share, released by the kernel if a job is killed); the others
-    wait, showing "waiting for a free slot". Scaled out, Celery's ``--concurrency`` is
-    that bound.
+    without a job. Handles given to the browser are signed by Dash with a secret every
+    process must share: from Redis when scaled out, else from a ``secret`` file (mode
+    0600) in the shared folder, created once by whichever process gets there first.
 
-    A job forked from a server worker inherits the import locks of modules its other
-    threads are importing at that moment; a lazy import of one of them in the job would
-    wait forever, so everything a job imports lazily is imported first
-    (:func:`_import_ahead`). It also inherits the worker's listening socket and signal
-    handlers. An orphaned job (its worker stopped or restarted) would keep the port
-    open, and gunicorn's handlers would make it ignore SIGTERM. Every forked child
-    therefore closes the listening sockets it inherited (:func:`_close_listening_sockets`,
-    registered once per process) and every job restores the default signal handlers.
-
-    Jobs are forked from one thread kept for that alone (:class:`_Forker`), never from
-    a request thread. GNU OpenMP (torch's CPU threads) cannot survive ``fork``: a child
-    forked from a thread that has run a parallel region inherits that thread's pool of
-    OpenMP threads, which do not exist in the child, and its first parallel operation
-    waits for them forever. Request threads run torch all the time; with two or more
-    torch threads per worker (one worker on two cores, or two on four) every job forked
-    from one of them hung. A thread that never computes has no pool to inherit, so the
-    job starts its own, with the worker's torch thread count.
+    When the server process exits, its pool is shut down first: queued jobs are
+    cancelled, running ones finish and store their results for whichever worker is
+    asked next.
 
     One race in Dash's polling is closed here (:class:`_Settled`): a poll reads the
     result, then asks whether the job still runs; a job that writes its result and
-    exits between the two looks cancelled, and the browser stops waiting. The managers
+    ends between the two looks cancelled, and the browser stops waiting. The managers
     below read the result once more when the job is found gone.
 """
 
@@ -66,33 +63,43 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
+import multiprocessing
 import os
-import queue
 import re
 import secrets
-import signal
-import socket
 import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from _plotly_utils.utils import PlotlyJSONEncoder
 from dash import CeleryManager
 from dash.background_callback.managers import BaseBackgroundCallbackManager
 
 from ..core.errors import RepgeomError
-from ..shared_cache import trim_folder, write_atomically
+from ..settings import Settings
+from ..shared_cache import FolderStore, trim_folder
 
-__all__ = ["Background", "FolderManager", "JobFiles", "JobSlots", "default_cache_dir", "default_job_slots", "make_background", "make_celery"]
+__all__ = ["Background", "JobCancelled", "JobFiles", "JobSlots", "PoolManager", "app_callbacks", "default_cache_dir",
+           "default_job_slots", "make_background", "make_celery"]
+
+log = logging.getLogger(__name__)
 
 #: Seconds a job's result or progress stays stored when nobody reads it.
 RESULT_TTL_S = 3600
+#: How much lower a background job's CPU priority is than its server worker's.
+JOB_NICENESS = 10
+#: Lock files that keep identical jobs from computing at once (a bounded set: keys hash onto them).
+FLIGHT_STRIPES = 256
+#: A job file's name: Dash's cache key (a sha256), maybe with the suffix of its progress or side updates.
+_JOB_KEY = re.compile(r"[0-9a-f]{64}(-progress|-set_props)?")
+#: A job token, as :meth:`PoolManager.call_job_fn` makes them.
+_TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
 def default_cache_dir() -> Path:
@@ -158,44 +165,49 @@ def make_celery(redis_url: str) -> Any:
     return app
 
 
-def _close_listening_sockets() -> None:
-    """Close every listening socket this (freshly forked) process inherited."""
-    try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:  # no /proc: nothing to do that is portable
-        return
-    for fd in fds:
-        try:
-            dup = os.dup(fd)
-        except OSError:
-            continue  # already closed (the listing's own descriptor)
-        try:
-            sock = socket.socket(fileno=dup)
-        except OSError:
-            os.close(dup)
-            continue  # not a socket
-        try:
-            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
-        except OSError:
-            listening = False
-        finally:
-            sock.close()  # closes only the duplicate
-        if listening:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-@functools.cache
-def _register_fork_hook() -> None:
-    os.register_at_fork(after_in_child=_close_listening_sockets)
-
-
 def default_job_slots() -> int:
     """How many background jobs may compute at once on this machine: its usable cores."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+class JobCancelled(BaseException):  # noqa: N818 - an outcome, like KeyboardInterrupt, not an error
+    """Raised inside a job that was cancelled; a ``BaseException`` so callbacks' ``except Exception`` let it through."""
+
+
+def _never() -> bool:
+    return False
+
+
+@contextlib.contextmanager
+def _hold_any(paths: list[Path], waiting: Callable[[], None] | None, cancelled: Callable[[], bool], poll_s: float) -> Iterator[int]:
+    """Hold the first free one of the lock files ``paths`` for the ``with`` block; yields its index.
+
+    Calls ``waiting`` once if all are held; raises :class:`JobCancelled` when ``cancelled``
+    says so while waiting. The kernel releases a lock whose holder dies.
+    """
+    told = False
+    while True:
+        for i, path in enumerate(paths):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield i
+            finally:
+                os.close(fd)  # closing releases the lock
+            return
+        if cancelled():
+            raise JobCancelled
+        if waiting is not None and not told:
+            waiting()
+            told = True
+        time.sleep(poll_s)
 
 
 class JobSlots:
@@ -209,33 +221,57 @@ class JobSlots:
     def __init__(self, folder: Path, n: int) -> None:
         self.paths = [folder / f"slot-{i}.lock" for i in range(max(1, n))]
 
-    @contextlib.contextmanager
-    def hold(self, waiting: Callable[[], None] | None = None, poll_s: float = 0.1) -> Iterator[int]:
+    def hold(
+        self, waiting: Callable[[], None] | None = None, poll_s: float = 0.1, cancelled: Callable[[], bool] = _never
+    ) -> contextlib.AbstractContextManager[int]:
         """Block until a slot is free and hold it for the ``with`` block; yields the slot's number.
 
         Args:
             waiting: called once if the caller has to wait (to tell the user).
             poll_s: seconds between tries.
+            cancelled: asked between tries; when it says yes, :class:`JobCancelled` is raised.
         """
-        told = False
-        while True:
-            for i, path in enumerate(self.paths):
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                try:
-                    yield i
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    os.close(fd)
-                return
-            if waiting is not None and not told:
-                waiting()
-                told = True
-            time.sleep(poll_s)
+        return _hold_any(self.paths, waiting, cancelled, poll_s)
+
+
+def _single_flight(folder: Path, key: str, waiting: Callable[[], None], cancelled: Callable[[], bool]) -> contextlib.AbstractContextManager[int]:
+    """Hold the lock file ``key`` hashes onto (one of :data:`FLIGHT_STRIPES`), as :func:`_hold_any`."""
+    stripe = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % FLIGHT_STRIPES
+    return _hold_any([folder / f"flight-{stripe:03d}.lock"], waiting, cancelled, 0.1)
+
+
+class JobFiles(FolderStore):
+    """What jobs write and server workers read: JSON values in a :class:`~repgeom.shared_cache.FolderStore`.
+
+    Values are JSON (Plotly figures and numpy arrays included), zlib-compressed, written
+    atomically, gone ``ttl_s`` after their last write or read; the folder is kept under
+    ``max_bytes`` (oldest out). Keys are Dash's cache keys (sha256 hex digests).
+
+    Args:
+        folder: the shared folder (created if missing, mode 0700).
+        ttl_s: seconds a value lives after it was last written or read.
+        max_bytes: bound on the folder's content.
+    """
+
+    def __init__(self, folder: Path, ttl_s: int = RESULT_TTL_S, max_bytes: int = 256 << 20) -> None:
+        super().__init__(folder, max_bytes, ttl_s=ttl_s, suffix=".json.z", key_pattern=_JOB_KEY)
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` as JSON (replacing what was there)."""
+        self.put(key, zlib.compress(json.dumps(value, cls=PlotlyJSONEncoder).encode("utf-8"), 1))
+
+    def load(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``; ``default`` when there is none (or it expired, or is corrupt)."""
+        data = self.get(key)
+        try:
+            return default if data is None else json.loads(zlib.decompress(data))
+        except (ValueError, zlib.error):
+            return default
+
+    def trim(self) -> None:
+        """Delete expired values, the oldest beyond the budget, and job files a dead server left."""
+        super().trim()
+        trim_folder(self.directory, "run-*", self.max_bytes, self.ttl_s)
 
 
 class _Settled:
@@ -248,314 +284,284 @@ class _Settled:
         return result
 
 
-#: How much lower a background job's CPU priority is than its server worker's.
-JOB_NICENESS = 10
+@dataclass(frozen=True)
+class _Job:
+    """What :meth:`PoolManager.make_job_fn` gives Dash: the callback's key (the same in every process)."""
 
-#: Lock files that keep identical jobs from computing at once (a bounded set: keys hash onto them).
-FLIGHT_STRIPES = 256
-
-
-def _is_our_job(pid: int) -> bool:
-    """Whether ``pid`` is a live job forked by one of this server's processes.
-
-    A job handle is a pid; once the job has ended the kernel may give that pid to any
-    other process of the user. Forked jobs keep their server worker's command line, so
-    a process with another command line is not ours to kill or wait for. (Read from
-    ``/proc`` directly: polls ask this 2 times a second per waiting browser, and
-    building a :class:`psutil.Process` cost 5 % of a worker's CPU under load.)
-    """
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X") and Path(f"/proc/{pid}/cmdline").read_bytes() == Path("/proc/self/cmdline").read_bytes()
-    except (OSError, IndexError):
-        return False
+    key: str
+    progress: bool
 
 
-#: A job file's name: Dash's cache key (a sha256), maybe with the suffix of its progress or side updates.
-_JOB_KEY = re.compile(r"[0-9a-f]{64}(-progress|-set_props)?")
+def _progress_text(text: str) -> list[str]:
+    """A progress update that says ``text``, for a progress bar's ``(value, max, text)`` outputs."""
+    return ["0", "1", text]
 
 
-class JobFiles:
-    """What jobs write and server workers read: one file per key in a shared folder.
+#: Background callbacks by Dash's key: ``(function, has progress)``.
+Callbacks = Mapping[str, tuple[Callable[..., Any], bool]]
 
-    Values are JSON (Plotly figures and numpy arrays included), zlib-compressed, written
-    to a temporary name and renamed, so a reader sees a whole value or none. Files
-    unread for ``ttl_s`` are gone; the folder is kept under ``max_bytes`` (oldest out).
-    No lock, no database: safe to use from a process forked at any moment.
+
+def _token(job: Any) -> str | None:
+    """A job handle as a token, or ``None`` for ``0`` (answered from the store) and garbage."""
+    return job if isinstance(job, str) and _TOKEN.fullmatch(job) else None
+
+
+class PoolManager(_Settled, BaseBackgroundCallbackManager):
+    """Dash's background-callback manager for one machine: a lazily started process pool, results in a shared folder.
 
     Args:
-        folder: the shared folder (created if missing, mode 0700).
-        ttl_s: seconds a value lives after it was last written or read.
-        max_bytes: bound on the folder's content.
-    """
-
-    def __init__(self, folder: Path, ttl_s: int = RESULT_TTL_S, max_bytes: int = 256 << 20) -> None:
-        self.folder = folder
-        self.ttl_s = ttl_s
-        self.max_bytes = max_bytes
-        self._written = 0
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    def _path(self, key: str) -> Path:
-        if not isinstance(key, str) or not _JOB_KEY.fullmatch(key):
-            raise ValueError(f"job keys are sha256 hex digests, got {str(key)[:40]!r}")
-        return self.folder / f"{key}.json.z"
-
-    def set(self, key: str, value: Any) -> None:
-        """Store ``value`` under ``key`` (replacing what was there)."""
-        data = zlib.compress(json.dumps(value, cls=PlotlyJSONEncoder).encode("utf-8"), 1)
-        write_atomically(self._path(key), data)
-        self._written += len(data)
-        if self._written > self.max_bytes // 8:
-            self._written = 0
-            self.trim()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value stored under ``key``; ``default`` when there is none (or it expired)."""
-        path = self._path(key)
-        try:
-            with path.open("rb") as fh:
-                if time.time() - os.fstat(fh.fileno()).st_mtime > self.ttl_s:
-                    path.unlink(missing_ok=True)
-                    return default
-                data = fh.read()
-            return json.loads(zlib.decompress(data))
-        except FileNotFoundError:
-            return default
-        except (OSError, ValueError, zlib.error):  # unreadable or corrupt: as if absent
-            return default
-
-    def has(self, key: str) -> bool:
-        """Whether a value is stored under ``key`` (without reading it)."""
-        try:
-            return time.time() - self._path(key).stat().st_mtime <= self.ttl_s
-        except OSError:
-            return False
-
-    def touch(self, key: str) -> None:
-        """Restart ``key``'s time to live."""
-        with contextlib.suppress(OSError):
-            os.utime(self._path(key))
-
-    def delete(self, key: str) -> None:
-        """Forget ``key``."""
-        self._path(key).unlink(missing_ok=True)
-
-    def trim(self) -> None:
-        """Delete expired files, then the oldest until the folder is within its budget."""
-        trim_folder(self.folder, "*.json.z", self.max_bytes, self.ttl_s)
-
-
-class _Forker:
-    """Forks jobs from a thread that never computes (see the module notes on OpenMP and fork).
-
-    The thread starts on the first fork in each process (a gunicorn worker, after its own
-    fork) and waits on a queue; :meth:`fork` hands it the job and returns the child's pid.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._owner = 0  # pid of the process whose thread serves the queue
-        self._queue: queue.SimpleQueue[tuple[Callable[[], None], concurrent.futures.Future[int]]] = queue.SimpleQueue()
-
-    def fork(self, child: Callable[[], None]) -> int:
-        """Fork; in the child run ``child``, which must end the process (``os._exit``); return the pid."""
-        with self._lock:
-            if self._owner != os.getpid():
-                self._queue = queue.SimpleQueue()
-                threading.Thread(target=self._serve, args=(self._queue,), name="repgeom-forker", daemon=True).start()
-                self._owner = os.getpid()
-            done: concurrent.futures.Future[int] = concurrent.futures.Future()
-            self._queue.put((child, done))
-        return done.result()
-
-    @staticmethod
-    def _serve(jobs: queue.SimpleQueue[tuple[Callable[[], None], concurrent.futures.Future[int]]]) -> None:
-        while True:
-            child, done = jobs.get()
-            try:
-                pid = os.fork()
-            except OSError as exc:
-                done.set_exception(exc)
-                continue
-            if pid == 0:
-                try:
-                    child()
-                finally:
-                    os._exit(1)  # ``child`` exits itself; this only guards against one that returns
-            done.set_result(pid)
-
-
-def _default_signals() -> None:
-    """Give a forked job the default handlers its server worker replaced (SIGTERM must end it)."""
-    for name in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCHLD", "SIGTTIN", "SIGTTOU"):
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-
-
-class FolderManager(_Settled, BaseBackgroundCallbackManager):
-    """Dash's background-callback manager for one machine: forked jobs, results in a shared folder.
-
-    * A result already stored is answered without forking a process (job ``0``).
-    * Jobs run at a lower CPU priority (:data:`JOB_NICENESS`) than the request threads,
-      so the quick callbacks of every page stay quick while t-SNEs compute.
-    * Identical jobs do not compute at once: the second waits for the first
-      (:data:`FLIGHT_STRIPES` file locks) and then finds its result stored.
-    * Ending a job waits for nothing and never signals a pid that is no longer one of
-      ours (see :func:`_is_our_job`).
-    * The finished-looks-cancelled race is closed (:class:`_Settled`).
-
-    Args:
-        files: where jobs write and workers read.
+        files: where jobs write and every worker reads.
+        build: run once in each pool process; returns the callbacks by Dash's key, as
+            :attr:`callbacks` holds them (must pickle: a module-level function or a
+            :func:`functools.partial` of one, such as :func:`app_callbacks`).
         cache_by: as for Dash's managers: what, besides the inputs, keys a result.
+        slots: the bound on jobs computing at once on the machine, and the pool's size
+            (default :func:`default_job_slots`).
+
+    Attributes:
+        callbacks: ``{Dash's key: (function, has progress)}`` of every background callback.
     """
 
-    def __init__(self, files: JobFiles, cache_by: list[Callable[[], Any]]) -> None:
-        self.files = files  # before Dash's __init__, which builds the job functions
-        self._children: set[int] = set()  # jobs forked by this process, not yet reaped
+    def __init__(self, files: JobFiles, build: Callable[[], Callbacks], cache_by: list[Callable[[], Any]] | None = None,
+                 slots: int | None = None) -> None:
+        self.files = files
+        self.callbacks: dict[str, tuple[Callable[..., Any], bool]] = {}
+        self.slots = slots or default_job_slots()
+        self._build = build
+        self._id = secrets.token_hex(8)  # names this server's "closed" flag
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._futures: dict[str, concurrent.futures.Future[None]] = {}
         self._lock = threading.Lock()
-        self._forker = _Forker()
+        self._exit_hook = False
         super().__init__(cache_by)
 
+    # ---------------------------------------------------------------- the pool
+    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                import torch  # noqa: PLC0415 - only the thread count, and torch is loaded by then
+
+                self._executor = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=self.slots, mp_context=multiprocessing.get_context("spawn"), initializer=_start_pool_process,
+                    initargs=(self._build, str(self.files.directory), self.files.ttl_s, self.slots, torch.get_num_threads()),
+                )
+                if not self._exit_hook:
+                    # Before concurrent.futures' own exit hook (they run last registered first),
+                    # which would otherwise run every queued job before the process may exit.
+                    threading._register_atexit(self.close)  # noqa: SLF001
+                    self._exit_hook = True
+            return self._executor
+
+    def close(self) -> None:
+        """Shut the pool down: queued jobs are cancelled, running ones finish; the next job starts a new pool."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            with contextlib.suppress(OSError):  # the jobs already handed to a pool process see it before they start
+                (self.files.directory / f"run-closed-{self._id}").touch(0o600)
+            executor.shutdown(wait=False, cancel_futures=True)
+            self._id = secrets.token_hex(8)
+
+    def _submit(self, *args: Any) -> concurrent.futures.Future[None]:
+        pool = self._pool()
+        try:
+            return pool.submit(_run_job, *args)
+        except concurrent.futures.process.BrokenProcessPool:  # a pool process died (killed, out of memory)
+            log.warning("the background job pool broke; starting a new one")
+            with self._lock:
+                if self._executor is pool:
+                    self._executor = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return self._pool().submit(_run_job, *args)
+
     # ---------------------------------------------------------------- starting and ending jobs
-    def make_job_fn(self, fn: Callable[..., Any], progress: Any, key: Any = None) -> Callable[..., None]:
-        from dash.background_callback.managers.diskcache_manager import _make_job_fn  # noqa: PLC0415
+    def make_job_fn(self, fn: Callable[..., Any], progress: Any, key: Any = None) -> _Job:
+        """Note the callback under Dash's ``key``; what Dash keeps is that key."""
+        self.callbacks[key] = (fn, bool(progress))
+        return _Job(key, bool(progress))
 
-        files = self.files
-        inner = _make_job_fn(fn, files, progress)  # Dash's job body; it only calls ``files.set``
-
-        def job_fn(result_key: str, progress_key: str, args: Any, context: Any) -> None:
-            _default_signals()
-            with contextlib.suppress(OSError):
-                os.nice(JOB_NICENESS)  # a page's quick callbacks go before a long t-SNE
-
-            def waiting() -> None:
-                if progress and not files.has(progress_key):
-                    with contextlib.suppress(OSError):  # the callback's progress: value, max, text
-                        files.set(progress_key, ["0", "1", "the same view is being computed for someone else…"])
-
-            with _single_flight(files.folder, result_key, waiting):
-                if not files.has(result_key):  # the job we waited for may have stored it
-                    inner(result_key, progress_key, args, context)
-            files.delete(progress_key)
-
-        return job_fn
-
-    def call_job_fn(self, key: str, job_fn: Callable[..., None], args: Any, context: Any) -> int:
-        self._reap()
+    def call_job_fn(self, key: str, job_fn: _Job, args: Any, context: Any) -> str | int:
+        """Queue the job on the pool; its token, or ``0`` when its result is already stored."""
         if self.files.has(key):
-            return 0  # stored: the first poll reads it, there is no process to wait for
-        progress_key = self._make_progress_key(key)
-        threads = torch.get_num_threads()
-
-        def job() -> None:  # in the child: run, then leave without the worker's exit handlers
-            code = 1
-            try:
-                torch.set_num_threads(threads)  # the worker's share of the cores (gunicorn_conf.post_fork)
-                job_fn(key, progress_key, args, context)
-                code = 0
-            finally:
-                os._exit(code)
-
-        pid = self._forker.fork(job)
+            return 0  # stored: the first poll reads it, there is no job to wait for
+        token = secrets.token_hex(16)
+        payload = json.dumps([args, dict(context)])
+        lock = self.files.directory / f"run-{token}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # "running" from now on, for every worker
+        try:
+            future = self._submit(job_fn.key, key, self._make_progress_key(key), payload, token, self._id)
+        except BaseException:
+            os.close(fd)
+            lock.unlink(missing_ok=True)
+            raise
         with self._lock:
-            self._children.add(pid)
-        return pid
+            self._futures[token] = future
+        future.add_done_callback(functools.partial(self._ended, token, fd))
+        return token
 
-    def _reap(self) -> None:
-        """Collect this worker's ended jobs (no zombies), never waiting for a running one.
-
-        Jobs are plain forks, not :mod:`multiprocessing` processes, so a worker that exits
-        (recycled, or its RSS over the limit) neither waits for its jobs nor kills them:
-        they finish, store their results, and any other worker answers the polls.
-        """
+    def _ended(self, token: str, fd: int, future: concurrent.futures.Future[None]) -> None:
         with self._lock:
-            for pid in list(self._children):
-                try:
-                    done, _ = os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    done = pid
-                if done:
-                    self._children.discard(pid)
+            self._futures.pop(token, None)
+        os.close(fd)
+        for suffix in ("lock", "cancel"):
+            with contextlib.suppress(OSError):
+                (self.files.directory / f"run-{token}.{suffix}").unlink()
+        if not future.cancelled() and future.exception() is not None:
+            log.error("background job %s failed outside its callback: %r", token[:8], future.exception())
 
     def terminate_job(self, job: Any) -> None:
-        import psutil  # noqa: PLC0415 - only when a job is cancelled
-
-        pid = _pid(job)
-        if pid is None or not _is_our_job(pid):
+        """Cancel the job (any worker's): a queued one never starts, a running one stops at its next progress update."""
+        token = _token(job)
+        if token is None or not self.job_running(token):
             return
-        try:
-            proc = psutil.Process(pid)
-            victims = [*proc.children(recursive=True), proc]
-        except psutil.Error:
-            victims = []
-        for victim in victims:
-            with contextlib.suppress(psutil.Error):
-                victim.kill()
-        self._reap()
+        with contextlib.suppress(OSError):
+            (self.files.directory / f"run-{token}.cancel").touch(0o600)
+        with self._lock:
+            future = self._futures.get(token)
+        if future is not None:
+            future.cancel()  # still queued in this process: it never starts
 
     def terminate_unhealthy_job(self, job: Any) -> bool:
-        return False  # a job is either running (ours, alive) or gone: nothing half-dead to clean up
+        """Nothing to do: a job is running (its lock held) or gone."""
+        return False
 
     def job_running(self, job: Any) -> bool:
-        pid = _pid(job)
-        return pid is not None and _is_our_job(pid)
+        """Whether the job is queued or running, in any process of the machine."""
+        token = _token(job)
+        if token is None:
+            return False
+        try:
+            fd = os.open(self.files.directory / f"run-{token}.lock", os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     # ---------------------------------------------------------------- what polls read
     def get_progress(self, key: str) -> Any:
-        return self.files.get(self._make_progress_key(key))  # kept: every poller of the job sees it
+        """The job's last progress update, kept: every poller of the job sees it."""
+        return self.files.load(self._make_progress_key(key))
 
     def result_ready(self, key: str) -> bool:
+        """Whether the result is stored."""
         return self.files.has(key)
 
     def get_result(self, key: str, job: Any) -> Any:
-        result = self.files.get(key, self.UNDEFINED)
+        """The stored result (kept for the next visitor who asks the same), else ``UNDEFINED``."""
+        result = self.files.load(key, self.UNDEFINED)
         if result is self.UNDEFINED:
             return self.UNDEFINED
-        self.files.touch(key)  # kept for the next visitor who asks the same
+        self.files.touch(key)
         self.files.delete(self._make_progress_key(key))
-        if job:
-            self.terminate_job(job)
         return result
 
     def get_updated_props(self, key: str) -> dict[str, Any]:
+        """The job's ``set_props`` updates, once."""
         props_key = self._make_set_props_key(key)
-        props = self.files.get(props_key)
+        props = self.files.load(props_key)
         if props is None:
             return {}
         self.files.delete(props_key)
         return dict(props)
 
     def clear_cache_entry(self, key: str) -> None:
+        """Forget a stored value."""
         self.files.delete(key)
 
     def get_or_create_signing_secret(self, generate: Callable[[], bytes]) -> bytes:
-        raise NotImplementedError  # the app's secret_key (the shared secret file) signs handles
+        """Not kept here: the app's ``secret_key`` (the shared secret file) signs handles."""
+        raise NotImplementedError
 
 
-def _pid(job: Any) -> int | None:
-    """A job handle as a pid, or ``None`` for ``0``, garbage and non-positive numbers."""
+# -------------------------------------------------------------------- inside a pool process
+@dataclass
+class _PoolProcess:
+    callbacks: Callbacks
+    files: JobFiles
+    slots: JobSlots
+
+
+#: What this process runs jobs with; set once by :func:`_start_pool_process` in a pool process.
+_PROCESS: list[_PoolProcess] = []
+
+
+def _start_pool_process(build: Callable[[], Callbacks], folder: str, ttl_s: int, slots: int, threads: int) -> None:
+    """A pool process's initializer: lower priority, the server's torch threads, then the callbacks."""
+    import torch  # noqa: PLC0415
+
+    with contextlib.suppress(OSError):
+        os.nice(JOB_NICENESS)  # a page's quick callbacks go before a long t-SNE
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    callbacks = build()
+    log.info("background job process %d ready in %.1f s", os.getpid(), time.perf_counter() - started)
+    _PROCESS[:] = [_PoolProcess(dict(callbacks), JobFiles(Path(folder), ttl_s), JobSlots(Path(folder), slots))]
+
+
+class _Checked:
+    """The job's store as Dash's job body sees it: each progress update first checks for Cancel."""
+
+    def __init__(self, files: JobFiles, progress_key: str, cancelled: Callable[[], bool]) -> None:
+        self.files, self.progress_key, self.cancelled = files, progress_key, cancelled
+
+    def set(self, key: str, value: Any) -> None:
+        if key == self.progress_key and self.cancelled():
+            raise JobCancelled
+        self.files.set(key, value)
+
+
+def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str, token: str, server: str) -> None:
+    """Run one job in a pool process: single flight, a slot, Dash's job body; the result goes to the files."""
+    from dash.background_callback.managers.diskcache_manager import _make_job_fn  # noqa: PLC0415
+
+    (process,) = _PROCESS
+    files, folder = process.files, process.files.directory
+    fn, progress = process.callbacks[callback_key]
+    cancel_flag = folder / f"run-{token}.cancel"
+
+    def cancelled() -> bool:
+        return cancel_flag.exists()
+
+    def note(text: str) -> Callable[[], None]:
+        def tell() -> None:
+            if progress:
+                files.set(progress_key, _progress_text(text))
+
+        return tell
+
+    fd = os.open(folder / f"run-{token}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # "running", however the submitting server fares
     try:
-        pid = int(job)
-    except (TypeError, ValueError):
-        return None
-    return pid if pid > 0 else None
-
-
-@contextlib.contextmanager
-def _single_flight(folder: Path, key: str, waiting: Callable[[], None]) -> Iterator[None]:
-    """Hold the lock file ``key`` hashes onto; call ``waiting`` once if someone else holds it."""
-    stripe = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % FLIGHT_STRIPES
-    fd = os.open(folder / f"flight-{stripe:03d}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            waiting()
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if its holder is killed
-        yield
+        if cancelled() or (folder / f"run-closed-{server}").exists():
+            return
+        args, context = json.loads(payload)
+        with _single_flight(folder, result_key, note("the same view is being computed for someone else…"), cancelled):
+            if files.has(result_key):  # the job we waited for stored it
+                return
+            with process.slots.hold(note("waiting for a free slot…"), cancelled=cancelled):
+                _make_job_fn(fn, _Checked(files, progress_key, cancelled), progress)(result_key, progress_key, args, context)
+    except JobCancelled:
+        log.info("background job %s cancelled", token[:8])
     finally:
-        os.close(fd)  # closing releases the lock
+        files.delete(progress_key)
+        os.close(fd)
+
+
+def app_callbacks(settings: Settings) -> Callbacks:
+    """Build the dashboard from ``settings`` in this process and return its background callbacks by Dash's key.
+
+    What a pool process runs: the same app as the server's, so the same keys.
+    """
+    from .factory import create_app  # noqa: PLC0415 - the factory imports this module
+
+    app = create_app(replace(settings, warm=False))  # a job process computes only what it is sent
+    return app.server.extensions["repgeom.background"].manager.callbacks
 
 
 class _CeleryManager(_Settled, CeleryManager):
@@ -568,65 +574,42 @@ class Background:
 
     Attributes:
         manager: the Dash manager to pass as ``background_callback_manager``.
-        kind: ``"celery"`` or ``"folder"``.
+        kind: ``"celery"`` or ``"pool"``.
         celery: the Celery app (scaled out), else ``None``.
         secret: the signing secret every process shares (``None``: kept in Redis by Dash).
-        slots: the bound on concurrent jobs on this machine (``None``: Celery's concurrency).
     """
 
     manager: Any
     kind: str
     celery: Any = None
     secret: str | None = None
-    slots: JobSlots | None = None
 
 
-def _import_ahead() -> None:
-    """Import now, before any request thread runs, every module a forked job imports lazily.
-
-    A job forked while another thread of its worker is importing a module inherits that
-    module's import lock, held by a thread that does not exist in the child (CPython
-    re-initialises only the global import lock at fork): the job's own import of that
-    module then waits forever, holding its job slot, and every later job queues behind
-    it. The load test caught a job stuck in plotly's lazy import of a figure class.
-    Plotly builds its figure classes on first use, t-SNE brings in openTSNE, and MDS and
-    t-SNE bring in numba and their compiled kernels, so all are imported (and the kernels
-    compiled or loaded) here, in full (about 1 s and 60 MB, once per worker).
-    """
-    import importlib  # noqa: PLC0415
-    import pkgutil  # noqa: PLC0415
-
-    import plotly.graph_objs  # noqa: PLC0415
-
-    from ..core.embedding import prepare_backends  # noqa: PLC0415
-
-    prepare_backends()  # openTSNE, numba and the kernels (loaded from numba's disk cache)
-    for module in pkgutil.walk_packages(plotly.graph_objs.__path__, "plotly.graph_objs."):
-        if not module.name.endswith("_figurewidget"):  # needs ipywidgets, never used here
-            importlib.import_module(module.name)
-    # Templates, validators and JSON encoding load on a figure's first use: use one.
-    frame = plotly.graph_objs.Frame(name="0", data=[plotly.graph_objs.Scatter(x=[0], y=[0])])
-    layout = {"template": "plotly_white", "sliders": [{"steps": [{"label": "0"}]}], "updatemenus": [{"buttons": [{"label": "▶"}]}]}
-    plotly.graph_objs.Figure([plotly.graph_objs.Scattergl(x=[0], y=[0])], layout=layout, frames=[frame]).to_json()
-
-
-def make_background(redis_url: str | None, cache_dir: Path, fingerprint: str) -> Background:
+def make_background(
+    settings: Settings,
+    cache_dir: Path,
+    fingerprint: str,
+    build: Callable[[], Callbacks] | None = None,
+    slots: int | None = None,
+) -> Background:
     """Build the background-callback manager.
 
     Args:
-        redis_url: scale out on Celery + Redis when set.
+        settings: the server's settings (``redis_url`` set: scale out on Celery + Redis).
         cache_dir: this machine's shared cache folder (jobs go in a subfolder).
         fingerprint: the app build's fingerprint; jobs of another build are not reused.
+        build: what a pool process runs once to get the callbacks (default:
+            :func:`app_callbacks` of ``settings``).
+        slots: the bound on jobs computing at once (default :func:`default_job_slots`).
 
     Returns:
         A :class:`Background`.
     """
     keep = [lambda: fingerprint]  # results are kept, per build (see the module notes)
-    if redis_url:
-        celery = make_celery(redis_url)
+    if settings.redis_url:
+        celery = make_celery(settings.redis_url)
         return Background(_CeleryManager(celery, cache_by=keep, expire=RESULT_TTL_S), "celery", celery)
-    _register_fork_hook()
-    _import_ahead()
-    folder = cache_dir / f"jobs-{fingerprint[:16]}"
-    manager = FolderManager(JobFiles(folder), cache_by=keep)
-    return Background(manager, "folder", secret=_shared_secret(cache_dir), slots=JobSlots(folder, default_job_slots()))
+    files = JobFiles(cache_dir / f"jobs-{fingerprint[:16]}")
+    files.trim()
+    manager = PoolManager(files, build or functools.partial(app_callbacks, settings), cache_by=keep, slots=slots)
+    return Background(manager, "pool", secret=_shared_secret(cache_dir))

@@ -12,14 +12,13 @@ from pathlib import Path
 from dash import Dash
 from flask import jsonify
 
-from ..core.checkpoints import check_runtime
 from ..core.errors import RepgeomError
 from ..pipeline import Engine
-from ..settings import Settings
+from ..settings import Settings, check_runtime
 from ..shared_cache import open_store
 from . import views
 from .background import default_cache_dir, make_background
-from .callbacks import register_callbacks
+from .callbacks import register
 from .layout import build_layout
 from .response_cache import install_response_cache
 from .security import install_security
@@ -106,7 +105,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     if not engine.model_ids:
         raise RepgeomError("no model could be loaded: " + "; ".join(engine.load_errors.values()))
     view = View.default(engine)
-    background = make_background(settings.redis_url, cache_dir, fingerprint)
+    background = make_background(settings, cache_dir, fingerprint)
     app = Dash(
         __name__,
         title="repgeom",
@@ -119,7 +118,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.server.secret_key = background.secret
     app.server.extensions["repgeom.background"] = background
     app.layout = build_layout(engine, view)
-    register_callbacks(app, engine, background.slots)
+    register(app, engine)
     if settings.response_cache_bytes > 0:
         responses = f"responses-{fingerprint[:16]}"  # shared only where asked: --cache-dir or Redis
         shared = open_store(settings.redis_url, cache_dir / responses, responses) if settings.cache_dir or settings.redis_url else None

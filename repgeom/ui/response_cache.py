@@ -9,8 +9,8 @@ Design notes:
     fresh 200 answer is stored on the way out. The callbacks still validate everything
     the first time a body is seen, so a forged body can only ever replay its own answer.
 
-    Two tiers: per process, an LRU bounded in bytes; shared, a
-    :class:`~repgeom.shared_cache.SharedStore` (a folder on one machine with
+    Two tiers: per process, a :class:`~repgeom.shared_cache.MemoryStore` (an LRU
+    bounded in bytes); shared, a :class:`~repgeom.shared_cache.SharedStore` (a folder on one machine with
     ``--cache-dir``, Redis when ``REDIS_URL`` is set), so every worker, every machine
     and a restarted server replay what any of them computed. Only bytes are stored:
     nothing is ever unpickled.
@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 
 from flask import Flask, Response, g, has_request_context, request
 
-from ..shared_cache import SharedStore
+from ..shared_cache import MemoryStore, SharedStore
 
 __all__ = ["CACHE_HEADER", "ResponseCache", "do_not_replay", "install_response_cache"]
 
@@ -41,13 +40,16 @@ _JOB_HANDLE = b'{"cacheKey"'
 
 
 class ResponseCache:
-    """Thread-safe LRU of response bytes, bounded by their total size, over an optional shared store."""
+    """Response bytes by request hash: this process's :class:`~repgeom.shared_cache.MemoryStore` over an optional shared store.
+
+    Args:
+        max_bytes: bound on the bytes this process keeps (an answer over a quarter of it is not kept).
+        shared: the store every worker (and machine) reads and writes, or ``None``.
+    """
 
     def __init__(self, max_bytes: int, shared: SharedStore | None = None) -> None:
-        self.max_bytes = max_bytes
+        self.local = MemoryStore(max_bytes)
         self.shared = shared
-        self._data: OrderedDict[bytes, bytes] = OrderedDict()
-        self._size = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.shared_hits = 0
@@ -55,22 +57,22 @@ class ResponseCache:
 
     def lookup(self, key: bytes) -> tuple[bytes | None, str]:
         """The stored bytes for ``key`` and where they were found (``hit``, ``shared``, ``miss``)."""
-        with self._lock:
-            data = self._data.get(key)
+        name = key.hex()
+        data, where = self.local.get(name), "hit"
+        if data is None and self.shared is not None:
+            data, where = self.shared.get(name), "shared"
             if data is not None:
-                self._data.move_to_end(key)
+                self.local.put(name, data)
+        if data is None:
+            where = "miss"
+        with self._lock:
+            if where == "hit":
                 self.hits += 1
-                return data, "hit"
-        if self.shared is not None:
-            data = self.shared.get(key.hex())
-            if data is not None:
-                self._remember(key, data)
-                with self._lock:
-                    self.shared_hits += 1
-                return data, "shared"
-        with self._lock:
-            self.misses += 1
-        return None, "miss"
+            elif where == "shared":
+                self.shared_hits += 1
+            else:
+                self.misses += 1
+        return data, where
 
     def get(self, key: bytes) -> bytes | None:
         """The stored bytes for ``key`` (and mark them recently used), or ``None``."""
@@ -78,26 +80,21 @@ class ResponseCache:
 
     def put(self, key: bytes, data: bytes) -> None:
         """Store ``data`` unless it alone exceeds a quarter of the budget."""
-        if len(data) > self.max_bytes // 4:
+        if len(data) > self.local.max_bytes // 4:
             return
-        self._remember(key, data)
+        self.local.put(key.hex(), data)
         if self.shared is not None:
             self.shared.put(key.hex(), data)
 
-    def _remember(self, key: bytes, data: bytes) -> None:
-        with self._lock:
-            if key in self._data:
-                return
-            self._data[key] = data
-            self._size += len(data)
-            while self._size > self.max_bytes:
-                _, old = self._data.popitem(last=False)
-                self._size -= len(old)
+    @property
+    def max_bytes(self) -> int:
+        """The bound on this process's bytes."""
+        return self.local.max_bytes
 
     @property
     def nbytes(self) -> int:
         """Bytes held in this process."""
-        return self._size
+        return self.local.nbytes
 
 
 def do_not_replay() -> None:

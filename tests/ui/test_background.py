@@ -1,10 +1,21 @@
-"""The one-machine background manager: a private folder, a shared secret, JSON not pickles."""
+"""The one-machine background manager: started (not forked) job processes, a shared folder, JSON not pickles.
+
+The jobs here are real: pool processes are spawned, build their callbacks, and run them.
+The callbacks the manager tests run are the module-level functions below (a pool process
+imports this module to find them).
+"""
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import hashlib
 import json
 import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +23,79 @@ import plotly.graph_objects as go
 import pytest
 
 from repgeom.core.errors import RepgeomError
+from repgeom.settings import Settings
 from repgeom.ui import background
-from repgeom.ui.background import _shared_secret, default_cache_dir, make_background
+from repgeom.ui.background import JobFiles, JobSlots, PoolManager, _shared_secret, default_cache_dir, make_background
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = "repgeom_test_server_only"  # a module only the server process has: a forked job would have it too
 
 
+# ------------------------------------------------------------------------------------ jobs
+def work(set_progress: Callable[[list[str]], None], spec: dict) -> dict:
+    """A job: logs its start and end, reports ``steps`` progress updates over ``seconds``."""
+    import torch
+
+    log = Path(spec["dir"]) / "log"
+    with log.open("a") as fh:
+        fh.write(f"start {spec['name']} {time.time()}\n")
+    steps = spec.get("steps", 1)
+    for i in range(steps):
+        set_progress([str(i), str(steps), f"step {i}"])
+        time.sleep(spec.get("seconds", 0) / steps)
+    x = torch.rand(500, 500, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    result = {
+        "name": spec["name"], "threads": torch.get_num_threads(), "sum": float((x @ x).sum()),
+        "niceness": os.nice(0), "marker": MARKER in sys.modules, "pid": os.getpid(),
+    }
+    with log.open("a") as fh:
+        fh.write(f"end {spec['name']} {time.time()}\n")
+    return result
+
+
+def job_callbacks() -> dict:
+    """What a pool process of these tests runs (its ``build``)."""
+    return {"work": (work, True)}
+
+
+def _key(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def _manager(folder: Path, slots: int = 2, **kwargs) -> PoolManager:
+    return PoolManager(JobFiles(folder), job_callbacks, cache_by=[lambda: "test"], slots=slots, **kwargs)
+
+
+def _start(manager: PoolManager, folder: Path, name: str, **spec) -> tuple[str, str]:
+    """Start job ``name``; returns ``(result key, job token)``."""
+    key = _key(name)
+    job = manager.call_job_fn(key, manager.make_job_fn(work, True, "work"), [{"dir": str(folder), "name": name, **spec}], {})
+    return key, job
+
+
+def _wait(what: str, ok: Callable[[], bool], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ok():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} after {timeout_s} s")
+        time.sleep(0.05)
+
+
+def _log(folder: Path) -> list[tuple[str, str, float]]:
+    path = folder / "log"
+    lines = path.read_text().split("\n") if path.exists() else []
+    return [(w, n, float(t)) for w, n, t in (line.split() for line in lines if line)]
+
+
+@pytest.fixture
+def pool(tmp_path):
+    """A manager with 2 slots on a fresh folder; its pool is shut down afterwards."""
+    manager = _manager(tmp_path)
+    yield manager
+    manager.close()
+
+
+# ------------------------------------------------------------------------------------ files and settings
 def test_default_cache_folder_is_private(tmp_path, monkeypatch):
     monkeypatch.setattr(background.tempfile, "gettempdir", lambda: str(tmp_path))
     path = default_cache_dir()
@@ -34,103 +114,78 @@ def test_every_process_reads_the_same_secret(tmp_path):
 def test_job_results_are_stored_as_json_never_pickled(tmp_path):
     import zlib
 
-    bg = make_background(None, tmp_path, "f" * 64)
-    assert bg.kind == "folder" and bg.celery is None and bg.secret == _shared_secret(tmp_path)
+    bg = make_background(Settings(), tmp_path, "f" * 64)
+    assert bg.kind == "pool" and bg.celery is None and bg.secret == _shared_secret(tmp_path)
     fig = go.Figure(go.Scatter(x=[1, 2], y=np.arange(2)))
     key = "0" * 64
     bg.manager.files.set(key, [fig, "", {"a": 1}])
-    assert bg.manager.files.get(key)[0]["data"][0]["type"] == "scatter"
-    (stored,) = bg.manager.files.folder.glob("*.json.z")
+    assert bg.manager.files.load(key)[0]["data"][0]["type"] == "scatter"
+    (stored,) = bg.manager.files.directory.glob("*.json.z")
     assert json.loads(zlib.decompress(stored.read_bytes()))[2] == {"a": 1}, "zlib-compressed JSON, not a pickle"
-    assert not list(bg.manager.files.folder.glob(".*.part")), "no temporary file left behind"
+    assert not list(bg.manager.files.directory.glob(".*.part")), "no temporary file left behind"
+    assert bg.manager._executor is None, "no process is started before the first job"
 
 
 def test_job_files_refuse_keys_that_are_not_digests_and_survive_corrupt_files(tmp_path):
-    from repgeom.ui.background import JobFiles
-
     files = JobFiles(tmp_path / "jobs")
     for bad in ("../../etc/passwd", "a" * 63, "A" * 64, "a" * 64 + "-x", "", None):
-        with pytest.raises(ValueError, match="sha256"):
-            files.get(bad)
+        with pytest.raises(ValueError, match="lower-case hex"):
+            files.load(bad)
     key = "b" * 64
-    (files.folder / f"{key}.json.z").write_bytes(b"not zlib")
-    assert files.get(key, "absent") == "absent"
+    (files.directory / f"{key}.json.z").write_bytes(b"not zlib")
+    assert files.load(key, "absent") == "absent"
     files.set(key, {"x": 1})
-    assert files.has(key) and files.get(key) == {"x": 1}
+    assert files.has(key) and files.load(key) == {"x": 1}
     files.delete(key)
-    assert not files.has(key) and files.get(key) is None
+    assert not files.has(key) and files.load(key) is None
 
 
 def test_job_files_expire_and_stay_within_their_budget(tmp_path):
-    from repgeom.ui.background import JobFiles
-
     files = JobFiles(tmp_path / "jobs", ttl_s=60, max_bytes=40_000)
     rng = np.random.default_rng(0)
     keys = [f"{i:064x}" for i in range(12)]
     for i, key in enumerate(keys):
         files.set(key, rng.random(1000).tolist())  # ~9 kB each, incompressible
-        os.utime(files._path(key), (1000 + i, 1000 + i) if i == 0 else None)
+        os.utime(files.path(key), (1000 + i, 1000 + i) if i == 0 else None)
     files.trim()
     assert not files.has(keys[0]), "an expired value is gone"
-    assert sum(f.stat().st_size for f in files.folder.glob("*.json.z")) <= 40_000
+    assert sum(f.stat().st_size for f in files.directory.glob("*.json.z")) <= 40_000
     assert files.has(keys[-1]), "the newest value stays"
 
 
 def test_scaled_out_mode_configures_celery_for_json_only():
-    bg = make_background("redis://127.0.0.1:1/0", Path("/nonexistent"), "f" * 64)
+    bg = make_background(Settings(redis_url="redis://127.0.0.1:1/0"), Path("/nonexistent"), "f" * 64)
     conf = bg.celery.conf
     assert bg.kind == "celery" and bg.secret is None
     assert conf.accept_content == ["json"] and conf.task_serializer == "json" and conf.result_accept_content == ["json"]
 
 
-def test_job_slots_bound_concurrent_jobs_across_processes(tmp_path):
-    import multiprocessing as mp
+def _hold_third_slot(folder: str, queue) -> None:
+    with JobSlots(Path(folder), 2).hold(lambda: queue.put("waiting"), poll_s=0.02):
+        queue.put("got")
 
-    from repgeom.ui.background import JobSlots
+
+def test_job_slots_bound_concurrent_holders_across_processes(tmp_path):
+    import multiprocessing as mp
+    import queue
 
     slots = JobSlots(tmp_path, 2)
-    waited = []
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
     with slots.hold() as a, slots.hold() as b:
         assert {a, b} == {0, 1}
-        ctx = mp.get_context("fork")
-        q = ctx.Queue()
-
-        def third() -> None:  # another process: must wait until a slot is released
-            with JobSlots(tmp_path, 2).hold(lambda: q.put("waiting"), poll_s=0.02):
-                q.put("got")
-
-        p = ctx.Process(target=third)
+        p = ctx.Process(target=_hold_third_slot, args=(str(tmp_path), q))
         p.start()
-        assert q.get(timeout=20) == "waiting"
-        import queue
-
+        assert q.get(timeout=60) == "waiting"
         with pytest.raises(queue.Empty):
             q.get(timeout=0.5)
     assert q.get(timeout=20) == "got"
     p.join(20)
-    assert p.exitcode == 0 and not waited
-
-
-def test_identical_concurrent_jobs_all_get_the_result(engine):
-    """Two browsers asking the same embeddings at once: Dash would hand the result to the first only."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from repgeom.settings import Settings
-    from repgeom.ui import create_app
-    from repgeom.ui.state import View
-    from tests.dash_client import DashClient
-
-    app = create_app(Settings(warm=False, response_cache_bytes=0), engine=engine)
-    view = View.parse(engine, {**View.default(engine).controls(), "tab": "embeddings", "n_embed": 2, "embed_methods": ["pca"], "nodes": ["conv2"]}).controls()
-    request = {"embed-request.data": {"view": view, "selection": [1, 2, 3]}}
-    with ThreadPoolExecutor(3) as pool:
-        answers = list(pool.map(lambda _: DashClient(app).call("embed-grid.figure", request), range(3)))
-    assert [a.status_code for a in answers] == [200, 200, 200]
-    assert all("embed-grid" in a.get_json()["response"] for a in answers)
+    assert p.exitcode == 0
 
 
 def test_a_job_that_finishes_between_two_looks_is_not_taken_for_cancelled():
-    """Dash reads the result, then asks if the job runs: a job that wrote and exited in between looked cancelled."""
+    """Dash reads the result, then asks if the job runs: a job that wrote and ended in between looked cancelled."""
     from repgeom.ui.background import _Settled
 
     class Racing:
@@ -143,269 +198,247 @@ def test_a_job_that_finishes_between_two_looks_is_not_taken_for_cancelled():
             value, self.stored = self.stored, "figure"  # the job writes right after our first look...
             return self.UNDEFINED if value is None else value
 
-        def job_running(self, job):  # ...and has exited by the time we ask
+        def job_running(self, job):  # ...and has ended by the time we ask
             return False
 
     class Manager(_Settled, Racing):
         pass
 
-    assert Manager().get_result("key", 1234) == "figure"
-    assert Racing().get_result("key", 1234) is Racing.UNDEFINED, "without the mixin the result is missed"
+    assert Manager().get_result("key", "a" * 32) == "figure"
+    assert Racing().get_result("key", "a" * 32) is Racing.UNDEFINED, "without the mixin the result is missed"
 
 
-def test_forked_jobs_do_not_keep_the_servers_port_open():
-    import socket
-
-    from repgeom.ui.background import _register_fork_hook
-
-    _register_fork_hook()
-    listener, other = socket.socket(), socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    try:
-        pid = os.fork()
-        if pid == 0:  # a job: the listening socket is gone, an ordinary one is not
-            try:
-                os.fstat(listener.fileno())
-                os._exit(1)
-            except OSError:
-                pass
-            os.fstat(other.fileno())
-            os._exit(0)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        os.fstat(listener.fileno())  # the parent's is untouched
-    finally:
-        listener.close()
-        other.close()
-
-
-def _manager(tmp_path: Path):
-    bg = make_background(None, tmp_path, "f" * 64)
-    return bg.manager
-
-
-def test_a_stored_result_is_answered_without_forking_a_process(tmp_path):
+def test_a_stored_result_is_answered_without_a_job(tmp_path):
     manager = _manager(tmp_path)
-    forked: list[str] = []
-
-    def job_fn(*args):
-        forked.append("ran")
-
     key = "d" * 64
     manager.files.set(key, {"figure": 1})
-    assert manager.call_job_fn(key, job_fn, [], {}) == 0
-    assert forked == [] and not manager.job_running("0")
+    assert manager.call_job_fn(key, manager.make_job_fn(work, True, "work"), [{}], {}) == 0
+    assert manager._executor is None and not manager.job_running("0")
     assert manager.get_result(key, "0") == {"figure": 1}
-    manager.terminate_job("0")  # nothing to end, and no pid 0 signalled
+    for bad in ("0", "-1", "x", None, "../" * 11, "g" * 32):
+        manager.terminate_job(bad)  # nothing to end, nothing written
+        assert not manager.job_running(bad)
+    assert not list(tmp_path.glob("run-*"))
 
 
-def test_identical_jobs_compute_once_the_second_waits_for_the_first(tmp_path):
-    """Two visitors asking the same view at the same moment: one computation, both get the result."""
-    import multiprocessing
-
-    manager = _manager(tmp_path)
-    count = tmp_path / "computed"
-
-    def slow(progress, request):
-        with count.open("a") as fh:
-            fh.write("x")
-        import time as _time
-
-        _time.sleep(1.0)
-        return {"answer": request}
-
-    job_fn = manager.make_job_fn(slow, progress=True)
-    key, pkey = "a" * 64, "a" * 64 + "-progress"
-    jobs = [multiprocessing.get_context("fork").Process(target=job_fn, args=(key, pkey, [7], {})) for _ in range(3)]
-    for job in jobs:
-        job.start()
-    for job in jobs:
-        job.join(30)
-    assert [j.exitcode for j in jobs] == [0, 0, 0]
-    assert count.read_text() == "x", "the same job was computed more than once"
-    assert manager.files.get(key) == {"answer": 7}
-    assert not manager.files.has(pkey), "progress is cleared once the result is stored"
-
-
-def test_ending_a_job_kills_our_job_but_never_a_stranger_with_a_reused_pid(tmp_path):
-    import subprocess
-    import time
-
-    import multiprocessing
-
-    manager = _manager(tmp_path)
-    ours = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
-    ours.start()
-    stranger = subprocess.Popen(["sleep", "60"])  # another program of the same user, as after pid reuse
+# ------------------------------------------------------------------------------------ real jobs
+def test_a_job_reports_progress_and_its_result_from_a_started_process(pool, tmp_path):
+    sys.modules[MARKER] = type(sys)(MARKER)
     try:
-        assert manager.job_running(str(ours.pid))
-        assert not manager.job_running(str(stranger.pid)), "a stranger's pid must not count as our job"
-        manager.terminate_job(str(stranger.pid))
-        assert stranger.poll() is None, "a process that is not one of our jobs was killed"
-        manager.terminate_job(str(ours.pid))
-        ours.join(5)
-        assert ours.exitcode is not None and ours.exitcode < 0
-        assert not manager.job_running(str(ours.pid))
-        for bad in ("-1", "0", "x", None):
-            manager.terminate_job(bad)
-            assert not manager.job_running(bad)
+        key, job = _start(pool, tmp_path, "progress", seconds=2.0, steps=20)
     finally:
-        stranger.kill()
-        stranger.wait()
-        if ours.is_alive():
-            ours.kill()
+        del sys.modules[MARKER]
+    assert isinstance(job, str) and len(job) == 32
+    assert pool.job_running(job)
+    _wait("no progress", lambda: pool.get_progress(key) is not None and pool.get_progress(key)[2].startswith("step"))
+    assert pool.get_result(key, job) is pool.UNDEFINED and pool.job_running(job)
+    _wait("no result", lambda: pool.result_ready(key))
+    result = pool.get_result(key, job)
+    assert result["name"] == "progress" and result["pid"] != os.getpid()
+    assert result["marker"] is False, "the job process was forked from the server (it has the server's modules)"
+    _wait("the job still runs", lambda: not pool.job_running(job), 10)
+    assert pool.get_progress(key) is None, "progress is cleared once the result is stored"
+    assert not list(tmp_path.glob("run-*")), "the job's lock is removed when it ends"
 
 
-def test_a_job_ends_on_sigterm_even_when_its_worker_ignored_it(tmp_path):
-    """gunicorn's worker catches SIGTERM; a job forked from it must not inherit that."""
-    import multiprocessing
-    import signal
-    import time
+def test_jobs_compute_at_a_lower_cpu_priority_than_their_server(pool, tmp_path):
+    key, _ = _start(pool, tmp_path, "nice")
+    _wait("no result", lambda: pool.result_ready(key))
+    assert pool.get_result(key, None)["niceness"] == min(19, os.nice(0) + background.JOB_NICENESS)
 
-    manager = _manager(tmp_path)
-    job_fn = manager.make_job_fn(lambda request: time.sleep(60), progress=False)
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # as a gunicorn worker does
+
+def test_a_running_job_is_cancelled_at_its_next_progress_update(pool, tmp_path):
+    key, job = _start(pool, tmp_path, "cancel-running", seconds=60, steps=600)
+    _wait("no progress", lambda: pool.get_progress(key) is not None and pool.get_progress(key)[2].startswith("step"))
+    pool.terminate_job(job)
+    _wait("a cancelled job still runs", lambda: not pool.job_running(job), 10)
+    assert pool.get_result(key, job) is pool.UNDEFINED and not pool.result_ready(key), "a cancelled job stores no result"
+    assert [w for w, n, _ in _log(tmp_path) if n == "cancel-running"] == ["start"]
+    assert pool.get_progress(key) is None
+
+
+def test_a_queued_job_that_is_cancelled_never_starts(tmp_path):
+    manager = _manager(tmp_path, slots=1)
     try:
-        job = multiprocessing.get_context("fork").Process(target=job_fn, args=("c" * 64, "c" * 64 + "-progress", [1], {}))
-        job.start()
+        first, running = _start(manager, tmp_path, "first", seconds=3, steps=30)
+        second, queued = _start(manager, tmp_path, "second")
+        assert manager.job_running(queued), "a queued job counts as running: its browser keeps waiting"
+        manager.terminate_job(queued)
+        _wait("the queued job still counts as running", lambda: not manager.job_running(queued), 30)
+        _wait("the first job never ended", lambda: manager.result_ready(first))
+        time.sleep(0.5)
+        assert not manager.result_ready(second)
+        assert [n for w, n, _ in _log(tmp_path) if w == "start"] == ["first"]
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    time.sleep(0.5)
-    os.kill(job.pid, signal.SIGTERM)
-    job.join(5)
-    assert job.exitcode == -signal.SIGTERM
+        manager.close()
 
 
-def test_jobs_compute_at_a_lower_cpu_priority_than_their_worker(tmp_path):
-    import multiprocessing
-
-    from repgeom.ui.background import JOB_NICENESS
-
-    manager = _manager(tmp_path)
-    job_fn = manager.make_job_fn(lambda request: {"niceness": os.nice(0)}, progress=False)
-    key = "e" * 64
-    job = multiprocessing.get_context("fork").Process(target=job_fn, args=(key, key + "-progress", [1], {}))
-    job.start()
-    job.join(10)
-    assert job.exitcode == 0
-    assert manager.files.get(key) == {"niceness": min(19, os.nice(0) + JOB_NICENESS)}
-
-
-def test_a_worker_that_exits_neither_waits_for_nor_kills_its_jobs(tmp_path):
-    """A recycled gunicorn worker used to wait for its jobs (26 s without a worker in the load test)."""
-    import subprocess
-    import sys
-    import textwrap
-    import time
-
-    key = "f" * 64
-    script = textwrap.dedent(f"""
-        import sys, time
-        from pathlib import Path
-        from repgeom.ui.background import make_background
-        manager = make_background(None, Path({str(tmp_path)!r}), "f" * 64).manager
-        job_fn = manager.make_job_fn(lambda request: (time.sleep(10), {{"done": request}})[1], progress=False)
-        print(manager.call_job_fn({key!r}, job_fn, [5], {{}}), flush=True)
-        sys.exit(0)  # as a worker leaves: atexit handlers run
-    """)
-    log = tmp_path / "worker.out"
-    with log.open("w") as fh:  # a file, not a pipe: the orphan keeps the worker's stdout open
-        subprocess.run([sys.executable, "-c", script], stdout=fh, timeout=60, check=True)
-    manager = _manager(tmp_path)
-    pid = int(log.read_text().split()[-1])
-    import psutil
-
-    job = psutil.Process(pid)  # its command line is the worker's, not this test's: ask psutil
-    assert job.status() != psutil.STATUS_ZOMBIE and manager.files.get(key) is None, "the worker left before its job ended"
-    deadline = time.monotonic() + 60
-    while manager.files.get(key) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert manager.files.get(key) == {"done": 5}, "the orphaned job was lost"
-    with contextlib.suppress(psutil.NoSuchProcess):
-        job.wait(5)
-    assert not psutil.pid_exists(pid) or job.status() == psutil.STATUS_ZOMBIE
+def test_two_servers_share_jobs_results_and_cancel_through_the_folder(tmp_path):
+    """A poll or a Cancel may land on any worker of the machine."""
+    a, b = _manager(tmp_path), _manager(tmp_path)
+    try:
+        key, job = _start(a, tmp_path, "shared", seconds=1.5, steps=15)
+        assert b.job_running(job)
+        _wait("no progress seen by the other server", lambda: b.get_progress(key) is not None)
+        _wait("no result seen by the other server", lambda: b.get_result(key, job) is not b.UNDEFINED)
+        assert b.get_result(key, job)["name"] == "shared"
+        key2, job2 = _start(a, tmp_path, "cancelled-by-b", seconds=60, steps=600)
+        _wait("no progress", lambda: b.get_progress(key2) is not None)
+        b.terminate_job(job2)
+        _wait("the job cancelled by the other server still runs", lambda: not a.job_running(job2), 10)
+        assert not a.result_ready(key2)
+    finally:
+        a.close()
+        b.close()
 
 
-def test_a_forked_job_imports_nothing_lazily(tmp_path):
-    """A job forked while a worker thread imports a module would wait forever on that module's lock.
+def test_identical_jobs_compute_once_the_others_wait_and_get_the_result(tmp_path):
+    a, b = _manager(tmp_path), _manager(tmp_path)
+    try:
+        jobs = [_start(m, tmp_path, "same", seconds=2, steps=4) for m in (a, b, a)]
+        assert len({key for key, _ in jobs}) == 1 and len({job for _, job in jobs}) == 3
+        key = jobs[0][0]
+        _wait("no result", lambda: a.result_ready(key))
+        _wait("the waiting jobs never ended", lambda: not any(a.job_running(job) for _, job in jobs), 30)
+        assert [w for w, _, _ in _log(tmp_path)] == ["start", "end"], "the same job was computed more than once"
+        assert a.get_result(key, None)["name"] == b.get_result(key, None)["name"] == "same"
+    finally:
+        a.close()
+        b.close()
 
-    So after the manager is built, drawing every kind of figure and running t-SNE and MDS
-    in a forked job must not import any module of plotly, openTSNE or numba (nor compile a
-    kernel: the manager compiles them ahead).
-    """
-    import multiprocessing
-    import sys
+
+def test_at_most_the_slots_compute_at_once_across_servers(tmp_path):
+    a, b = _manager(tmp_path, slots=2), _manager(tmp_path, slots=2)
+    try:
+        keys = [_start(m, tmp_path, f"bound-{i}", seconds=1.0, steps=5)[0] for i, m in enumerate((a, b, a, b))]
+        _wait("not every job ended", lambda: all(a.result_ready(k) for k in keys), 180)
+        events = sorted((t, 1 if w == "start" else -1) for w, _, t in _log(tmp_path))
+        running = peak = 0
+        for _, step in events:
+            running += step
+            peak = max(peak, running)
+        assert peak == 2, f"{peak} jobs computed at once with 2 slots"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_job_started_from_a_thread_that_ran_torch_with_two_threads_completes(tmp_path):
+    """gunicorn's request threads run torch; jobs they start must compute with the server's torch threads."""
+    from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
-    make_background(None, tmp_path, "f" * 64)
-    report = tmp_path / "imported"
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    manager = _manager(tmp_path)
+    try:
+        x = torch.rand(1500, 1500, dtype=torch.float64)
 
-    def job() -> None:
-        from repgeom.core.embedding import embed, tsne_2d
+        def request_thread() -> tuple[str, str]:
+            float((x @ x).sum())  # this thread has run a parallel region
+            return _start(manager, tmp_path, "threads")
 
-        before = set(sys.modules)
-        fig = go.Figure([go.Scattergl(x=[1, 2], y=[1, 2]), go.Heatmap(z=[[1, 2]]), go.Barpolar(r=[1])],
-                        layout={"template": "plotly_white", "sliders": [{"steps": [{"label": "a"}]}], "updatemenus": [{}]})
-        fig.to_json()
-        points = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
-        tsne_2d(points, perplexity=5)
-        embed(points, "mds", np.zeros(300, dtype=np.int64))
-        new = sorted(m for m in set(sys.modules) - before
-                     if m.split(".")[0] in ("plotly", "_plotly_utils", "openTSNE", "numba", "llvmlite") or m == "repgeom.core.kernels")
-        report.write_text("\n".join(new))
-
-    proc = multiprocessing.get_context("fork").Process(target=job)
-    proc.start()
-    proc.join(120)
-    assert proc.exitcode == 0
-    assert report.read_text() == "", f"imported lazily in a job: {report.read_text()[:500]}"
+        with ThreadPoolExecutor(1) as threads:
+            key, _ = threads.submit(request_thread).result()
+        _wait("the job hung", lambda: manager.result_ready(key), 120)
+        result = manager.get_result(key, None)
+        assert result["threads"] == 2 and result["sum"] > 0
+    finally:
+        manager.close()
+        torch.set_num_threads(before)
 
 
-def test_a_job_started_from_a_thread_that_ran_torch_computes_with_torch_threads(tmp_path):
-    """A child forked from a thread that has run an OpenMP region waits forever on its first one.
-
-    gunicorn's request threads run torch all the time; with 2 torch threads per worker every
-    job they forked hung on its first parallel operation. Jobs now fork from a thread that
-    never computes. Run in a child process so a hang fails the test instead of stalling it.
-    """
-    import subprocess
-    import sys
-    import textwrap
-
+def test_a_server_that_exits_cancels_its_queued_jobs_and_lets_the_running_one_finish(tmp_path):
     script = textwrap.dedent(f"""
-        import json, time
-        from concurrent.futures import ThreadPoolExecutor
+        import sys, time
         from pathlib import Path
-        import torch
-        from repgeom.ui.background import make_background
-        torch.set_num_threads(2)
-        manager = make_background(None, Path({str(tmp_path)!r}), "f" * 64).manager
-        x = torch.rand(2000, 2000, dtype=torch.float64)
-
-        def compute(request):
-            return {{"threads": torch.get_num_threads(), "sum": float((x ** 2).sum())}}
-
-        job_fn = manager.make_job_fn(compute, progress=False)
-
-        def request_thread():  # as a gunicorn thread: torch first, then a background callback
-            float((x ** 2).sum())
-            return manager.call_job_fn("9" * 64, job_fn, [1], {{}})
-
-        with ThreadPoolExecutor(1) as pool:
-            pid = pool.submit(request_thread).result()
-        deadline = time.monotonic() + 60
-        while manager.files.get("9" * 64) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        result = manager.files.get("9" * 64)
-        if result is None:
-            import os, signal
-            os.kill(pid, signal.SIGKILL)
-        print(json.dumps(result), flush=True)
+        from tests.ui.test_background import _manager, _start, _wait
+        folder = Path({str(tmp_path)!r})
+        manager = _manager(folder, slots=1)
+        running = _start(manager, folder, "running", seconds=2, steps=4)
+        _wait("the first job never started", lambda: manager.get_progress(running[0]) is not None)
+        queued = [_start(manager, folder, f"queued-{{i}}", seconds=5) for i in range(3)]
+        print(time.time(), flush=True)
+        sys.exit(0)  # as a worker leaves
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    ended = time.time()
     assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result is not None, "the job hung on its first parallel torch operation"
-    assert result["threads"] == 2 and result["sum"] > 0
+    asked_to_exit = float(out.stdout.split()[-1])
+    assert ended - asked_to_exit < 12, f"the server took {ended - asked_to_exit:.1f} s to exit (it ran its queue)"
+    files = JobFiles(tmp_path)
+    assert files.load(_key("running"))["name"] == "running", "the running job was lost"
+    assert [n for w, n, _ in _log(tmp_path) if w == "start"] == ["running"], "a queued job ran after its server left"
+    assert not any(files.has(_key(f"queued-{i}")) for i in range(3))
+
+
+def test_the_embeddings_view_runs_as_a_job_shared_by_two_apps_and_computed_once(engine, tmp_path):
+    """Through Dash: the first answer is a handle, polls on another app instance read the result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from benchmarks.dash_wire import poll_job
+    from repgeom.ui import create_app
+    from repgeom.ui.state import View
+    from tests.dash_client import DashClient
+
+    settings = Settings(warm=False, response_cache_bytes=0, cache_dir=str(tmp_path), device="cpu")
+    first, second = create_app(settings, engine=engine), create_app(settings, engine=engine)
+    view = View.parse(engine, {**View.default(engine).controls(), "tab": "embeddings", "n_embed": 3,
+                               "embed_methods": ["pca", "mds"], "nodes": ["conv2"]}).controls()
+    values = {"embed-request.data": {"view": view, "selection": [1, 2]}}
+    a, b = DashClient(first), DashClient(second)
+    body = a.graph.body("embed-grid.figure", values)
+    started = time.monotonic()
+    handle = a.start("embed-grid.figure", values)
+
+    def poll_on(client: DashClient) -> tuple[int, bytes]:
+        def send(blank: bytes, args: dict[str, str]) -> tuple[int, bytes]:
+            r = client.client.post("/_dash-update-component", query_string=args, data=blank, content_type="application/json")
+            return r.status_code, r.get_data()
+
+        status, data, _ = poll_job(send, body, handle, 0.1, 180)
+        return status, data
+
+    with ThreadPoolExecutor(2) as polls:
+        answers = list(polls.map(poll_on, (a, b)))
+    cold = time.monotonic() - started
+    for status, data in answers:
+        assert status == 200 and "embed-grid" in json.loads(data)["response"]
+    warm_started = time.monotonic()
+    again = DashClient(second).call("embed-grid.figure", values)
+    warm = time.monotonic() - warm_started
+    assert again.status_code == 200 and "embed-grid" in again.get_json()["response"]
+    assert not list((tmp_path).glob("jobs-*/run-*.lock")), "no job was left running"
+    print(f"embeddings job: first (pool start + compute) {cold:.1f} s, stored {warm * 1000:.0f} ms")
+    for app in (first, second):
+        app.server.extensions["repgeom.background"].manager.close()
+
+
+def test_identical_concurrent_requests_all_get_the_result(engine, tmp_path):
+    """Two browsers asking the same embeddings at once: Dash would hand the result to the first only."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from repgeom.ui import create_app
+    from repgeom.ui.state import View
+    from tests.dash_client import DashClient
+
+    app = create_app(Settings(warm=False, response_cache_bytes=0, cache_dir=str(tmp_path), device="cpu"), engine=engine)
+    view = View.parse(engine, {**View.default(engine).controls(), "tab": "embeddings", "n_embed": 2, "embed_methods": ["pca"], "nodes": ["conv2"]}).controls()
+    request = {"embed-request.data": {"view": view, "selection": [1, 2, 3]}}
+    try:
+        with ThreadPoolExecutor(3) as threads:
+            answers = list(threads.map(lambda _: DashClient(app).call("embed-grid.figure", request, timeout_s=180), range(3)))
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert all("embed-grid" in a.get_json()["response"] for a in answers)
+    finally:
+        app.server.extensions["repgeom.background"].manager.close()
+
+
+def test_the_pool_is_built_from_a_picklable_recipe():
+    import pickle
+
+    manager = make_background(Settings(), Path(default_cache_dir()), "e" * 64).manager
+    recipe = pickle.loads(pickle.dumps(manager._build))
+    assert isinstance(recipe, functools.partial) and recipe.func is background.app_callbacks
+    assert recipe.args == (Settings(),)
