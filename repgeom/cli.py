@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perplexity", type=float, default=DEFAULT_PERPLEXITY, help="t-SNE perplexity (default: 40)")
     p.add_argument("--seed", type=int, default=0, help="random seed for t-SNE (default: 0)")
     p.add_argument("--save-features", action="store_true", help="also write features/<model>/<node>")
+    p.add_argument("--over-training", action="store_true", help="path over each model's training history: path/names are <model>@<epoch>/<node>")
     p.add_argument("--rsatoolbox", default=None, metavar="FILE.hdf5", help="also write the RDMs for rsatoolbox.rdm.load_rdm")
 
     p = sub.add_parser("datasets", help="one line per dataset: id, classes, image size, channels, probe images per class")
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=env_data_root() or "data", help="torchvision root of the dataset (downloaded there if missing and online)")
     p.add_argument("--device", default=None)
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the recipe's epochs")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="K",
+                   help="also keep the weights at initialisation and every K epochs (and the last) as the model's training history")
     return parser
 
 
@@ -152,11 +155,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if done % 50 == 0:
             bar.set_postfix(loss=f"{loss:.3f}")
 
-    model = training.train(recipe, train_x, train_y, dataset, device=device, progress=progress)
+    history: dict[int, dict[str, torch.Tensor]] | None = None if args.checkpoint_every is None else {}
+
+    def keep(epoch: int, module: torch.nn.Module) -> None:
+        if history is not None and (epoch % args.checkpoint_every == 0 or epoch == recipe.epochs):
+            history[epoch] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+    model = training.train(recipe, train_x, train_y, dataset, device=device, progress=progress, on_epoch=keep)
     bar.close()
     acc = training.evaluate(model, test_x, test_y, dataset, epsilon=0.2, device=device)
     details = recipe.describe(dataset) | {"device": str(device), "torch": torch.__version__}
-    entry = checkpoints.save_checkpoint(folder, dataclasses.replace(entry, accuracy=acc, recipe=details), model)
+    entry = checkpoints.save_checkpoint(folder, dataclasses.replace(entry, accuracy=acc, recipe=details), model, history)
     print(f"{entry.id}\tparams={entry.parameters}\tclean={acc['clean']:.4f}\tfgsm@0.2={acc['fgsm']:.4f}\tsha256={entry.sha256[:12]}")
     return 0
 
@@ -251,7 +260,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for m in models:
         if m in engine.load_errors:
             raise RepgeomError(engine.load_errors[m])
-    spec = engine.spec(args.n_per_class, args.condition, args.epsilon, args.attack_model or (models[0] if models else None))
+    if not models:
+        raise RepgeomError(f"choose at least one model; allowed: {', '.join(engine.model_ids)}")
+    dataset = engine.dataset_of(models[0]).id
+    spec = engine.spec(args.n_per_class, args.condition, args.epsilon, args.attack_model or models[0], dataset)
     req = ExportRequest(
         models=models,
         layers=args.layers,
@@ -263,6 +275,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         seed=args.seed,
         perplexity=args.perplexity,
         save_features=args.save_features,
+        over_training=args.over_training,
     )
     with tqdm(desc="export", disable=None, unit="step") as bar:
 

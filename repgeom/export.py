@@ -12,7 +12,7 @@ Design notes:
 Keys (a public contract, see the README):
     ``labels`` (N,), ``indices`` (N,), ``class_names`` (C,), ``rdm/<model>/<node>`` (N, N),
     ``embed/<method>/<model>/<node>`` (N, 2), ``features/<model>/<node>`` (N, D),
-    ``path/names`` (K,), ``path/distances`` (K, K), ``path/coords`` (K, 2), ``path/stress`` (),
+    ``path/names`` (K,: ``<model>/<node>``, or ``<model>@<epoch>/<node>`` over training), ``path/distances`` (K, K), ``path/coords`` (K, 2), ``path/stress`` (),
     ``meta/json`` (): the settings and quality figures as a JSON string.
 """
 
@@ -49,6 +49,7 @@ class ExportRequest:
     seed: int = 0
     perplexity: float = 40.0
     save_features: bool = False
+    over_training: bool = False
     node_overrides: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
@@ -75,7 +76,8 @@ def collect_export(engine: Engine, req: ExportRequest, step: Callable[[str], Non
     stim = engine.stimuli(req.spec)
     out["labels"] = stim.labels.astype(np.int64)
     out["indices"] = stim.indices.astype(np.int64)
-    out["class_names"] = np.asarray(engine.dataset.class_names)
+    dataset = engine.dataset_of(models[0])
+    out["class_names"] = np.asarray(dataset.class_names)
     quality: dict[str, dict[str, float]] = {}
     for m in models:
         tick(f"features {m}")
@@ -93,7 +95,14 @@ def collect_export(engine: Engine, req: ExportRequest, step: Callable[[str], Non
                 out[f"embed/{method}/{m}/{n}"] = e.coords
                 quality[f"{method}/{m}/{n}"] = {"trustworthiness": e.trustworthiness, "stress": e.stress, "perplexity": e.perplexity}
     tick("path")
-    path = engine.path(models, nodes, req.spec, req.path_rdm_method, req.compare, req.seed)
+    if req.over_training:  # one point per node per epoch: how the geometry forms while the network learns
+        for m in models:
+            if not engine.history(m):
+                raise RepgeomError(f"model {m!r} has no training history; make one with `repgeom train {m} --checkpoint-every 1`")
+        snapshots = {f"{m}@{e}": nodes[m] for m in models for e in engine.history(m)}
+        path = engine.path(list(snapshots), snapshots, req.spec, req.path_rdm_method, req.compare, req.seed)
+    else:
+        path = engine.path(models, nodes, req.spec, req.path_rdm_method, req.compare, req.seed)
     out["path/names"] = np.asarray(path.names)
     out["path/distances"] = path.distances
     out["path/coords"] = path.coords
@@ -109,9 +118,10 @@ def collect_export(engine: Engine, req: ExportRequest, step: Callable[[str], Non
         "path_rdm": req.path_rdm_method,
         "compare": req.compare,
         "seed": req.seed,
+        "over_training": req.over_training,
         "embedding_quality": quality,
-        "dataset": engine.dataset.id,
-        "source": engine.source.name if engine.source.name == "embedded" else f"{engine.dataset.id}-test",
+        "dataset": dataset.id,
+        "source": "embedded" if engine.source_of(dataset.id).name == "embedded" else f"{dataset.id}-test",
     }
     out["meta/json"] = np.asarray(json.dumps(meta))
     return out

@@ -43,13 +43,14 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from .core.checkpoints import LoadedModel, Manifest, ModelEntry, Preset, default_models_dir, load_all, read_manifest_doc
+from .core.checkpoints import LoadedModel, ModelEntry, Preset, default_models_dir, load_all, load_checkpoint, read_manifest_doc
 from .core.datasets import DatasetInfo
 from .core.embedding import DEFAULT_PERPLEXITY, EMBED_METHODS, PERPLEXITY_RANGE, TRUST_SAMPLE, Embedding, align_sequence, embed, embed_many, euclidean_distances
 from .core.errors import RepgeomError, choice_error
@@ -71,12 +72,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class StimulusSpec:
-    """Which probe images: n per class, and clean or FGSM (ε, attacked model)."""
+    """Which probe images: the dataset, n per class, and clean or FGSM (ε, attacked model)."""
 
     n_per_class: int = 20  # 0: every image of the source
     condition: str = "clean"
     epsilon: float = 0.0
     attack_model: str = ""
+    dataset: str = ""  # "": the engine's default dataset
 
 
 @dataclass(frozen=True)
@@ -201,19 +203,24 @@ class Engine:
         shared: SharedStore | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        manifest = read_manifest_doc(models_dir)
-        loaded, self.load_errors = load_all(models_dir)  # callers report refusals their own way
-        self.dataset: DatasetInfo = self._pick_dataset(manifest, loaded)
-        self.models: dict[str, LoadedModel] = {k: v for k, v in loaded.items() if k not in self.load_errors}
+        self._models_dir = Path(models_dir) if models_dir else default_models_dir()
+        self._data_root = data_root
+        manifest = read_manifest_doc(self._models_dir)
+        if not manifest.entries:
+            raise RepgeomError("no model could be loaded: the model manifest lists none")
+        self._manifest = manifest
+        loaded, self.load_errors = load_all(self._models_dir)  # callers report refusals their own way
+        self.models: dict[str, LoadedModel] = dict(loaded)
         for m in self.models.values():
             m.module.to(self.device)
         if self.device.type == "cuda":  # full float32 everywhere (see features.py); set once, not per call
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-        # traced once, here: tracing while serving would break forward passes in other threads
-        self._extractors = {k: NodeExtractor(m.module, self.dataset.input_shape) for k, m in self.models.items()}
-        self._nodes = {k: e.nodes for k, e in self._extractors.items()}
-        self._steps = {k: repeated_steps(e.nodes, self.models[k].module) for k, e in self._extractors.items()}
+        # the default model's dataset first; a dataset whose probes cannot be read refuses its models
+        self.datasets: dict[str, DatasetInfo] = {}
+        self._sources: dict[str, ImageSource] = {}
+        for k in sorted(self.models, key=lambda k: k != manifest.default_model):
+            self._add_dataset(k)
         ids = list(self.models)
         first = ids[0] if ids else ""
         self.defaults = ViewDefaults(
@@ -221,34 +228,93 @@ class Engine:
             attack_model=manifest.attack_model if manifest.attack_model in self.models else first,
         )
         self.presets: tuple[Preset, ...] = manifest.presets
-        self.source: ImageSource = load_source(self.dataset, data_root, models_dir or default_models_dir())
-        self.max_per_class = available_per_class(self.source)
+        default_id = self.models[self.defaults.model].entry.dataset if self.defaults.model else manifest.entries[0].dataset
+        self.dataset: DatasetInfo = self.datasets.get(default_id) or manifest.dataset(default_id)
+        # traced once, here: tracing while serving would break forward passes in other threads
+        self._extractors = {k: NodeExtractor(m.module, self.dataset_of(k).input_shape) for k, m in self.models.items()}
+        self._nodes = {k: e.nodes for k, e in self._extractors.items()}
+        self._steps = {k: repeated_steps(e.nodes, self.models[k].module) for k, e in self._extractors.items()}
+        self._history_lock = threading.Lock()
         self._cache = _LRU(DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
         self.shared = shared
 
-    def _pick_dataset(self, manifest: Manifest, loaded: Mapping[str, LoadedModel]) -> DatasetInfo:
-        """The dataset of the default model (else of the first loaded one); models of other datasets are refused."""
-        if not manifest.entries:
-            raise RepgeomError("no model could be loaded: the model manifest lists none")
-        by_id = {e.id: e for e in manifest.entries}
-        anchor = manifest.default_model if manifest.default_model in loaded else next(iter(loaded), manifest.entries[0].id)
-        dataset = manifest.dataset(by_id[anchor].dataset)
-        for k, m in loaded.items():
-            if m.entry.dataset != dataset.id:
-                self.load_errors[k] = f"model {k!r} is for dataset {m.entry.dataset!r}; this engine serves {dataset.id!r}"
-        return dataset
+    def _add_dataset(self, model: str) -> None:
+        """Load ``model``'s dataset (once); on failure refuse the model with the reason."""
+        dataset_id = self.models[model].entry.dataset
+        if dataset_id in self.datasets:
+            return
+        try:
+            info = self._manifest.dataset(dataset_id)
+            root = self._data_root if self._data_root and info.idx_folder else None
+            try:
+                source = load_source(info, root, self._models_dir)
+            except RepgeomError:
+                if not self.datasets and root:  # the default dataset: an explicit data root must hold it
+                    raise
+                source = load_source(info, None, self._models_dir)
+        except RepgeomError as exc:
+            self.load_errors[model] = str(exc)
+            del self.models[model]
+            return
+        self.datasets[info.id], self._sources[info.id] = info, source
+
+    @property
+    def source(self) -> ImageSource:
+        """The default dataset's image pool."""
+        return self._sources[self.dataset.id]
+
+    @property
+    def max_per_class(self) -> int:
+        """Most images per class the default dataset offers."""
+        return available_per_class(self.source)
+
+    def dataset_of(self, model: str) -> DatasetInfo:
+        """The dataset ``model`` was trained on (its stimuli come from there)."""
+        return self.datasets[self.entry(model).dataset]
+
+    def source_of(self, dataset: str) -> ImageSource:
+        """The image pool of a served dataset (raises listing the served ones)."""
+        return self._sources[check_choice("dataset", dataset, list(self._sources))]
 
     # ------------------------------------------------------------------ validation
     @property
     def model_ids(self) -> list[str]:
-        """Loaded model ids, in manifest order."""
-        return list(self.models)
+        """Loaded model ids, in manifest order (checkpoints of a training history not included)."""
+        return [k for k in self.models if "@" not in k]
 
     def check_model(self, model: str) -> str:
-        """Return ``model`` if loaded, else raise listing the loaded ids."""
+        """Return ``model`` if loaded (or ``model@epoch`` of a model's training history), else raise listing the ids."""
+        if isinstance(model, str) and model not in self.models and "@" in model:
+            self._load_epoch(model)
         if not isinstance(model, str) or model not in self.models:
             raise choice_error("model", model, self.model_ids)
         return model
+
+    def history(self, model: str) -> tuple[int, ...]:
+        """The epochs of ``model``'s training history in the manifest (0 = initialisation), or () if none."""
+        return tuple(h.epoch for h in self.entry(model).history)
+
+    def _load_epoch(self, model_at: str) -> None:
+        """Load ``model@epoch`` from the manifest's history of ``model`` (hash-checked, weights only)."""
+        base, _, epoch = model_at.partition("@")
+        if base not in self.models or "@" in base or not epoch.isdigit():
+            return
+        found = next((h for h in self.models[base].entry.history if h.epoch == int(epoch)), None)
+        if found is None:
+            known = ", ".join(map(str, self.history(base))) or "none"
+            raise RepgeomError(f"model {base!r} has no checkpoint of epoch {epoch[:6]}; its history: {known}")
+        with self._history_lock:
+            if model_at in self.models:
+                return
+            entry = self.models[base].entry
+            snapshot = replace(entry, id=model_at, file=found.file, sha256=found.sha256, history=())
+            loaded = load_checkpoint(snapshot, self._models_dir)
+            loaded.module.to(self.device)
+            extractor = NodeExtractor(loaded.module, self.dataset_of(base).input_shape)
+            self._extractors[model_at] = extractor
+            self._nodes[model_at] = extractor.nodes
+            self._steps[model_at] = self._steps[base]
+            self.models[model_at] = loaded
 
     def nodes(self, model: str) -> list[str]:
         """Graph node names of ``model``, in graph order."""
@@ -266,30 +332,39 @@ class Engine:
         """Validate a node selection (``"all"``, names, or a comma string) for ``model``."""
         return select_nodes(self.nodes(model), wanted, model)
 
-    def spec(self, n_per_class: Any = 20, condition: Any = "clean", epsilon: Any = 0.2, attack_model: Any = None) -> StimulusSpec:
+    def spec(
+        self, n_per_class: Any = 20, condition: Any = "clean", epsilon: Any = 0.2, attack_model: Any = None, dataset: Any = None
+    ) -> StimulusSpec:
         """Validate a stimulus choice into a :class:`StimulusSpec` (the cache key).
 
-        ``n_per_class`` is 1..``max_per_class``, or ``"all"`` for every image of the source.
+        ``n_per_class`` is 1..the dataset's images per class, or ``"all"`` for every
+        image of its source. ``dataset`` defaults to the attacked model's for FGSM, else
+        to the engine's default dataset.
 
         Raises:
-            RepgeomError: n outside 1..max, unknown condition, ε outside [0, 1], unknown
-                attacked model.
+            RepgeomError: an unknown dataset, n outside 1..max, unknown condition, ε
+                outside [0, 1], an unknown attacked model or one of another dataset.
         """
-        limit = self.max_per_class
+        check_choice("condition", condition, CONDITIONS)
+        attacked = self.check_model(attack_model if attack_model else self.defaults.attack_model) if condition == "fgsm" else ""
+        if dataset is None:
+            dataset = self.dataset_of(attacked).id if attacked and attack_model else self.dataset.id
+        source = self.source_of(dataset)
+        limit = available_per_class(source)
         if n_per_class == "all":
             n_per_class = 0  # every image of the source, sorted by class
         else:
             try:
                 n_per_class = check_int("images per class", n_per_class, 1, limit)
             except RepgeomError as exc:
-                where = " with the embedded probe set (give a data root for more)" if self.source.name == "embedded" else ""
+                where = " with the embedded probe set (give a data root for more)" if source.name == "embedded" else ""
                 raise RepgeomError(f"{exc}{where}") from None
-        check_choice("condition", condition, CONDITIONS)
         if condition == "clean":
-            return StimulusSpec(int(n_per_class))
+            return StimulusSpec(int(n_per_class), dataset=dataset)
         eps = check_float("epsilon", epsilon, 0.0, 1.0)
-        attacked = self.check_model(attack_model if attack_model else self.defaults.attack_model)
-        return StimulusSpec(int(n_per_class), "fgsm", eps, attacked)
+        if self.dataset_of(attacked).id != dataset:
+            raise RepgeomError(f"the attacked model {attacked!r} is for dataset {self.dataset_of(attacked).id!r}, not {dataset!r}")
+        return StimulusSpec(int(n_per_class), "fgsm", eps, attacked, dataset)
 
     @staticmethod
     def check_choice(what: str, value: Any, allowed: Sequence[str]) -> str:
@@ -301,7 +376,7 @@ class Engine:
         """The probe images for ``spec`` (FGSM images made against ``spec.attack_model``)."""
 
         def make() -> Stimuli:
-            clean = sample_stimuli(self.source, spec.n_per_class)
+            clean = sample_stimuli(self.source_of(spec.dataset or self.dataset.id), spec.n_per_class)
             if spec.condition == "clean":
                 return clean
             model = self.models[spec.attack_model].module
@@ -310,9 +385,19 @@ class Engine:
 
         return self._cache.get_or_compute(("stimuli", spec), make)
 
+    def _same_dataset(self, model: str, spec: StimulusSpec) -> None:
+        wanted = spec.dataset or self.dataset.id
+        have = self.dataset_of(model).id
+        if have != wanted:
+            raise RepgeomError(
+                f"model {model!r} is for dataset {have!r} and these stimuli are {wanted!r} images: "
+                "models on different datasets cannot share stimuli"
+            )
+
     def features(self, model: str, node: str, spec: StimulusSpec) -> torch.Tensor:
         """(N, D) float32 activations of ``model``'s ``node`` for ``spec``'s stimuli, on the device."""
         self.select_nodes(model, [node])
+        self._same_dataset(model, spec)
 
         def make() -> torch.Tensor:
             images = self.stimuli(spec).tensor(self.device)
@@ -323,6 +408,7 @@ class Engine:
     def prefetch_features(self, model: str, nodes: Sequence[str], spec: StimulusSpec) -> None:
         """Extract several nodes in one forward pass (faster than one pass per node)."""
         missing = [n for n in self.select_nodes(model, nodes) if not self._cached(("features", model, n, spec))]
+        self._same_dataset(model, spec)
         if len(missing) < 2:
             return
         images = self.stimuli(spec).tensor(self.device)
@@ -402,7 +488,8 @@ class Engine:
         return embed_many(feats, method, labels, model, list(nodes), seed, perplexity, distances=dists)
 
     def _shared_digest(self, key: tuple[Any, ...]) -> str:
-        return hashlib.sha256(repr((key, self.models[key[1]].entry.sha256, self.source.name)).encode()).hexdigest()
+        dataset = key[3].dataset or self.dataset.id
+        return hashlib.sha256(repr((key, self.models[key[1]].entry.sha256, self.source_of(dataset).name)).encode()).hexdigest()
 
     def _from_shared(self, key: tuple[Any, ...]) -> Embedding | None:
         if self.shared is None:
@@ -485,6 +572,11 @@ class Engine:
         models = [self.check_model(m) for m in models]
         if len(set(models)) != len(models):
             raise RepgeomError("each model may appear once in a path")
+        on = {m: self.dataset_of(m).id for m in models}
+        if len(set(on.values())) > 1:
+            listed = ", ".join(f"{m} ({d})" for m, d in on.items())
+            raise RepgeomError(f"models on different datasets cannot share stimuli, so they cannot share a path: {listed}")
+        self._same_dataset(models[0], spec)
         self.check_choice("RDM method", rdm_method, RDM_METHODS)
         self.check_choice("comparison method", compare, COMPARE_METHODS)
         seed = check_int("seed", seed, 0, 2**31 - 1)

@@ -33,6 +33,7 @@ from .nets import build_net, count_parameters
 
 __all__ = [
     "MANIFEST",
+    "HistoryPoint",
     "LoadedModel",
     "Manifest",
     "ModelEntry",
@@ -52,6 +53,15 @@ MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
+class HistoryPoint:
+    """One checkpoint of a model's training history: the weights after ``epoch`` epochs (0 = initialisation)."""
+
+    epoch: int
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One model as the manifest describes it."""
 
@@ -66,6 +76,7 @@ class ModelEntry:
     color: str | None = None
     nodes: tuple[str, ...] = ()
     output: str = "probabilities"
+    history: tuple[HistoryPoint, ...] = ()
 
     #: What a model id may be (it appears in file names, URLs and export keys).
     ID: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
@@ -91,9 +102,14 @@ class ModelEntry:
                 color=None if color is None else str(color),
                 nodes=tuple(str(n) for n in raw.get("nodes", ())),
                 output=str(raw.get("output", "probabilities")),
+                history=tuple(
+                    HistoryPoint(int(h["epoch"]), str(h["file"]), str(h["sha256"]).lower()) for h in raw.get("history", ())
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"manifest entry {raw!r:.80} is malformed (missing or bad {exc})") from None
+        if any(Path(h.file).name != h.file or h.epoch < 0 for h in entry.history):
+            raise CheckpointError(f"manifest entry {entry.id!r}: history files must be bare file names with epochs >= 0")
         if not cls.ID.fullmatch(entry.id):
             raise CheckpointError(f"manifest entry {entry.id[:40]!r}: an id is 1-40 letters, digits, '.', '-' or '_'")
         if Path(entry.file).name != entry.file:
@@ -109,6 +125,8 @@ class ModelEntry:
         doc = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, ()) and not (k == "output" and v == "probabilities")}
         if self.nodes:
             doc["nodes"] = list(self.nodes)
+        if self.history:
+            doc["history"] = [dataclasses.asdict(h) for h in self.history]
         return doc
 
 
@@ -337,10 +355,17 @@ def _in_channels(state: Mapping[str, torch.Tensor]) -> int:
     return int(convs[0].shape[1]) if convs else 1
 
 
+def _state_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, buf)
+    return buf.getvalue()
+
+
 def save_checkpoint(
     models_dir: str | os.PathLike[str],
     entry: ModelEntry,
     module: nn.Module,
+    history: Mapping[int, Mapping[str, torch.Tensor]] | None = None,
 ) -> ModelEntry:
     """Write ``module``'s state dict and its manifest entry, each atomically.
 
@@ -349,17 +374,24 @@ def save_checkpoint(
         entry: the record to write; its file name, hash and parameter count are filled
             in from ``module``.
         module: the trained network.
+        history: state dicts by epoch (0 = initialisation), written as ``<id>@<epoch>.pt``
+            and listed in the entry's ``history``.
 
     Returns:
         The written entry (replacing any entry with the same id, keeping manifest order).
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, buf)
-    data = buf.getvalue()
+    data = _state_bytes(module.state_dict())
+    points = []
+    for epoch, state in sorted((history or {}).items()):
+        blob = _state_bytes(state)
+        point = HistoryPoint(int(epoch), f"{entry.id}@{int(epoch)}.pt", hashlib.sha256(blob).hexdigest())
+        _atomic_write(models_dir / point.file, blob)
+        points.append(point)
     entry = dataclasses.replace(
         entry,
+        history=tuple(points) if history is not None else entry.history,
         file=f"{entry.id}.pt",
         sha256=hashlib.sha256(data).hexdigest(),
         parameters=count_parameters(module),

@@ -3,8 +3,8 @@
 Design notes:
     ``add-dataset`` reads the first ``per_class`` images of each class (files in name
     order), converts them to one size and channel count, and keeps them as a probe set
-    (``images`` (M, C, H, W) uint8, ``labels``, ``indices`` into the class's sorted
-    files, ``files``) beside the manifest. The images are read with Pillow and never
+    (``images`` (M, C, H, W) uint8, ``labels``, ``indices`` into the folder's files
+    sorted by class and name, unique like a test set's, ``files``) beside the manifest. The images are read with Pillow and never
     executed or unpickled; anything unexpected in the folder gets a one-line error.
 """
 
@@ -36,7 +36,7 @@ class FolderProbes:
         info: the dataset descriptor (id, class names from the subfolders, size, channels, normalisation).
         images: (M, C, H, W) uint8, sorted by class.
         labels: (M,) int64 class indices.
-        indices: (M,) int64 positions of each image among its class's files in name order.
+        indices: (M,) int64 positions of each image among all the folder's files (by class, then name): unique.
         files: (M,) paths relative to the folder.
     """
 
@@ -93,11 +93,13 @@ def read_image_folder(
     if not 1 <= per_class <= MAX_IMAGES // len(classes):
         raise RepgeomError(f"--per-class must be from 1 to {MAX_IMAGES // len(classes)} for {len(classes)} classes, got {per_class}")
     picked: list[tuple[int, int, Path]] = []
+    offset = 0
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise RepgeomError(f"--images {root}: class folder {name!r} has no PNG or JPEG images")
-        picked.extend((label, i, f) for i, f in enumerate(files[:per_class]))
+        picked.extend((label, offset + i, f) for i, f in enumerate(files[:per_class]))
+        offset += len(files)
     raw = []
     for _, _, f in picked:
         try:
