@@ -144,13 +144,23 @@ class View:
     def default(cls, engine: Engine) -> View:
         """The first view: the manifest's default model (with its default nodes) and attacked model.
 
+        Images per class are capped at what the dataset's probe set holds.
+
         Raises:
             RepgeomError: when no model is loaded.
         """
         if not engine.model_ids:
             raise RepgeomError("no model could be loaded; check the models folder and the server log")
         model, attack = engine.defaults.model, engine.defaults.attack_model
-        return cls(model=model, nodes=default_nodes(engine, model), attack_model=attack, path_models=(model,))
+        limit = engine.max_per_class
+        return cls(
+            model=model,
+            nodes=default_nodes(engine, model),
+            attack_model=attack,
+            path_models=(model,),
+            n_rdm=min(cls.n_rdm, limit),
+            n_embed=min(cls.n_embed, limit),
+        )
 
     @classmethod
     def parse(cls, engine: Engine, raw: Mapping[str, Any]) -> View:

@@ -38,7 +38,9 @@ def _titles(page: BrowserPage, graph: str) -> list[str]:
     return page.page.locator(f"#{graph} .js-plotly-plot .annotation-text").all_text_contents()
 
 
-def test_first_page_shows_the_seeds_rdms_then_model_switch(live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path) -> None:
+def test_first_page_shows_the_seeds_rdms_then_model_switch(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path
+) -> None:
     from playwright.sync_api import expect
 
     page.goto_dash(live_server(dashboard), timeout_ms=TIMEOUT)
@@ -49,11 +51,14 @@ def test_first_page_shows_the_seeds_rdms_then_model_switch(live_server: Callable
     expect(page.page.locator("#rdm-slider .js-plotly-plot .slider-container")).to_have_count(1)
     page.page.screenshot(path=screenshot_dir / "rdms_default.png", full_page=True)
 
-    # hover a heat-map cell: the inspector shows both digit images
+    expect(page.page.locator("#nodes-hint")).to_have_text("recurrent steps: conv2, conv2_1, conv2_2, conv2_3, conv2_4")
+
+    # hover a heat-map cell: the inspector shows both stimulus images, captioned with their class
     box = grid.locator(".nsewdrag").first.bounding_box()
     assert box is not None
     page.page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.8)
-    expect(page.page.locator("#hover-panel img.digit")).to_have_count(2, timeout=TIMEOUT)
+    expect(page.page.locator("#hover-panel img.stimulus-image")).to_have_count(2, timeout=TIMEOUT)
+    expect(page.page.locator("#hover-panel .caption").first).to_contain_text("class ")
     expect(page.page.locator("#hover-panel .hover-summary")).to_contain_text("correlation dissimilarity")
 
     # switch the model: the nodes reset to the feedforward layers and the RDMs follow
@@ -62,6 +67,7 @@ def test_first_page_shows_the_seeds_rdms_then_model_switch(live_server: Callable
     expect(grid.locator(".gtitle")).to_contain_text("RDMs of feedforward", timeout=TIMEOUT)
     assert _titles(page, "rdm-grid")[:4] == ["conv1", "conv2", "fc1", "fc2"]
     assert "model=feedforward" in page.page.url
+    expect(page.page.locator("#nodes-hint")).to_have_text("")  # a feedforward net has no recurrent steps
 
     # switch a node off: one panel fewer
     _choose(page, "nodes", "fc1")  # toggles fc1 off in the multi-select
@@ -71,12 +77,14 @@ def test_first_page_shows_the_seeds_rdms_then_model_switch(live_server: Callable
     page.assert_no_errors()
 
 
-def test_path_animation_plays_and_the_link_restores_the_view(live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path) -> None:
+def test_path_animation_plays_and_the_link_restores_the_view(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path
+) -> None:
     from playwright.sync_api import expect
 
     base = live_server(dashboard)
     page.goto_dash(base + "?tab=paths&n_embed=10", timeout_ms=TIMEOUT)
-    page.page.click("#ff-vs-rec")
+    page.page.get_by_role("button", name="feedforward vs recurrent").click()  # the manifest's preset
     page.wait_for_dash_idle(TIMEOUT)
     fig = page.page.locator("#path-graph .js-plotly-plot")
     expect(fig.locator(".legendtext")).to_contain_text(["feedforward", "recurrent", "input", "labels"], timeout=TIMEOUT)
@@ -134,7 +142,9 @@ def test_out_of_range_input_shows_a_message(live_server: Callable[[Dash], str], 
     expect(page.page.locator("#rdm-grid .js-plotly-plot .gtitle")).to_contain_text("RDMs of", timeout=TIMEOUT)
 
 
-def test_long_embeddings_show_progress_and_can_be_cancelled(live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path) -> None:
+def test_long_embeddings_show_progress_and_can_be_cancelled(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path
+) -> None:
     from playwright.sync_api import expect
 
     # 1,000 stimuli × 5 nodes × PCA, MDS, t-SNE: long enough to watch and to cancel

@@ -94,7 +94,7 @@ def hover(engine: Engine, trigger: Any, event: Any, data: Any) -> Any:
     except _MALFORMED:
         return no_update
     cards = [
-        html.Div([html.Img(src=src, alt=cap, className="digit"), html.Div(cap, className="caption")], className="digit-card")
+        html.Div([html.Img(src=src, alt=cap, className="stimulus-image"), html.Div(cap, className="caption")], className="stimulus-card")
         for src, cap in zip(info.images, info.captions, strict=False)
     ]
     return html.Div([*cards, html.Div(info.summary, className="hover-summary")])

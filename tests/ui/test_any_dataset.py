@@ -1,0 +1,126 @@
+"""The dashboard on a dataset and models that are not MNIST's: twelve colour classes, no manifest defaults or presets.
+
+Everything here goes through the same callbacks as the shipped models; nothing about
+MNIST (ten digits, grey 28 × 28, feedforward/recurrent ids) may show up.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from dash import no_update
+
+from repgeom.figures.style import MODEL_PALETTE, class_colors
+from repgeom.settings import Settings
+from repgeom.ui import create_app
+from repgeom.ui.callbacks import download, embeddings, models, paths, rdms, selection, sync
+from repgeom.ui.ids import ID
+from repgeom.ui.state import View
+
+CLASSES = [f"kind-{k:02d}" for k in range(12)]
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory):
+    """An engine on a registered 12-class colour dataset with two randomly initialised repgeom nets."""
+    from PIL import Image
+
+    from repgeom.core.nets import build_net, canonical_architecture
+    from repgeom.pipeline import Engine
+    from repgeom.registry import register_dataset, register_model
+
+    tmp = tmp_path_factory.mktemp("tiles")
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(CLASSES):
+        (tmp / "images" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = (rng.random((28, 28, 3)) * 120).astype(np.uint8)
+            pixels[..., k % 3] = 255  # each class leans to one primary colour
+            Image.fromarray(pixels).save(tmp / "images" / name / f"{i}.png")
+    folder = tmp / "models"
+    folder.mkdir()
+    register_dataset(folder, "tiles", tmp / "images")
+    for model_id, arch in (("ff12", "repgeom:feedforward"), ("rec12", "repgeom:recurrent")):
+        torch.manual_seed(0)
+        torch.save(build_net(canonical_architecture(arch), num_classes=12, in_channels=3).state_dict(), tmp / f"{model_id}.pt")
+        register_model(folder, model_id, arch, tmp / f"{model_id}.pt", "tiles")
+    return Engine(folder, device="cpu")
+
+
+def _view(engine, **changes):
+    return View.parse(engine, {**View.default(engine).controls(), **changes}).controls()
+
+
+def _text(component) -> str:
+    return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component, default=str, ensure_ascii=False)
+
+
+def test_the_page_names_the_dataset_and_offers_no_presets(tiles):
+    assert tiles.dataset.class_names == tuple(CLASSES) and tiles.dataset.channels == 3 and tiles.presets == ()
+    app = create_app(Settings(warm=False), engine=tiles)
+    page = json.dumps(app.server.test_client().get("/_dash-layout").get_json())
+    assert "tiles" in page and "MNIST" not in page and "digit" not in page
+    assert f'"type": "{ID.PRESET}"' not in page
+    out = sync.sync(tiles, ID.URL, "", {})
+    assert out[1]["model"] == "ff12" and out[1]["attack_model"] == "ff12"  # no manifest defaults: the first model
+    assert out[3] == ""  # a feedforward net: no steps hint
+    out = sync.sync(tiles, ID.MODEL, "", {**_view(tiles), "model": "rec12"})
+    assert out[1]["nodes"] == list(tiles.steps("rec12")) and out[3].startswith("recurrent steps: conv2, conv2_1")
+
+
+def test_rdms_ticks_and_the_pair_use_the_class_names(tiles):
+    view = _view(tiles, n_rdm=3)
+    grid, slider, message = rdms.rdm_figures(tiles, view, [])
+    assert message == "" and list(grid.layout.xaxis.ticktext) == CLASSES and list(slider.layout.yaxis.ticktext) == CLASSES
+    assert len([s for s in grid.layout.shapes if s.type == "line"]) == len(grid.data) * 2 * 11
+    stim = tiles.stimuli(tiles.spec(3))
+    sel = selection.select(tiles, ID.RDM_GRID, {"points": [{"x": 34, "y": 1}]}, [], view)
+    assert sel == [int(stim.indices[1]), int(stim.indices[34])]
+    fig, _ = selection.pair(tiles, sel, view)
+    assert "(class kind-00)" in fig.layout.title.text and "(class kind-11)" in fig.layout.title.text
+    assert fig.data[0].line.color == MODEL_PALETTE[0]
+
+
+def test_hover_shows_colour_images_captioned_with_class_names(tiles):
+    from PIL import Image
+
+    panel = selection.hover(tiles, ID.RDM_GRID, {"points": [{"x": 34, "y": 1, "curveNumber": 0}]}, _view(tiles, n_rdm=3))
+    text = _text(panel)
+    assert "class kind-00 · image #" in text and "class kind-11 · image #" in text
+    uris = [card.children[0].src for card in panel.children[:2]]
+    img = Image.open(io.BytesIO(base64.b64decode(uris[0].split(",", 1)[1])))
+    assert img.mode == "RGB" and img.size == (84, 84)
+    assert np.asarray(img)[..., 0].mean() > 200  # kind-00 leans red
+
+
+def test_embeddings_colour_twelve_classes(tiles):
+    view = _view(tiles, tab="embeddings", n_embed=3, embed_methods=["pca"], anim_method="pca", nodes=["conv1", "fc2"])
+    request = embeddings.embedding_request(tiles, view, [])
+    grid, anim, message = embeddings.embedding_figures(tiles, lambda _v: None, request)
+    points = [t for t in grid.data if t.name != "selected"]
+    assert message == "" and [t.name for t in points[:12]] == CLASSES
+    assert [t.marker.color for t in points[:12]] == list(class_colors(12)) and len(set(class_colors(12))) == 12
+    assert "class kind-05<br>" in points[5].hovertemplate and grid.layout.legend.title.text == "class"
+    assert [f.name for f in anim.frames] == ["conv1", "fc2"]
+
+
+def test_path_models_and_download_for_other_models(tiles):
+    fig, message = paths.path_figure(tiles, _view(tiles, tab="paths", n_embed=2, path_models=["ff12", "rec12"]))
+    lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines+markers"]
+    assert message == "" and [(t.name, t.line.color) for t in lines] == [("ff12", MODEL_PALETTE[0]), ("rec12", MODEL_PALETTE[1])]
+    table, metrics, message = models.models_panel(tiles, _view(tiles, tab="models", n_rdm=2))
+    assert message == "" and "ff12" in _text(table) and "rec12" in _text(table) and metrics.data[0].line.color == MODEL_PALETTE[0]
+    data, message = download.download(tiles, _view(tiles, n_rdm=2))
+    z = np.load(io.BytesIO(base64.b64decode(data["content"])))
+    assert message == "" and z["rdm/ff12/conv1"].shape == (24, 24)
+
+
+def test_a_link_naming_a_shipped_model_is_refused_with_the_loaded_ones(tiles):
+    out = sync.sync(tiles, ID.URL, "?model=recurrent", {})
+    assert "unknown model 'recurrent'; allowed: ff12, rec12" in _text(out[4]) and out[1]["model"] == "ff12"
+    assert sync.sync(tiles, {"type": ID.PRESET, "index": 0}, "", _view(tiles))[1] is no_update
