@@ -1,4 +1,4 @@
-"""The scaled-out mode, for real: a Redis server, a Celery worker and two gunicorn workers on loopback.
+"""The served modes, for real: Redis + a Celery worker + two gunicorn workers, and two gunicorn workers alone on one machine.
 
 What runs here is what ``docker-compose.yml`` runs: ``REDIS_URL`` set for every process,
 ``celery -A repgeom.worker:celery_app worker`` and ``gunicorn app:server``. The test drives
@@ -72,7 +72,8 @@ class Cluster:
     access_log: Path
 
     def post(self, body: dict, query: str = "") -> tuple[int, bytes, dict[str, str]]:
-        req = urllib.request.Request(self.base + UPDATE + query, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", "Connection": "close"})
+        headers = {"Content-Type": "application/json", "Connection": "close"}
+        req = urllib.request.Request(self.base + UPDATE + query, data=json.dumps(body).encode(), headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 return r.status, r.read(), dict(r.headers)
@@ -138,7 +139,7 @@ def _embed_body(cluster: Cluster, n: int) -> dict:
     engine = Engine()
     view = View.parse(engine, {**View.default(engine).controls(), "tab": "embeddings", "n_embed": n}).controls()
     spec = next(d for d in _dependencies(cluster) if d["output"].startswith("..embed-grid.figure"))
-    outputs = [dict(zip(("id", "property"), o.split("."))) for o in spec["output"].strip(".").split("...")]
+    outputs = [dict(zip(("id", "property"), o.split("."), strict=True)) for o in spec["output"].strip(".").split("...")]
     return {
         "output": spec["output"], "outputs": outputs, "state": [],
         "inputs": [{"id": "embed-request", "property": "data", "value": {"view": view, "selection": []}}],
@@ -218,7 +219,7 @@ def test_two_gunicorn_workers_share_cached_answers_through_redis(cluster):
 
     engine = Engine()
     view = View.parse(engine, {**View.default(engine).controls(), "tab": "paths", "n_embed": 7}).controls()
-    outputs = [dict(zip(("id", "property"), o.split("."))) for o in spec["output"].strip(".").split("...")]
+    outputs = [dict(zip(("id", "property"), o.split("."), strict=True)) for o in spec["output"].strip(".").split("...")]
     body = {"output": spec["output"], "outputs": outputs, "state": [], "changedPropIds": ["view.data"],
             "inputs": [{"id": "view", "property": "data", "value": view}]}
     first, start = None, len(cluster.access_log.read_text().splitlines())
@@ -239,3 +240,94 @@ def test_two_gunicorn_workers_share_cached_answers_through_redis(cluster):
     import redis
 
     assert redis.Redis.from_url(cluster.redis_url).keys("repgeom:responses-*")
+
+
+# ------------------------------------------------------------------------------------ one machine, no Redis
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory) -> Iterator[Cluster]:
+    """Two gunicorn workers without Redis: background jobs in each worker's spawned pool, results in the shared folder."""
+    tmp = tmp_path_factory.mktemp("machine")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(REPGEOM_CACHE_DIR=str(tmp / "cache"), REPGEOM_WARM="0", OMP_NUM_THREADS="1")
+    port = _free_port()
+    web_log = tmp / "gunicorn.log"
+    proc = subprocess.Popen(
+        [str(BIN / "gunicorn"), "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}", "--access-logfile", str(tmp / "access.log"),
+         "--access-logformat", "%(p)s %(s)s %({x-repgeom-cache}o)s %(U)s", "app:server"],
+        cwd=ROOT, env=env, stdout=web_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait("gunicorn", lambda: urllib.request.urlopen(base + "/healthz", timeout=5).status == 200, 90, proc, web_log)
+        yield Cluster("", base, web_log, web_log, tmp / "access.log")
+        assert proc.poll() is None, web_log.read_text()[-3000:]
+    finally:
+        _stop(proc)
+    assert not list((tmp / "cache").glob("jobs-*/run-*.lock")), "a job outlived its server"
+
+
+def _job_processes(master_pid: int) -> list[list[str]]:
+    import psutil
+
+    return [p.cmdline() for p in psutil.Process(master_pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+
+
+def test_one_machine_runs_a_long_computation_in_a_started_process_and_any_worker_answers(machine):
+    body = _embed_body(machine, 30)
+    status, answer, _ = machine.post(body)
+    assert status == 200
+    query, _ = _handle_query(answer)
+    progress, final, t0 = [], None, time.monotonic()
+    while time.monotonic() - t0 < 300:
+        status, answer, _ = machine.post(body, query)
+        assert status == 200, (status, answer[:300])
+        reply = json.loads(answer)
+        if "progress" in reply:
+            progress.append(reply["progress"]["embed-progress.value"])
+        if "response" in reply:
+            final = reply["response"]
+            break
+        time.sleep(0.25)
+    assert final is not None, "the job finished"
+    assert final["embed-message"]["children"] == ""
+    traces = final["embed-grid"]["figure"]["data"]
+    assert len([t for t in traces if t["type"] in ("scatter", "scattergl") and t.get("legendgroup") in list("0123456789")]) == 3 * 5 * 10
+    assert progress and progress == sorted(progress, key=int), "progress was reported, in order"
+    web = subprocess.run(["pgrep", "-f", "-o", f"gunicorn.*{machine.base.rsplit(':', 1)[1]}"], capture_output=True, text=True).stdout.split()
+    assert web and _job_processes(int(web[0])), "the job ran in a spawned process under a worker"
+    start = len(machine.access_log.read_text().splitlines())
+    for _ in range(100):  # the result is kept: every worker answers a poll with it
+        status, answer, _ = machine.post(body, query)
+        assert status == 200 and "response" in json.loads(answer)
+        lines = [ln.split() for ln in machine.access_log.read_text().splitlines()[start:] if UPDATE in ln]
+        if len({ln[0] for ln in lines}) >= 2:
+            break
+    assert len({ln[0] for ln in lines}) == 2, "both workers answered the job's polls"
+
+
+def test_one_machine_cancels_a_running_job(machine):
+    body = _embed_body(machine, 100)  # 1,000 stimuli: far longer than the test waits
+    status, answer, _ = machine.post(body)
+    query, _ = _handle_query(answer)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120:
+        status, answer, _ = machine.post(body, query)
+        reply = json.loads(answer or b"{}")
+        if "progress" in reply and "/" in reply["progress"].get("embed-progress-text.children", ""):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the job never reported progress")
+    cancel = {"output": "embed-cancel.id", "outputs": {"id": "embed-cancel", "property": "id"}, "state": [],
+              "inputs": [{"id": "embed-cancel", "property": "n_clicks", "value": 1}], "changedPropIds": ["embed-cancel.n_clicks"]}
+    signed_job = urllib.parse.parse_qs(query[1:])["job"][0]
+    status, _, _ = machine.post(cancel, "?" + urllib.parse.urlencode({"cancelJob": signed_job}))
+    assert status == 200
+    deadline = time.monotonic() + 120  # it stops at its next progress update
+    while time.monotonic() < deadline:
+        status, answer, _ = machine.post(body, query)
+        if status == 204:
+            break
+        assert "response" not in json.loads(answer), "a cancelled job delivered a result"
+        time.sleep(0.5)
+    assert status == 204, "a cancelled job answers 'no update' and never a result"
