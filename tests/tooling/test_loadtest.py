@@ -1,16 +1,19 @@
-"""The load test: its statistics, its reading of the callback graph, its flags, and a short run under gunicorn."""
+"""The load test: its statistics, its report, its flags, and a short locust run under gunicorn."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import statistics
+import subprocess
+import sys
 
 import pytest
 
-from repgeom import loadtest
-from repgeom.loadtest import ACTIONS, LoadConfig, format_report, summarize
+from benchmarks import loadtest
+from benchmarks.loadtest import ACTIONS, LoadConfig, format_report, summarize
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -33,23 +36,45 @@ def test_summarize_of_nothing_and_of_one_value():
 def test_rows_group_by_name_count_errors_and_keep_the_first():
     samples = [("b", 10.0, None, 2), ("a", 1.0, "HTTP 500", 0), ("a", 3.0, None, 0), ("b", 30.0, "timeout", 1),
                ("a", 2.0, "HTTP 502", 0)]
-    rows = loadtest._rows(samples, order=("b",))
-    assert [r["name"] for r in rows] == ["b", "a"]
-    b, a = rows
+    b, a = loadtest.rows(samples, order=("b",), polls=True)
+    assert (b["name"], a["name"]) == ("b", "a")
     assert (b["count"], b["errors"], b["first_error"], b["polls"], b["p50_ms"]) == (2, 1, "timeout", 3, 20.0)
     assert (a["count"], a["errors"], a["first_error"], a["max_ms"]) == (3, 2, "HTTP 500", 3.0)
-    assert loadtest._total(samples)["errors"] == 3
+    assert loadtest.total(samples)["errors"] == 3 and "polls" not in loadtest.rows(samples)[0]
 
 
-def _report(actions, requests):
+EVENTS = {
+    "samples": [
+        ["action", "page_load", 300.0, None, 0], ["action", "switch_model", 120.0, None, 0],
+        ["action", "switch_model", 80.0, "message: boom", 0],
+        ["callback", "sync", 20.0, None, 0], ["callback", "embed-grid", 5000.0, None, 4],
+        ["callback", "rdm-grid (side)", 40.0, "HTTP 500", 0],
+        ["GET", "GET /", 5.0, None, 0], ["GET", "GET /_dash-layout", 6.0, "HTTP 502", 0],
+        ["POST", "sync", 19.0, None, 0], ["POST", "embed-grid", 9.0, None, 0], ["POST", "rdm-grid (side)", 39.0, "500", 0],
+    ]
+    + [["POST", "embed-grid (poll)", 3.0, None, 0]] * 4,
+    "started": {"page_load": 1, "switch_model": 3},
+    "times": {"start": 1000.0, "end": 1010.0},
+}
+
+
+def test_from_samples_counts_each_failure_once_and_the_actions_cut_off():
+    t = loadtest.from_samples(EVENTS)
+    assert [r["name"] for r in t["actions"]] == ["page_load", "switch_model"]
+    assert t["actions_started"]["switch_model"] == 3 and t["unfinished_actions"] == 1
+    assert t["errors"] == 2  # the side callback and the layout; its POST is the same failure
+    assert next(r for r in t["callbacks"] if r["name"] == "embed-grid")["polls"] == 4
+    assert t["requests_total"]["count"] == 9 and t["requests_per_s"] == pytest.approx(0.9) and t["load_s"] == 10.0
+    assert {r["name"] for r in t["requests"]} >= {"GET /", "POST sync", "POST embed-grid (poll)"}
+
+
+def _report():
     return {
         "settings": {**LoadConfig().__dict__, "think_s": [0.5, 2.0]},
         "machine": {"cpu": "a CPU", "cores": 2},
         "server": {"config": "python:repgeom.gunicorn_conf", "workers": 2, "threads": 4},
-        "startup_s": 5.0, "warmup_s": 1.0, "load_s": 300.0, "unfinished_actions": 0,
-        "actions": loadtest._rows(actions, ACTIONS), "actions_total": loadtest._total(actions),
-        "requests": loadtest._rows(requests), "requests_total": {**loadtest._total(requests), "polls": 4},
-        "requests_per_s": 3.0, "errors": sum(1 for r in requests if r[2]),
+        "locust": {"version": "2.47.0", "exit_status": 1},
+        "startup_s": 5.0, "warmup_s": 1.0, **loadtest.from_samples(EVENTS),
         "memory": {"master_peak_rss_mb": 80.0,
                    "workers": [{"pid": 11, "peak_rss_mb": 612.4}, {"pid": 12, "peak_rss_mb": 700.0}],
                    "jobs_seen": 3, "job_peak_rss_mb": 650.0, "jobs_peak_total_rss_mb": 1300.0,
@@ -58,54 +83,16 @@ def _report(actions, requests):
     }
 
 
-def test_format_report_has_a_row_per_action_and_request_and_the_memory_of_each_worker():
-    actions = [("switch_model", 120.0, None), ("page_load", 300.0, None), ("switch_model", 80.0, "message: boom")]
-    requests = [("sync", 20.0, None, 0), ("embed-grid", 5000.0, None, 4)]
-    text = format_report(_report(actions, requests))
+def test_format_report_has_a_row_per_action_callback_and_request_and_the_memory_of_each_worker():
+    text = format_report(_report())
     lines = text.splitlines()
     row = next(ln for ln in lines if ln.startswith("switch_model"))
     assert row.split()[1:] == ["2", "100", "118", "120", "1"]
-    assert any(ln.startswith("page_load") for ln in lines) and any(ln.startswith("embed-grid") for ln in lines)
-    assert "11: 612" in text and "12: 700" in text and "whole server 2692" in text
+    assert any(ln.startswith("embed-grid ") and ln.split()[-1] == "4" for ln in lines)
+    assert any(ln.startswith("POST embed-grid (poll)") for ln in lines)
+    assert "11: 612" in text and "12: 700" in text and "whole server 2692" in text and "locust 2.47.0" in text
     assert "first error in switch_model: message: boom" in text
     assert lines.index(next(ln for ln in lines if ln.startswith("page_load"))) < lines.index(row)  # in ACTIONS order
-
-
-# ---------------------------------------------------------------------------- the callback graph
-def _dep(outputs, inputs, background=None):
-    out = outputs[0] if len(outputs) == 1 else ".." + "...".join(outputs) + ".."
-    dep = {"output": out, "inputs": [{"id": i.split(".")[0], "property": i.split(".")[1]} for i in inputs], "state": []}
-    if background:
-        dep["background"] = background
-    return dep
-
-
-DEPS = [
-    _dep(["url.search", "view.data"], ["url.search", "model.value"]),
-    _dep(["rdm-grid.figure", "rdm-message.children"], ["view.data", "selection.data"]),
-    _dep(["embed-request.data"], ["view.data", "selection.data"]),
-    _dep(["embed-grid.figure", "embed-message.children"], ["embed-request.data"], {"interval": 250}),
-]
-
-
-def test_graph_finds_the_chain_through_a_gate_to_a_background_figure():
-    graph = loadtest._Graph(DEPS)
-    chain = graph.chain("view.data", "embed-grid.figure")
-    assert [cb.key for cb in chain] == ["embed-request.data", "embed-grid.figure"]
-    assert chain[-1].interval_ms == 250 and chain[0].interval_ms is None
-    assert [cb.key for cb in graph.chain("view.data", "rdm-grid.figure")] == ["rdm-grid.figure"]
-    assert {cb.key for cb in graph.triggered_by({"view.data"})} == {"rdm-grid.figure", "embed-request.data"}
-    with pytest.raises(loadtest.RepgeomError, match="no callback chain"):
-        graph.chain("view.data", "nowhere.figure")
-
-
-def test_background_handles_and_polls_are_told_apart_from_answers():
-    started = json.dumps({"cacheKey": "k.sig", "job": "123.sig", "cancel": []}).encode()
-    assert loadtest._handle(200, started) == {"cacheKey": "k.sig", "job": "123.sig"}
-    answer = json.dumps({"multi": True, "response": {"embed-grid": {"figure": {}}}}).encode()
-    assert loadtest._handle(200, answer) is None and loadtest._handle(500, started) is None
-    assert loadtest._still_running(200, json.dumps({"multi": True, "progress": {"p": 1}}).encode())
-    assert not loadtest._still_running(200, answer) and not loadtest._still_running(204, b"")
 
 
 # ---------------------------------------------------------------------------- flags
@@ -133,6 +120,22 @@ def test_bad_flags_exit_2_with_one_line(argv, says, capsys):
     assert err.count("\n") == 1 and says in err, err
 
 
+def test_the_runner_imports_neither_locust_nor_gevent_nor_torch():
+    code = "import sys, benchmarks.loadtest; print(sorted({'locust', 'gevent', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_locustfile_loads_in_locust(tmp_path):
+    """locust reads the file, its options and its one user class (a dry listing; no server)."""
+    out = subprocess.run([sys.executable, "-m", "locust", "-f", str(loadtest.LOCUSTFILE), "--list"],
+                         capture_output=True, text=True, cwd=str(loadtest.ROOT), timeout=120,
+                         env={**{k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")},
+                              "PYTHONPATH": str(loadtest.ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Visitor" in out.stdout
+
+
 # ---------------------------------------------------------------------------- a short run
 def _listening(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -141,6 +144,7 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_fifty_visitors_for_twenty_seconds_get_no_errors(tmp_path, capsys):
     out, server_log = tmp_path / "loadtest.json", tmp_path / "gunicorn.log"
     # The full scenario, shortened: 50 visitors, 2 workers, 5 images per class (the full run adds 10 and 20).
@@ -149,15 +153,17 @@ def test_fifty_visitors_for_twenty_seconds_get_no_errors(tmp_path, capsys):
         "--n-per-class", "5", "--drain", "90", "--no-warm", "--json", str(out), "--server-log", str(server_log),
     ])
     report = json.loads(out.read_text())
-    rows = report["actions"] + report["requests"]
+    rows = report["actions"] + report["callbacks"] + report["requests"]
     first_errors = [f"{r['name']}: {r['first_error']}" for r in rows if r.get("first_error")]
     server_errors = [ln for ln in server_log.read_text(errors="replace").splitlines() if "Error" in ln][:5]
     assert report["errors"] == 0 and status == 0, (first_errors, server_errors)
+    assert report["locust"]["exit_status"] == 0 and report["locust"]["version"]
     assert {r["name"] for r in report["actions"]} == set(ACTIONS)
-    for row in report["actions"] + report["requests"]:
+    for row in rows:
         assert row["count"] > 0 and row["p50_ms"] > 0 and row["p95_ms"] >= row["p50_ms"], row
     assert report["actions_total"]["count"] >= 100
-    assert report["requests_per_s"] > 0
+    assert report["callbacks_total"]["polls"] > 0, "no background job was polled"
+    assert report["requests_per_s"] > 0 and report["requests_total"]["count"] > report["callbacks_total"]["count"]
     workers = report["memory"]["workers"]
     assert len(workers) >= 2 and all(w["peak_rss_mb"] > 50 for w in workers), report["memory"]
     assert report["memory"]["peak_total_rss_mb"] >= max(w["peak_rss_mb"] for w in workers)

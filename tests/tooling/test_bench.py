@@ -6,13 +6,14 @@ import json
 
 import pytest
 
-from repgeom.cli import main
+from benchmarks.bench import main
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_quick_bench_writes_a_report(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--sections", "notebook,machine,scale", "--json", str(out)]) == 0
+    assert main(["--quick", "--sections", "notebook,machine,scale", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     rows = {r["step"]: r for r in report["notebook"]["rows"]}
     assert set(rows) == {"rdms", "embed_pca", "embed_mds", "embed_tsne", "path", "total"}
@@ -25,7 +26,17 @@ def test_quick_bench_writes_a_report(tmp_path, capsys):
 
 
 def test_bench_refuses_unknown_sections_and_missing_folders(tmp_path, capsys):
-    assert main(["bench", "--sections", "gpu"]) == 2
-    assert "unknown bench section 'gpu'; allowed: notebook, machine, browser, scale" in capsys.readouterr().err
-    assert main(["bench", "--json", str(tmp_path / "no" / "b.json")]) == 2
+    assert main(["--sections", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert err == "python -m benchmarks.bench: error: unknown bench section 'gpu'; allowed: notebook, machine, browser, scale\n"
+    assert main(["--json", str(tmp_path / "no" / "b.json")]) == 2
     assert "folder does not exist" in capsys.readouterr().err
+
+
+def test_bench_is_no_longer_a_subcommand_of_the_package(capsys):
+    from repgeom.cli import main as cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli(["bench", "--quick"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from repgeom.bench_http import bench_browser, format_browser
+from benchmarks.bench_http import bench_browser, format_browser
 
 
 def _listening(port: int) -> bool:
@@ -16,6 +16,7 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_bench_browser_quick_serves_every_request_and_stops_the_server():
     section = bench_browser(quick=True)
 
@@ -30,6 +31,7 @@ def test_bench_browser_quick_serves_every_request_and_stops_the_server():
     for row in section["uncached"]:
         assert row["errors"] == 0 and row["ms"] > 0, row
     assert section["errors"] == 0
+    assert section["peak_rss_mb"] > 50
     assert not _listening(section["port"]), "the server still listens after the benchmark"
     lines = format_browser(section)
     assert any("rdm-grid" in ln for ln in lines) and any("start-up" in ln for ln in lines)

@@ -1,4 +1,4 @@
-"""``python -m repgeom bench``: repgeom against the notebook pipeline and against the machine.
+"""``python -m benchmarks.bench``: repgeom against the notebook pipeline and against the machine.
 
 Design notes:
     Every figure is a ratio against a baseline measured in the same run on the same
@@ -15,28 +15,35 @@ Design notes:
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
-import platform
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .core.embedding import prepare_backends, stress1
-from .core.rdm import compute_rdm
-from .core.stimuli import sample_stimuli
-from .pipeline import Engine
+from repgeom.core.embedding import prepare_backends, stress1
+from repgeom.core.rdm import compute_rdm
+from repgeom.core.stimuli import sample_stimuli
+from repgeom.pipeline import Engine
 
-__all__ = ["BenchConfig", "run_bench"]
+from .bench_http import bench_browser, format_browser
+from .server import cpu_name
+
+__all__ = ["SECTIONS", "BenchConfig", "format_report", "main", "run_bench"]
 
 log = logging.getLogger(__name__)
 STEPS = ["conv2", "conv2_1", "conv2_2", "conv2_3", "conv2_4"]
+#: The sections, in the order they run.
+SECTIONS = ("notebook", "machine", "browser", "scale")
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class BenchConfig:
     quick: bool = False
     device: str | None = "cpu"
     data_root: str | None = None
-    sections: tuple[str, ...] = ("notebook", "machine", "browser", "scale")
+    sections: tuple[str, ...] = SECTIONS
     models_dir: str | None = None
 
 
@@ -178,15 +185,16 @@ def bench_notebook(cfg: BenchConfig) -> dict[str, Any]:
 
     quality: dict[str, Any] = {}
     for m in ("pca", "mds", "tsne"):
-        for node, e in zip(steps, our_embeds[m]):
+        for node, e in zip(steps, our_embeds[m], strict=True):
             row = {"trust_ref": _trust(feats50[node], ref_embeds[m][node]), "trust_ours": e.trustworthiness}
             if m == "mds":
-                from .core.embedding import euclidean_distances
+                from repgeom.core.embedding import euclidean_distances
 
                 d = euclidean_distances(feats50[node].detach()).numpy()
                 row.update(stress_ref=stress1(d, ref_embeds[m][node]), stress_ours=float(e.stress))
             quality[f"{m}/{node}"] = row
-    quality["path"] = {"stress_ref": stress1(ref_dist, ref_coords), "stress_ours": path.stress, "max_abs_distance_diff": float(np.abs(ref_dist - path.distances).max())}
+    quality["path"] = {"stress_ref": stress1(ref_dist, ref_coords), "stress_ours": path.stress,
+                       "max_abs_distance_diff": float(np.abs(ref_dist - path.distances).max())}
     rows = []
     for step in ref.seconds:
         rows.append({"step": step, "notebook_s": ref.seconds[step], "repgeom_s": ours.seconds[step], "speedup": ref.seconds[step] / ours.seconds[step]})
@@ -215,7 +223,7 @@ def _median_time(fn: Callable[[], Any], repeats: int, device: torch.device) -> f
 
 def bench_machine(cfg: BenchConfig) -> dict[str, Any]:
     """Section 2: RDM time against a bare matrix product of the same shape and dtype."""
-    from .core.features import resolve_device
+    from repgeom.core.features import resolve_device
 
     device = resolve_device(cfg.device)
     shapes = [(200, 2048), (200, 128), (1000, 784)] if cfg.quick else [(500, 21632), (500, 128), (10000, 784)]
@@ -226,10 +234,11 @@ def bench_machine(cfg: BenchConfig) -> dict[str, Any]:
         x = torch.rand(n, d, generator=gen).to(device)
         for dtype in (torch.float64, torch.float32):
             xd = x.to(dtype)
-            t_mm = _median_time(lambda: xd @ xd.T, repeats, device)
+            t_mm = _median_time(lambda xd=xd: xd @ xd.T, repeats, device)
             for method in ("correlation", "euclidean"):
-                t_rdm = _median_time(lambda: compute_rdm(xd, method, dtype=dtype), repeats, device)
-                rows.append({"n": n, "d": d, "dtype": str(dtype).removeprefix("torch."), "method": method, "rdm_s": t_rdm, "matmul_s": t_mm, "ratio": t_rdm / t_mm})
+                t_rdm = _median_time(lambda xd=xd, method=method, dtype=dtype: compute_rdm(xd, method, dtype=dtype), repeats, device)
+                rows.append({"n": n, "d": d, "dtype": str(dtype).removeprefix("torch."), "method": method, "rdm_s": t_rdm, "matmul_s": t_mm,
+                             "ratio": t_rdm / t_mm})
     out = {"device": str(device), "rows": rows, "worst_ratio": max(r["ratio"] for r in rows)}
     if device.type != "cpu":
         out["agreement"] = _device_agreement(cfg, device)
@@ -247,7 +256,7 @@ def _device_agreement(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
         spec_c, spec_d = cpu.spec(n), dev.spec(n)
         rc = t_cpu.time("rdms", lambda m=model, s=spec_c, nd=nodes: cpu.rdms(m, nd, s, "correlation"))
         rd = t_dev.time("rdms", lambda m=model, s=spec_d, nd=nodes: dev.rdms(m, nd, s, "correlation"))
-        for node, a, b in zip(nodes, rc, rd):
+        for node, a, b in zip(nodes, rc, rd, strict=True):
             fa, fb = cpu.features(model, node, spec_c), dev.features(model, node, spec_d).cpu()
             worst_feat = max(worst_feat, float((fa - fb).abs().max() / fa.abs().max().clamp_min(1e-12)))
             worst_rdm = max(worst_rdm, float(np.abs(a.matrix - b.matrix).max()))
@@ -265,8 +274,8 @@ def _device_agreement(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
 
 def bench_scale(cfg: BenchConfig) -> dict[str, Any]:
     """Section 4: one model on the whole MNIST test set (or 1,000 images with ``quick``)."""
-    from .figures.rdm import rdm_grid, rdm_slider
-    from .ui.views import display_side
+    from repgeom.figures.rdm import rdm_grid, rdm_slider
+    from repgeom.ui.views import display_side
 
     if not cfg.data_root and not cfg.quick:
         return {"skipped": "needs --data-root (the full MNIST test set)"}
@@ -296,12 +305,7 @@ def bench_scale(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_name()
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -316,7 +320,6 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     if "machine" in cfg.sections:
         report["machine_limit"] = bench_machine(cfg)
     if "browser" in cfg.sections:
-        from .bench_http import bench_browser
 
         report["browser"] = bench_browser(cfg.quick, cfg.device)
     if "scale" in cfg.sections:
@@ -333,26 +336,27 @@ def format_report(report: dict[str, Any]) -> str:
         lines += ["", f"1. notebook pipeline vs repgeom ({nb['n_rdm']}/class RDMs, {nb['n_embed']}/class embeddings and path)",
                   f"{'step':<12}{'notebook s':>12}{'repgeom s':>12}{'speed-up':>10}"]
         lines += [f"{r['step']:<12}{r['notebook_s']:>12.3f}{r['repgeom_s']:>12.3f}{r['speedup']:>9.1f}x" for r in nb["rows"]]
-        lines.append(f"worst trustworthiness change (ours - notebook): {nb['worst_trust_delta']:+.4f}; MDS stress higher than notebook at: {nb['stress_higher_than_reference'] or 'none'}")
+        lines.append(f"worst trustworthiness change (ours - notebook): {nb['worst_trust_delta']:+.4f}; "
+                     f"MDS stress higher than notebook at: {nb['stress_higher_than_reference'] or 'none'}")
         lines.append(f"path stress: notebook {nb['quality']['path']['stress_ref']:.4f}, repgeom {nb['quality']['path']['stress_ours']:.4f}")
         rd = nb["ready_before_timing"]
         lines.append(f"not timed: importing the notebook's libraries {rd['notebook_s']:.2f} s; importing openTSNE and loading repgeom's "
                      f"numba kernels {rd['repgeom_s']:.2f} s (compiled once per install; a server does this at start-up)")
     if "machine_limit" in report:
         ml = report["machine_limit"]
-        lines += ["", f"2. RDM vs a bare matrix product of the same shape ({ml['device']})", f"{'N':>6}{'D':>7}{'dtype':>9}{'method':>13}{'RDM s':>10}{'matmul s':>10}{'ratio':>7}"]
+        lines += ["", f"2. RDM vs a bare matrix product of the same shape ({ml['device']})",
+                  f"{'N':>6}{'D':>7}{'dtype':>9}{'method':>13}{'RDM s':>10}{'matmul s':>10}{'ratio':>7}"]
         lines += [f"{r['n']:>6}{r['d']:>7}{r['dtype']:>9}{r['method']:>13}{r['rdm_s']:>10.4f}{r['matmul_s']:>10.4f}{r['ratio']:>7.2f}" for r in ml["rows"]]
         if "agreement" in ml:
             ag = ml["agreement"]
             lines.append(
-                f"{ml['device']} vs cpu at {ag['n_per_class']}/class, all nodes of feedforward and recurrent: features max rel diff {ag['max_rel_feature_diff']:.2e}, "
+                f"{ml['device']} vs cpu at {ag['n_per_class']}/class, all nodes of feedforward and recurrent: "
+                f"features max rel diff {ag['max_rel_feature_diff']:.2e}, "
                 f"RDMs max abs diff {ag['max_abs_rdm_diff']:.2e}, path angles max abs diff {ag['max_abs_path_distance_diff']:.2e}"
             )
             lines.append("  seconds (cpu -> device): " + ", ".join(f"{k} {ag['cpu_s'][k]:.2f} -> {ag['device_s'][k]:.2f}" for k in ag["cpu_s"]))
     if "browser" in report:
-        from .bench_http import format_browser
-
-        lines += ["", "3. in the browser's path (production server on loopback)", *format_browser(report["browser"])]
+        lines += ["", *format_browser(report["browser"])]
     if "scale" in report:
         sc = report["scale"]
         lines += ["", "4. at scale"]
@@ -361,7 +365,49 @@ def format_report(report: dict[str, Any]) -> str:
         else:
             lines.append(f"N = {sc['n']} stimuli, recurrent model")
             lines += [f"{k:<32}{v:>9.2f} s" for k, v in sc["seconds"].items()]
-            lines.append(f"heat maps sent as {sc['heatmap_side']}×{sc['heatmap_side']} block means: grid {sc['rdm_grid_json_bytes'] / 1e6:.2f} MB, slider {sc['rdm_slider_json_bytes'] / 1e6:.2f} MB")
-            lines.append(f"trustworthiness (3,000-stimulus sample): PCA {sc['trust_pca']:.3f}, t-SNE {sc['trust_tsne']:.3f}; peak RSS {sc['peak_rss_mb']:.0f} MB")
+            lines.append(f"heat maps sent as {sc['heatmap_side']}×{sc['heatmap_side']} block means: "
+                         f"grid {sc['rdm_grid_json_bytes'] / 1e6:.2f} MB, slider {sc['rdm_slider_json_bytes'] / 1e6:.2f} MB")
+            lines.append(f"trustworthiness (3,000-stimulus sample): PCA {sc['trust_pca']:.3f}, t-SNE {sc['trust_tsne']:.3f}; "
+                         f"peak RSS {sc['peak_rss_mb']:.0f} MB")
     lines.append(f"\npeak RSS: {report['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- command line
+def _parser() -> argparse.ArgumentParser:
+    from repgeom.argparsing import OneLineParser
+
+    p = OneLineParser(prog="python -m benchmarks.bench",
+                      description="Speed against the notebook pipeline, the machine and the production server.")
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto...")
+    p.add_argument("--models-dir", default=None)
+    p.add_argument("--data-root", default=None, help="full MNIST for the N = 10,000 figures")
+    p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark from the command line; 0 when it ran, 2 for bad flags."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
+    bad = [s for s in sections if s not in SECTIONS]
+    problem = None
+    if bad or not sections:
+        problem = f"unknown bench section {bad[0] if bad else ''!r}; allowed: {', '.join(SECTIONS)}"
+    elif args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        problem = f"cannot write {args.json}: its folder does not exist"
+    if problem:
+        sys.stderr.write(f"python -m benchmarks.bench: error: {problem}\n")
+        return 2
+    report = run_bench(BenchConfig(args.quick, args.device, args.data_root, sections, args.models_dir))
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
