@@ -142,3 +142,28 @@ def test_failed_export_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
         main(["export", "--out", str(out), "--n-per-class", "2", "--layers", "conv1"])
     assert out.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
+
+
+def test_export_over_training_walks_the_recurrent_history(tmp_path, capsys):
+    out = tmp_path / "hist.npz"
+    code = main(["export", "--out", str(out), "--models", "recurrent", "--layers", "conv2_4,softmax", "--n-per-class", "3",
+                 "--over-training", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    z = np.load(out)
+    names = list(z["path/names"])
+    assert names == [f"recurrent@{e}/{n}" for e in range(11) for n in ("conv2_4", "softmax")] + ["labels"]
+    d = z["path/distances"]
+    assert d.shape == (23, 23) and np.all(np.diag(d) == 0) and np.array_equal(d, d.T)
+    # the last epoch's checkpoint is the shipped model: same geometry as the plain path
+    plain = tmp_path / "plain.npz"
+    assert main(["export", "--out", str(plain), "--models", "recurrent", "--layers", "conv2_4,softmax", "--n-per-class", "3", "--device", "cpu"]) == 0
+    p = np.load(plain)["path/distances"]
+    np.testing.assert_allclose(d[np.ix_([20, 21, 22], [20, 21, 22])], p, atol=1e-9)
+    # learning moves the softmax towards the labels
+    assert d[21, 22] < d[1, 22]
+
+
+def test_over_training_needs_a_history(tmp_path, capsys):
+    assert main(["export", "--out", str(tmp_path / "x.npz"), "--models", "feedforward", "--over-training", "--n-per-class", "2"]) == 2
+    assert "has no training history" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
