@@ -18,7 +18,7 @@ from ..figures.embedding import METHOD_NAMES
 from ..figures.rdm import COLORSCALES
 from ..pipeline import Engine
 from .ids import ID, preset_id
-from .state import View
+from .state import View, per_class_limit
 
 __all__ = ["IMAGE_FORMATS", "build_layout", "graph_config", "steps_hint"]
 
@@ -84,7 +84,8 @@ def _progress() -> html.Div:
 
 def _sidebar(engine: Engine, view: View) -> html.Aside:
     models = [{"label": m, "value": m} for m in engine.model_ids]
-    limit = engine.max_per_class
+    limits = {engine.dataset_of(m).name: per_class_limit(engine, m) for m in engine.model_ids}
+    limit = max(limits.values())
     return html.Aside(
         className="sidebar",
         children=[
@@ -101,7 +102,7 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
             _field(
                 "Images per class · embeddings & paths",
                 dcc.Input(id=ID.N_EMBED, type="number", min=1, max=limit, step=1, value=view.n_embed, debounce=True),
-                f"1 to {limit} ({engine.source.name} {engine.dataset.name} images)",
+                "; ".join(f"1 to {n} for {name}" for name, n in limits.items()),
             ),
             _field(
                 "Condition",
@@ -190,8 +191,8 @@ def _tabs(view: View) -> dcc.Tabs:
 def build_layout(engine: Engine, view: View) -> html.Div:
     """The whole page for ``engine``'s models, starting at ``view``."""
     refused = [html.Div(f"Model {m} was not loaded: {why}", className="message error") for m, why in engine.load_errors.items()]
-    dataset = engine.dataset
-    credit = getattr(dataset, "credit", "")  # a dataset descriptor may carry its licence line
+    datasets = list(dict.fromkeys(engine.dataset_of(m) for m in engine.model_ids))
+    credits = [c for c in (getattr(d, "credit", "") for d in datasets) if c]  # a dataset descriptor may carry its licence line
     return html.Div(
         className="page",
         children=[
@@ -203,7 +204,9 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                 className="header",
                 children=[
                     html.H1("repgeom"),
-                    html.Span(f"representational geometry of {dataset.name} networks, layer by layer and step by step", className="subtitle"),
+                    html.Span(
+                        f"representational geometry of {' and '.join(d.name for d in datasets)} networks, layer by layer and step by step", className="subtitle"
+                    ),
                 ],
             ),
             html.Div(id=ID.GLOBAL_MESSAGE, className="global-message", children=refused),
@@ -231,7 +234,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                 ],
             ),
             html.Footer(
-                f"{credit + ' ' if credit else ''}Views are kept in the address bar: copy it to share.",
+                " ".join([*credits, "Views are kept in the address bar: copy it to share."]),
                 className="footer",
             ),
         ],

@@ -14,19 +14,19 @@ Design notes:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from ..core.embedding import EMBED_METHODS, PERPLEXITY_RANGE
 from ..core.errors import RepgeomError, choice_error
 from ..core.rdm import COMPARE_METHODS, RDM_METHODS
-from ..core.stimuli import CONDITIONS
+from ..core.stimuli import CONDITIONS, available_per_class
 from ..figures.rdm import COLORSCALES, NORMALISE
 from ..pipeline import Engine, StimulusSpec
 
-__all__ = ["MAX_LIST", "TABS", "View", "default_nodes"]
+__all__ = ["MAX_LIST", "TABS", "View", "default_nodes", "follow_model", "per_class_limit"]
 
 TABS = ("rdms", "embeddings", "paths", "models")
 #: No list control has more entries than this; longer lists are refused unread.
@@ -57,6 +57,49 @@ def default_nodes(engine: Engine, model: str) -> tuple[str, ...]:
         return layers or tuple(nodes)
     picks = sorted({round(k * (len(nodes) - 1) / (_SPREAD_NODES - 1)) for k in range(_SPREAD_NODES)})
     return tuple(nodes[k] for k in picks)
+
+
+def per_class_limit(engine: Engine, model: str) -> int:
+    """Most images per class the dataset of ``model`` offers."""
+    return available_per_class(engine.source_of(engine.dataset_of(model).id))
+
+
+def follow_model(engine: Engine, raw: Mapping[str, Any], model: str, given: Collection[str] = ()) -> dict[str, Any]:
+    """``raw`` control values with the fields that depend on the model made to fit ``model``.
+
+    The nodes become ``model``'s default nodes; an attacked model or path models of
+    another dataset are replaced by ones of ``model``'s dataset (its stimuli are that
+    dataset's images); images per class are capped at what that dataset offers.
+
+    Args:
+        engine: the engine.
+        raw: control values by view field (unvalidated).
+        model: a loaded model id.
+        given: fields to leave as they are (those a link names explicitly).
+
+    Returns:
+        A new dict; the other fields are copied unchanged.
+    """
+    out = dict(raw)
+    dataset = engine.dataset_of(model).id
+
+    def same(m: Any) -> bool:
+        return isinstance(m, str) and m in engine.model_ids and engine.dataset_of(m).id == dataset
+
+    if "nodes" not in given:
+        out["nodes"] = list(default_nodes(engine, model))
+    if "attack_model" not in given and not same(out.get("attack_model")):
+        out["attack_model"] = engine.defaults.attack_model if same(engine.defaults.attack_model) else model
+    if "path_models" not in given:
+        listed = out.get("path_models")
+        kept = [m for m in listed if same(m)] if isinstance(listed, (list, tuple)) and len(listed) <= MAX_LIST else []
+        out["path_models"] = kept or [model]
+    limit = per_class_limit(engine, model)
+    for key in ("n_rdm", "n_embed"):
+        value = out.get(key)
+        if key not in given and isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            out[key] = limit
+    return out
 
 
 def _as_list(value: Any, what: str) -> list[Any]:
@@ -144,22 +187,23 @@ class View:
     def default(cls, engine: Engine) -> View:
         """The first view: the manifest's default model (with its default nodes) and attacked model.
 
-        Images per class are capped at what the dataset's probe set holds.
+        Images per class are capped at what the model's dataset offers; an attacked
+        model of another dataset gives way to the default model.
 
         Raises:
             RepgeomError: when no model is loaded.
         """
         if not engine.model_ids:
             raise RepgeomError("no model could be loaded; check the models folder and the server log")
-        model, attack = engine.defaults.model, engine.defaults.attack_model
-        limit = engine.max_per_class
+        model = engine.defaults.model
+        fitted = follow_model(engine, {**asdict(cls()), "attack_model": engine.defaults.attack_model, "path_models": [model]}, model)
         return cls(
             model=model,
-            nodes=default_nodes(engine, model),
-            attack_model=attack,
-            path_models=(model,),
-            n_rdm=min(cls.n_rdm, limit),
-            n_embed=min(cls.n_embed, limit),
+            nodes=tuple(fitted["nodes"]),
+            attack_model=fitted["attack_model"],
+            path_models=tuple(fitted["path_models"]),
+            n_rdm=fitted["n_rdm"],
+            n_embed=fitted["n_embed"],
         )
 
     @classmethod
@@ -185,7 +229,7 @@ class View:
             raise RepgeomError(f"choose at least one embedding method; allowed: {', '.join(EMBED_METHODS)}")
         chosen = {_one_of("embedding method", x, EMBED_METHODS) for x in methods}
         methods = tuple(m for m in EMBED_METHODS if m in chosen)
-        limit = engine.max_per_class
+        limit = per_class_limit(engine, model)
         return cls(
             tab=_one_of("tab", get["tab"], TABS),
             model=model,
@@ -236,8 +280,9 @@ class View:
             if f.name in parsed:
                 value = parsed[f.name][-1]
                 raw[f.name] = [v for v in value.split(",") if v] if f.name in list_fields else value
-        if "model" in raw and "nodes" not in raw:
-            raw["nodes"] = list(default_nodes(engine, engine.check_model(raw["model"])))
+        if "model" in raw:
+            model = engine.check_model(raw["model"])
+            raw = follow_model(engine, {**cls.default(engine).controls(), **raw}, model, given=set(raw))
         return cls.parse(engine, raw)
 
     # ------------------------------------------------------------------ derived
@@ -246,9 +291,5 @@ class View:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def spec(self, engine: Engine, n: int) -> StimulusSpec:
-        """The stimulus spec of this view at ``n`` images per class."""
-        return engine.spec(n, self.condition, self.epsilon, self.attack_model)
-
-    def with_model(self, engine: Engine, model: str) -> View:
-        """The view with another model and that model's default nodes."""
-        return replace(self, model=model, nodes=default_nodes(engine, model))
+        """The stimulus spec of this view at ``n`` images per class: images of the model's dataset."""
+        return engine.spec(n, self.condition, self.epsilon, self.attack_model, dataset=engine.dataset_of(self.model).id)

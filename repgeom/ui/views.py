@@ -90,7 +90,7 @@ def rdm_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.
     cond = "" if spec.condition == "clean" else f", FGSM ε={spec.epsilon:g} against {spec.attack_model}"
     shown = "" if rdms[0].bins is None else f" · shown as {side}×{side} block means"
     title = f"RDMs of {view.model} · {spec.n_per_class} per class{cond}{shown}"
-    names = engine.dataset.class_names
+    names = engine.dataset_of(view.model).class_names
     return (
         rdm_grid(rdms, view.normalise, view.colorscale, rows, title=title, class_names=names),
         rdm_slider(rdms, view.normalise, view.colorscale, rows, active=len(rdms) - 1, class_names=names),
@@ -123,7 +123,7 @@ def embedding_views(
     frames = engine.embeddings(view.model, nodes, spec, view.anim_method, perplexity=view.perplexity, align=True)
     if progress is not None:
         progress(len(steps), len(steps), "drawing")
-    names = engine.dataset.class_names
+    names = engine.dataset_of(view.model).class_names
     return embedding_grid(grid, stim.indices, rows, names), embedding_animation(frames, stim.indices, rows, names)
 
 
@@ -142,6 +142,7 @@ def models_rows(engine: Engine) -> list[dict[str, Any]]:
         rows.append(
             {
                 "model": m,
+                "dataset": engine.dataset_of(m).name,
                 "architecture": e.architecture,
                 "parameters": f"{e.parameters:,}",
                 "nodes": len(engine.nodes(m)),
@@ -171,7 +172,7 @@ def pair_view(engine: Engine, view: View, selection: Sequence[int]) -> go.Figure
     i, j = rows
     nodes = engine.nodes(view.model)
     values = [float(r.matrix[i, j]) for r in engine.rdms(view.model, nodes, spec, view.rdm_method)]
-    names = engine.dataset.class_names
+    names = engine.dataset_of(view.model).class_names
     return pair_figure(
         view.model,
         nodes,
@@ -208,7 +209,7 @@ def hover_info(engine: Engine, view: View, test_indices: Sequence[int], summary:
     if len(rows) != len(test_indices):
         raise RepgeomError("hovered stimulus is not in the current stimulus set")
     images = [image_data_uri(stim.pixels[r]) for r in rows]
-    names = engine.dataset.class_names
+    names = engine.dataset_of(view.model).class_names
     captions = [f"class {names[int(stim.labels[r])]} · image #{stim.indices[r]}" for r in rows]
     return HoverInfo(images, captions, summary)
 

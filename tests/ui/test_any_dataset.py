@@ -26,12 +26,11 @@ CLASSES = [f"kind-{k:02d}" for k in range(12)]
 
 
 @pytest.fixture(scope="module")
-def tiles(tmp_path_factory):
-    """An engine on a registered 12-class colour dataset with two randomly initialised repgeom nets."""
+def tiles_folder(tmp_path_factory):
+    """A models folder with a registered 12-class colour dataset and two randomly initialised repgeom nets."""
     from PIL import Image
 
     from repgeom.core.nets import build_net, canonical_architecture
-    from repgeom.pipeline import Engine
     from repgeom.registry import register_dataset, register_model
 
     tmp = tmp_path_factory.mktemp("tiles")
@@ -49,7 +48,14 @@ def tiles(tmp_path_factory):
         torch.manual_seed(0)
         torch.save(build_net(canonical_architecture(arch), num_classes=12, in_channels=3).state_dict(), tmp / f"{model_id}.pt")
         register_model(folder, model_id, arch, tmp / f"{model_id}.pt", "tiles")
-    return Engine(folder, device="cpu")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiles(tiles_folder):
+    from repgeom.pipeline import Engine
+
+    return Engine(tiles_folder, device="cpu")
 
 
 def _view(engine, **changes):
@@ -124,3 +130,57 @@ def test_a_link_naming_a_shipped_model_is_refused_with_the_loaded_ones(tiles):
     out = sync.sync(tiles, ID.URL, "?model=recurrent", {})
     assert "unknown model 'recurrent'; allowed: ff12, rec12" in _text(out[4]) and out[1]["model"] == "ff12"
     assert sync.sync(tiles, {"type": ID.PRESET, "index": 0}, "", _view(tiles))[1] is no_update
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, tiles_folder):
+    """The shipped feedforward and recurrent MNIST nets beside the tiles dataset and its feedforward net."""
+    import shutil
+    from pathlib import Path
+
+    from repgeom.pipeline import Engine
+    from repgeom.registry import register_model
+
+    shipped = Path(__file__).resolve().parents[2] / "models"
+    folder = tmp_path_factory.mktemp("mixed")
+    doc = json.loads((shipped / "manifest.json").read_text())
+    doc["models"] = [m for m in doc["models"] if m["id"] in ("feedforward", "recurrent")]
+    for m in doc["models"]:
+        for f in [m["file"], *(h["file"] for h in m.get("history", []))]:
+            shutil.copy(shipped / f, folder / f)
+    doc["datasets"] = json.loads((tiles_folder / "manifest.json").read_text())["datasets"]
+    (folder / "manifest.json").write_text(json.dumps(doc))
+    for f in tiles_folder.glob("*.npz"):
+        shutil.copy(f, folder / f.name)
+    torch.manual_seed(0)
+    from repgeom.core.nets import build_net
+
+    torch.save(build_net("Net", num_classes=12, in_channels=3).state_dict(), folder / "ff12-weights.pt")
+    register_model(folder, "ff12", "repgeom:feedforward", folder / "ff12-weights.pt", "tiles")
+    return Engine(folder, device="cpu")
+
+
+def test_switching_to_a_model_of_another_dataset_brings_its_stimuli_and_names(mixed):
+    assert mixed.model_ids == ["feedforward", "recurrent", "ff12"] and View.default(mixed).model == "recurrent"
+    app = create_app(Settings(warm=False), engine=mixed)
+    page = json.dumps(app.server.test_client().get("/_dash-layout").get_json())
+    assert "MNIST and tiles networks" in page and "1 to 100 for MNIST; 1 to 3 for tiles" in page
+    out = sync.sync(mixed, ID.MODEL, "", {**_view(mixed, condition="fgsm"), "model": "ff12"})
+    view = out[1]
+    assert (view["model"], view["attack_model"], view["path_models"], view["n_rdm"], view["n_embed"]) == ("ff12", "ff12", ["ff12"], 3, 3)
+    grid, _slider, message = rdms.rdm_figures(mixed, {**view, "n_rdm": 2}, [])
+    assert message == "" and list(grid.layout.xaxis.ticktext) == CLASSES
+    assert "FGSM ε=0.2 against ff12" in grid.layout.title.text
+    back = sync.sync(mixed, ID.MODEL, "", {**view, "model": "recurrent"})[1]
+    assert (back["attack_model"], back["path_models"], back["n_rdm"]) == ("feedforward", ["recurrent"], 3)
+    linked = View.from_query(mixed, "?model=ff12&n_embed=2")
+    assert (linked.attack_model, linked.path_models, linked.n_rdm, linked.n_embed) == ("ff12", ("ff12",), 3, 2)
+    table, _metrics, _ = models.models_panel(mixed, _view(mixed, tab="models", n_rdm=2))
+    assert "tiles" in _text(table) and "MNIST" in _text(table)
+
+
+def test_a_path_across_datasets_is_refused_with_a_message(mixed):
+    fig, message = paths.path_figure(mixed, _view(mixed, tab="paths", n_embed=2, path_models=["recurrent", "ff12"]))
+    assert fig is no_update and "different datasets" in _text(message)
+    grid, _s, message = rdms.rdm_figures(mixed, _view(mixed, model="ff12", nodes=["fc2"], n_rdm=2, n_embed=2, condition="fgsm", attack_model="recurrent"), [])
+    assert grid is no_update and "is for dataset 'mnist', not 'tiles'" in _text(message)

@@ -11,7 +11,7 @@ from ...core.errors import RepgeomError
 from ...pipeline import Engine
 from ..ids import CONTROL_IDS, ID
 from ..layout import steps_hint
-from ..state import View, default_nodes
+from ..state import View, follow_model
 from .common import alert
 
 __all__ = ["CONTROLS", "node_options", "preset_models", "sync"]
@@ -59,7 +59,8 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any]) -
         ``(url search, view store, node options, node hint, global message, *control
         values)``. A bad link falls back to the defaults with a warning; a bad control
         value leaves everything as it was and shows why. A new model brings its default
-        nodes; a preset sets the path's models and shows the paths tab.
+        nodes (and, from another dataset, an attacked model and path models of its own
+        dataset); a preset sets the path's models and shows the paths tab.
     """
     if trigger in (None, ID.URL):
         try:
@@ -72,7 +73,7 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any]) -
     try:
         if trigger == ID.MODEL:
             model = engine.check_model(raw["model"] if isinstance(raw["model"], str) else type(raw["model"]).__name__)
-            raw["nodes"] = list(default_nodes(engine, model))
+            raw = follow_model(engine, raw, model)
         elif _is_preset(trigger):
             raw.update(path_models=preset_models(engine, trigger), tab="paths")
         view = View.parse(engine, raw)
