@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perplexity", type=float, default=DEFAULT_PERPLEXITY, help="t-SNE perplexity (default: 40)")
     p.add_argument("--seed", type=int, default=0, help="random seed for t-SNE (default: 0)")
     p.add_argument("--save-features", action="store_true", help="also write features/<model>/<node>")
+    p.add_argument("--trust-code", action="store_true", help="also load models whose architecture is a Python file (runs its code)")
     p.add_argument("--over-training", action="store_true", help="path over each model's training history: path/names are <model>@<epoch>/<node>")
     p.add_argument("--rsatoolbox", default=None, metavar="FILE.hdf5", help="also write the RDMs for rsatoolbox.rdm.load_rdm")
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, help="repgeom:feedforward, repgeom:recurrent or torchvision:NAME (e.g. torchvision:resnet18)")
     p.add_argument("--weights", required=True, metavar="FILE", help="a state dict: torch.save(model.state_dict(), FILE)")
     p.add_argument("--dataset", required=True, help="a dataset id (see `repgeom datasets`)")
+    p.add_argument("--trust-code", action="store_true", help="allow --arch python:FILE.py:Class, which imports and runs FILE.py")
     p.add_argument("--models-dir", default=env_models_dir())
 
     p = sub.add_parser("train", help="train MODEL by the recipe in its manifest entry, on its dataset, and update the manifest")
@@ -201,7 +203,7 @@ def _cmd_add_model(args: argparse.Namespace) -> int:
     from .core.checkpoints import default_models_dir
     from .registry import register_model
 
-    e = register_model(args.models_dir or default_models_dir(), args.id, args.arch, args.weights, args.dataset)
+    e = register_model(args.models_dir or default_models_dir(), args.id, args.arch, args.weights, args.dataset, args.trust_code)
     print(f"registered model {e.id}: {e.architecture} on {e.dataset}, {e.parameters} parameters, "
           f"probe accuracy {100 * e.accuracy['probe']:.1f}%, {len(e.nodes)} nodes, sha256 {e.sha256[:12]}")
     return 0
@@ -256,7 +258,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     else:  # the manifest's default model, even when it cannot be loaded (then its refusal is the error)
         doc = read_manifest_doc(args.models_dir)
         models = [doc.default_model or doc.entries[0].id] if doc.entries else []
-    engine = Engine(args.models_dir, args.data_root, args.device)
+    engine = Engine(args.models_dir, args.data_root, args.device, trust_code=args.trust_code)
     for m in models:
         if m in engine.load_errors:
             raise RepgeomError(engine.load_errors[m])

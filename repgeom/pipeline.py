@@ -192,6 +192,8 @@ class Engine:
         device: ``"auto"``/``None``, ``"cpu"``, ``"cuda"``...
         cache_bytes: bound on the cache (default :data:`DEFAULT_CACHE_BYTES`, 2 GiB).
         shared: where embeddings are also kept for other processes (default: nowhere).
+        trust_code: also serve models whose architecture is a user's Python file (the
+            command line's ``--trust-code``; the dashboard never sets it).
     """
 
     def __init__(
@@ -201,6 +203,7 @@ class Engine:
         device: str | None = None,
         cache_bytes: int | None = None,
         shared: SharedStore | None = None,
+        trust_code: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         self._models_dir = Path(models_dir) if models_dir else default_models_dir()
@@ -209,7 +212,7 @@ class Engine:
         if not manifest.entries:
             raise RepgeomError("no model could be loaded: the model manifest lists none")
         self._manifest = manifest
-        loaded, self.load_errors = load_all(self._models_dir)  # callers report refusals their own way
+        loaded, self.load_errors = load_all(self._models_dir, trust_code)  # callers report refusals their own way
         self.models: dict[str, LoadedModel] = dict(loaded)
         for m in self.models.values():
             m.module.to(self.device)

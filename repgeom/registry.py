@@ -26,7 +26,7 @@ from .core.datasets import DatasetInfo, get_dataset
 from .core.errors import RepgeomError
 from .core.features import node_names
 from .core.imagefolder import read_image_folder
-from .core.nets import build_net, canonical_architecture
+from .core.nets import build_net, canonical_architecture, code_sha256
 from .core.stimuli import load_source, normalize
 
 __all__ = ["register_dataset", "register_model"]
@@ -70,19 +70,25 @@ def _read_state(weights: Path) -> Mapping[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _probe_accuracy(module: torch.nn.Module, dataset: DatasetInfo, models_dir: Path, logits: bool) -> float:
+def _probe_run(module: torch.nn.Module, dataset: DatasetInfo, models_dir: Path) -> tuple[float, str]:
+    """Accuracy on the dataset's probe images, and whether the model outputs probabilities or logits."""
     source = load_source(dataset, None, models_dir)
     x = normalize(torch.from_numpy(source.images.astype(np.float32) / np.float32(255.0)), dataset)
     outputs = torch.cat([module(x[i : i + 256]) for i in range(0, x.shape[0], 256)])
     if outputs.ndim != 2 or outputs.shape[1] != dataset.n_classes:
         raise RepgeomError(f"the model's output has shape {tuple(outputs.shape[1:])}; dataset {dataset.id!r} needs ({dataset.n_classes},)")
-    if not logits and not torch.allclose(outputs.sum(1), torch.ones(outputs.shape[0]), atol=1e-3):
-        raise RepgeomError("a repgeom architecture must end in a softmax")
-    return float((outputs.argmax(1) == torch.from_numpy(source.labels)).float().mean())
+    sums_to_one = bool(outputs.min() >= 0) and torch.allclose(outputs.sum(1), torch.ones(outputs.shape[0]), atol=1e-4)
+    accuracy = float((outputs.argmax(1) == torch.from_numpy(source.labels)).float().mean())
+    return accuracy, "probabilities" if sums_to_one else "logits"
 
 
 def register_model(
-    models_dir: str | os.PathLike[str], model_id: str, architecture: str, weights: str | os.PathLike[str], dataset_id: str
+    models_dir: str | os.PathLike[str],
+    model_id: str,
+    architecture: str,
+    weights: str | os.PathLike[str],
+    dataset_id: str,
+    trust_code: bool = False,
 ) -> ModelEntry:
     """Check a weights file against an architecture and a dataset, then register it in ``models_dir``.
 
@@ -92,6 +98,7 @@ def register_model(
         architecture: ``repgeom:feedforward``, ``repgeom:recurrent`` or ``torchvision:NAME``.
         weights: a state dict saved with ``torch.save(model.state_dict(), path)``.
         dataset_id: a built-in dataset or one registered in ``models_dir``.
+        trust_code: allow ``python:FILE.py:Class``, which imports and runs that file.
 
     Returns:
         The manifest entry written (with the accuracy on the dataset's probe images).
@@ -105,8 +112,11 @@ def register_model(
         raise RepgeomError(f"model id must be 1-40 letters, digits, '-' or '_', got {model_id[:40]!r}")
     try:
         arch = canonical_architecture(architecture)
+        code_hash = code_sha256(arch)
     except ValueError as exc:
         raise RepgeomError(str(exc)) from None
+    if code_hash and not trust_code:
+        raise RepgeomError(f"--arch {architecture[:80]} runs that file's code: add --trust-code to allow it (the dashboard never loads such a model)")
     doc = read_manifest_doc(folder) if (folder / "manifest.json").exists() else None
     dataset = doc.dataset(dataset_id) if doc is not None else get_dataset(dataset_id)
     state = _read_state(Path(weights))
@@ -114,22 +124,21 @@ def register_model(
     if head is not None and head != dataset.n_classes:
         raise RepgeomError(f"class count disagrees: the weights have {head} outputs, dataset {dataset.id!r} has {dataset.n_classes} classes")
     try:
-        module = build_net(arch, num_classes=dataset.n_classes, in_channels=dataset.channels)
+        module = build_net(arch, num_classes=dataset.n_classes, in_channels=dataset.channels, trust_code=trust_code, code_hash=code_hash)
         module.load_state_dict(state, strict=True)
     except ValueError as exc:
         raise RepgeomError(str(exc)) from None
     except RuntimeError as exc:
         raise RepgeomError(f"the weights do not fit {architecture}: {' '.join(str(exc).split())[:200]}") from None
     module.eval()
-    logits = arch.startswith("torchvision:")
     try:
-        accuracy = _probe_accuracy(module, dataset, folder, logits)
+        accuracy, output = _probe_run(module, dataset, folder)
     except RuntimeError as exc:  # shape errors inside the forward pass
         raise RepgeomError(f"{architecture} cannot run on {dataset.id!r} images of shape {dataset.input_shape}: {str(exc)[:160]}") from None
     entry = ModelEntry(
         id=model_id, architecture=arch, file="", sha256="", parameters=0, dataset=dataset.id,
         accuracy={"probe": round(accuracy, 6)}, recipe={"source": f"weights from {Path(weights).name}"},
-        nodes=tuple(node_names(module)), output="logits" if logits else "probabilities",
+        nodes=tuple(node_names(module)), output=output, code_sha256=code_hash,
     )
     try:
         return save_checkpoint(folder, entry, module)

@@ -20,7 +20,7 @@ def _mnist_root() -> Path | None:
 def pytest_collection_modifyitems(config, items):
     """Mark every test that reads the full MNIST, so `make test-fast` can leave them out."""
     for item in items:
-        if "mnist_root" in getattr(item, "fixturenames", ()):
+        if {"mnist_root", "fashion_mnist_root"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.full_mnist)
 
 
@@ -32,6 +32,20 @@ def mnist_root() -> Path:
         if os.environ.get("CI"):
             pytest.fail("CI must provide the full MNIST (../shared/mnist or REPGEOM_TEST_MNIST)")
         pytest.skip("full MNIST not found (set REPGEOM_TEST_MNIST)")
+    return root
+
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_root() -> Path:
+    """The full Fashion-MNIST (Debian's dataset-fashion-mnist). Skips off CI when absent; in CI it must be there."""
+    root = Path(os.environ.get("REPGEOM_TEST_FASHION_MNIST") or FASHION_MNIST)
+    if not (root / "t10k-images-idx3-ubyte.gz").is_file() and not (root / "t10k-images-idx3-ubyte").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide the full Fashion-MNIST under {root} (apt-get install dataset-fashion-mnist)")
+        pytest.skip("full Fashion-MNIST not found (apt-get install dataset-fashion-mnist)")
     return root
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -113,3 +114,40 @@ def test_bad_registrations_are_one_line_exit_2_and_change_nothing(byo, capsys, a
     assert message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in models.iterdir()} == before
+
+
+def test_a_python_file_architecture_needs_trust_code_and_never_loads_in_the_dashboard(byo, tmp_path, capsys):
+    from repgeom.cli import main
+    from repgeom.pipeline import Engine
+
+    models = tmp_path / "models"
+    code = tmp_path / "mynet.py"
+    code.write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class TinyNet(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 4, 3)\n        self.pool = nn.AdaptiveAvgPool2d(1)\n        self.fc = nn.Linear(4, 3)\n\n"
+        "    def forward(self, x):\n        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))\n"
+    )
+    torch.manual_seed(0)
+    spec = importlib.util.spec_from_file_location("mynet_test", code)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.save(mod.TinyNet().state_dict(), tmp_path / "tiny.pt")
+    assert main(["add-dataset", "toy", "--images", str(byo / "images"), "--models-dir", str(models)]) == 0
+    args = ["add-model", "tiny", "--arch", f"python:{code}:TinyNet", "--weights", str(tmp_path / "tiny.pt"), "--dataset", "toy",
+            "--models-dir", str(models)]
+    assert main(args) == 2
+    assert "runs that file's code: add --trust-code" in capsys.readouterr().err
+    assert not (models / "tiny.pt").exists()
+    assert main([*args, "--trust-code"]) == 0
+    capsys.readouterr()
+    # the dashboard's engine refuses it; the command line with --trust-code serves it
+    engine = Engine(models, device="cpu")
+    assert engine.model_ids == [] and "only the command line loads it, with --trust-code" in engine.load_errors["tiny"]
+    engine = Engine(models, device="cpu", trust_code=True)
+    assert engine.model_ids == ["tiny"] and engine.nodes("tiny")[0] == "x"
+    # an edited file is refused until registered again
+    code.write_text(code.read_text() + "\n# edited\n")
+    engine = Engine(models, device="cpu", trust_code=True)
+    assert "changed since the model was registered" in engine.load_errors["tiny"]

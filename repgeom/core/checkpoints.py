@@ -77,6 +77,7 @@ class ModelEntry:
     nodes: tuple[str, ...] = ()
     output: str = "probabilities"
     history: tuple[HistoryPoint, ...] = ()
+    code_sha256: str = ""
 
     #: What a model id may be (it appears in file names, URLs and export keys).
     ID: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
@@ -102,6 +103,7 @@ class ModelEntry:
                 color=None if color is None else str(color),
                 nodes=tuple(str(n) for n in raw.get("nodes", ())),
                 output=str(raw.get("output", "probabilities")),
+                code_sha256=str(raw.get("code_sha256", "")).lower(),
                 history=tuple(
                     HistoryPoint(int(h["epoch"]), str(h["file"]), str(h["sha256"]).lower()) for h in raw.get("history", ())
                 ),
@@ -259,12 +261,13 @@ def read_manifest(models_dir: str | os.PathLike[str] | None = None) -> list[Mode
     return list(read_manifest_doc(models_dir).entries)
 
 
-def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
+def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None = None, trust_code: bool = False) -> LoadedModel:
     """Verify and load one model.
 
     Args:
         entry: its manifest record.
         models_dir: the folder holding the manifest and the checkpoint files.
+        trust_code: allow an architecture that is a user's Python file (command line only).
 
     Returns:
         The model in eval mode on the CPU.
@@ -288,7 +291,10 @@ def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: refused, expected a state dict of tensors")
     try:
-        module = build_net(entry.architecture, num_classes=_head_size(state), in_channels=_in_channels(state))
+        module = build_net(
+            entry.architecture, num_classes=_head_size(state), in_channels=_in_channels(state),
+            trust_code=trust_code, code_hash=entry.code_sha256,
+        )
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     try:
@@ -303,8 +309,13 @@ def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None
     return LoadedModel(entry, module.eval())
 
 
-def load_all(models_dir: str | os.PathLike[str] | None = None) -> tuple[dict[str, LoadedModel], dict[str, str]]:
+def load_all(models_dir: str | os.PathLike[str] | None = None, trust_code: bool = False) -> tuple[dict[str, LoadedModel], dict[str, str]]:
     """Load every model in the manifest, keeping the good ones.
+
+    Args:
+        models_dir: the folder with ``manifest.json``.
+        trust_code: also load models whose architecture is a user's Python file (the
+            command line's ``--trust-code``; the dashboard refuses them).
 
     Returns:
         ``(models, errors)``: loaded models by id (manifest order) and, for each refused
@@ -317,7 +328,7 @@ def load_all(models_dir: str | os.PathLike[str] | None = None) -> tuple[dict[str
     errors: dict[str, str] = {}
     for entry in read_manifest(models_dir):
         try:
-            models[entry.id] = load_checkpoint(entry, models_dir)
+            models[entry.id] = load_checkpoint(entry, models_dir, trust_code)
         except RepgeomError as exc:
             errors[entry.id] = str(exc)
     return models, errors

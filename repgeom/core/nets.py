@@ -14,13 +14,16 @@ Design notes:
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "Net", "RecurrentNet", "build_net", "canonical_architecture", "count_parameters", "torchvision_classifiers"]
+__all__ = ["ARCHITECTURES", "Net", "RecurrentNet", "build_net", "canonical_architecture", "code_sha256", "count_parameters", "torchvision_classifiers"]
 
 
 class Net(nn.Module):
@@ -97,6 +100,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"Net": Net, "RecurrentNet": Recurre
 #: The command line's names for them.
 _ALIASES = {"repgeom:feedforward": "Net", "repgeom:recurrent": "RecurrentNet", "repgeom:Net": "Net", "repgeom:RecurrentNet": "RecurrentNet"}
 _TORCHVISION = "torchvision:"
+_PYTHON = "python:"
 
 
 def torchvision_classifiers() -> list[str]:
@@ -116,14 +120,51 @@ def canonical_architecture(name: str) -> str:
         return name
     if name in _ALIASES:
         return _ALIASES[name]
+    if name.startswith(_PYTHON):
+        path, _, cls = name[len(_PYTHON):].rpartition(":")
+        if not path or not cls.isidentifier() or not path.endswith(".py"):
+            raise ValueError(f"a Python architecture is python:FILE.py:ClassName, got {name[:80]!r}")
+        return f"{_PYTHON}{Path(path).resolve()}:{cls}"
     if name.startswith(_TORCHVISION):
         if name[len(_TORCHVISION):] in torchvision_classifiers():
             return name
         raise ValueError(f"unknown torchvision classifier {name[len(_TORCHVISION):]!r}; allowed: torchvision:NAME for NAME in torchvision.models.list_models() (e.g. resnet18, vgg11, mobilenet_v3_small)")
-    raise ValueError(f"unknown architecture {name!r}; allowed: repgeom:feedforward, repgeom:recurrent, torchvision:NAME (a torchvision classifier)")
+    raise ValueError(
+        f"unknown architecture {name[:60]!r}; allowed: repgeom:feedforward, repgeom:recurrent, torchvision:NAME "
+        "(a torchvision classifier), or python:FILE.py:Class from the command line with --trust-code"
+    )
 
 
-def build_net(architecture: str, num_classes: int | None = None, in_channels: int = 1) -> nn.Module:
+def code_sha256(architecture: str) -> str:
+    """SHA-256 of the file a ``python:FILE.py:Class`` architecture runs ("" for any other architecture)."""
+    if not architecture.startswith(_PYTHON):
+        return ""
+    path = Path(architecture[len(_PYTHON):].rpartition(":")[0])
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path} ({exc.strerror or exc})") from None
+
+
+def _from_python_file(architecture: str, expected_sha256: str) -> nn.Module:
+    """Instantiate ``Class()`` from ``FILE.py``, after checking the file is the one registered."""
+    path_text, _, cls_name = architecture[len(_PYTHON):].rpartition(":")
+    if code_sha256(architecture) != expected_sha256:
+        raise ValueError(f"{path_text} changed since the model was registered (its SHA-256 differs); register it again")
+    spec = importlib.util.spec_from_file_location(f"repgeom_user_{expected_sha256[:16]}", path_text)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot import {path_text}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cls = getattr(module, cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"{path_text} has no nn.Module class {cls_name!r}")
+    return cls()
+
+
+def build_net(
+    architecture: str, num_classes: int | None = None, in_channels: int = 1, *, trust_code: bool = False, code_hash: str = ""
+) -> nn.Module:
     """Build an untrained network by its manifest architecture name.
 
     Args:
@@ -131,6 +172,9 @@ def build_net(architecture: str, num_classes: int | None = None, in_channels: in
             ``"torchvision:NAME"`` for a torchvision classification builder.
         num_classes: size of the classifier's output (default: the architecture's own).
         in_channels: image channels (1 grey, 3 colour); torchvision's classifiers take 3.
+        trust_code: allow a ``python:FILE.py:Class`` architecture, which runs that file's
+            code (only the command line sets this; the dashboard never does).
+        code_hash: the SHA-256 the file of a ``python:`` architecture must have.
 
     Returns:
         A freshly initialised module in eval mode.
@@ -140,6 +184,10 @@ def build_net(architecture: str, num_classes: int | None = None, in_channels: in
             the message lists what is allowed.
     """
     name = canonical_architecture(architecture)
+    if name.startswith(_PYTHON):
+        if not trust_code:
+            raise ValueError(f"architecture {name[:80]} runs that file's code; only the command line loads it, with --trust-code")
+        return _from_python_file(name, code_hash).eval()
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     if name.startswith(_TORCHVISION):
         if in_channels != 3:
