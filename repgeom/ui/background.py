@@ -362,17 +362,21 @@ class PoolManager(_Settled, BaseBackgroundCallbackManager):
             executor.shutdown(wait=False, cancel_futures=True)
             self._id = secrets.token_hex(8)
 
-    def _submit(self, *args: Any) -> concurrent.futures.Future[None]:
+    def start(self) -> concurrent.futures.Future[None]:
+        """Start the pool's first process now (it builds the callbacks), so that the first job need not wait for it."""
+        return self._submit(_ready)
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> concurrent.futures.Future[None]:
         pool = self._pool()
         try:
-            return pool.submit(_run_job, *args)
+            return pool.submit(fn, *args)
         except concurrent.futures.process.BrokenProcessPool:  # a pool process died (killed, out of memory)
             log.warning("the background job pool broke; starting a new one")
             with self._lock:
                 if self._executor is pool:
                     self._executor = None
             pool.shutdown(wait=False, cancel_futures=True)
-            return self._pool().submit(_run_job, *args)
+            return self._pool().submit(fn, *args)
 
     # ---------------------------------------------------------------- starting and ending jobs
     def make_job_fn(self, fn: Callable[..., Any], progress: Any, key: Any = None) -> _Job:
@@ -390,7 +394,7 @@ class PoolManager(_Settled, BaseBackgroundCallbackManager):
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_SH)  # "running" from now on, for every worker
         try:
-            future = self._submit(job_fn.key, key, self._make_progress_key(key), payload, token, self._id)
+            future = self._submit(_run_job, job_fn.key, key, self._make_progress_key(key), payload, token, self._id)
         except BaseException:
             os.close(fd)
             lock.unlink(missing_ok=True)
@@ -502,6 +506,10 @@ def _start_pool_process(build: Callable[[], Callbacks], folder: str, ttl_s: int,
     callbacks = build()
     log.info("background job process %d ready in %.1f s", os.getpid(), time.perf_counter() - started)
     _PROCESS[:] = [_PoolProcess(dict(callbacks), JobFiles(Path(folder), ttl_s), JobSlots(Path(folder), slots))]
+
+
+def _ready() -> None:
+    """The job of :meth:`PoolManager.start`: none (the process's initializer is the work)."""
 
 
 class _Checked:

@@ -17,7 +17,7 @@ from ..pipeline import Engine
 from ..settings import Settings, check_runtime
 from ..shared_cache import open_store
 from . import views
-from .background import default_cache_dir, make_background
+from .background import Background, PoolManager, default_cache_dir, make_background
 from .callbacks import register
 from .layout import build_layout
 from .response_cache import install_response_cache
@@ -67,13 +67,15 @@ def _prune_stale_builds(cache_dir: Path, fingerprint: str) -> None:
             continue
 
 
-def _warm(engine: Engine, view: View) -> None:
-    """Compute the first page's views so the first visitor does not wait for them."""
+def _warm(engine: Engine, view: View, background: Background) -> None:
+    """Compute the first page's views, then start a background job process, so the first visitor waits for neither."""
     try:
         views.rdm_views(engine, view, [])
         views.path_view(engine, view)
         views.embedding_views(engine, view, [])
         log.info("default views ready (%s)", engine.cache_info())
+        if isinstance(background.manager, PoolManager):
+            background.manager.start()
     except Exception:  # warming is an optimisation; never take the server down
         log.exception("warming the default views failed")
 
@@ -130,5 +132,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     install_security(app, settings)
     if settings.warm:
-        threading.Thread(target=_warm, args=(engine, view), name="repgeom-warm", daemon=True).start()
+        threading.Thread(target=_warm, args=(engine, view, background), name="repgeom-warm", daemon=True).start()
     return app

@@ -241,6 +241,18 @@ def test_a_job_reports_progress_and_its_result_from_a_started_process(pool, tmp_
     assert not list(tmp_path.glob("run-*")), "the job's lock is removed when it ends"
 
 
+def test_a_pool_started_ahead_answers_the_first_job_without_starting_a_process(tmp_path):
+    manager = _manager(tmp_path, slots=1)
+    try:
+        manager.start().result(timeout=120)
+        (process,) = manager._executor._processes.values()
+        key, _ = _start(manager, tmp_path, "after-start")
+        _wait("no result", lambda: manager.result_ready(key), 60)
+        assert manager.get_result(key, None)["pid"] == process.pid
+    finally:
+        manager.close()
+
+
 def test_jobs_compute_at_a_lower_cpu_priority_than_their_server(pool, tmp_path):
     key, _ = _start(pool, tmp_path, "nice")
     _wait("no result", lambda: pool.result_ready(key))
