@@ -31,7 +31,7 @@ import torch
 
 from .rdm import centred_gram, symmetrised
 
-__all__ = ["doubly_centred", "kendall_tau_a", "linear_cka", "whitened_similarity"]
+__all__ = ["COMPARISON_DEFINITIONS", "PATH_COMPARISONS", "angles", "doubly_centred", "kendall_tau_a", "linear_cka", "whitened_similarity"]
 
 
 def doubly_centred(rdms: torch.Tensor) -> torch.Tensor:
@@ -113,3 +113,45 @@ def linear_cka(features: Sequence[torch.Tensor]) -> torch.Tensor:
         g, _ = centred_gram(x64, torch.float64, columns=x64.mean(dim=0))
         grams.append(g.reshape(-1))
     return _cosine_matrix(torch.stack(grams))
+
+
+#: Every comparison a path can use, each turned into an angle (``arccos`` of the similarity).
+PATH_COMPARISONS = ("cosine", "corr", "spearman", "cosine_cov", "corr_cov", "tau_a", "cka")
+#: What each compares, in a line (written beside the chooser and in figure titles).
+COMPARISON_DEFINITIONS = {
+    "cosine": "angle between the RDMs' upper triangles (uncentred cosine, as the seed)",
+    "corr": "angle of the Pearson correlation of the RDMs' upper triangles",
+    "spearman": "angle of the Spearman rank correlation of the RDMs' upper triangles",
+    "cosine_cov": "angle of rsatoolbox's whitened cosine (doubly centred RDMs, i.i.d. noise)",
+    "corr_cov": "angle of rsatoolbox's whitened correlation (mean-removed, doubly centred RDMs)",
+    "tau_a": "angle of Kendall's tau-a between the RDMs' upper triangles (ties counted)",
+    "cka": "angle of the linear CKA of the features (centred Gram matrices, not RDMs)",
+}
+
+
+def angles(matrices: torch.Tensor, method: str, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Angles between path points, ``arccos`` of their similarity under ``method``.
+
+    Args:
+        matrices: (K, N, N): RDMs for every method but ``cka``, for which they are the
+            features' centred Gram matrices.
+        method: one of :data:`PATH_COMPARISONS`.
+        keep: (P,) boolean mask over the upper-triangle pairs to compare (a bootstrap
+            sample drops the pairs of a stimulus with its own copy); all by default.
+
+    Returns:
+        (K, K) float64 angles in [0, π], exactly symmetric with a zero diagonal; NaN
+        similarities (a constant RDM) become 0 as in the seed.
+    """
+    from .rdm import compare_rdms, upper_triangle  # noqa: PLC0415
+
+    if method in ("cosine_cov", "corr_cov"):
+        sim = whitened_similarity(matrices, centre=method == "corr_cov")
+    elif method == "cka":
+        sim = _cosine_matrix(matrices.to(torch.float64).reshape(matrices.shape[0], -1))
+    else:
+        vectors = upper_triangle(matrices.to(torch.float64))
+        if keep is not None:
+            vectors = vectors[:, keep]
+        sim = kendall_tau_a(vectors) if method == "tau_a" else compare_rdms(vectors, method)
+    return symmetrised(torch.nan_to_num(torch.arccos(sim.clamp(-1.0, 1.0)), nan=0.0), zero_diagonal=True)
