@@ -258,7 +258,8 @@ def test_a_workers_first_request_may_be_any_callback(engine, tmp_path) -> None:
     """Dash completes its callback map on a worker's first request: the guard must see the complete one."""
     fresh = create_app(Settings(warm=False, cache_dir=str(tmp_path)), engine=engine)
     before = set(fresh.callback_map)
-    served = DashClient(create_app(Settings(warm=False, cache_dir=str(tmp_path)), engine=engine))  # has served a request
+    served = DashClient(create_app(Settings(warm=False, cache_dir=str(tmp_path)), engine=engine))
+    served.client.get("/")  # Dash adds the cancel callbacks when it serves the page
     late = [k for k in served.app.callback_map if k not in before]
     assert late, "Dash adds callbacks (the embeddings' cancel) when it serves its first request"
     body = {**served.payload(late[0].strip("."), {}), "output": late[0]}
