@@ -57,7 +57,10 @@ from .core.errors import RepgeomError, choice_error
 from .core.features import NodeExtractor, repeated_steps, resolve_device, select_nodes
 from .core.metrics import block_contrast, silhouette
 from .core.paths import RepPath, compute_path
-from .core.rdm import COMPARE_METHODS, RDM, RDM_METHODS, compute_rdm
+from .core.comparisons import PATH_COMPARISONS
+from .core.landmarks import Landmark, landmark_features, parse_landmarks
+from .core.rdm import RDM, RDM_METHODS, centred_gram, compute_rdm
+from .core.uncertainty import PathUncertainty, bootstrap_path
 from .core.stimuli import CONDITIONS, ImageSource, Stimuli, available_per_class, fgsm, load_source, sample_stimuli
 from .core.validate import check_choice, check_float, check_int
 from .shared_cache import SharedStore
@@ -559,17 +562,64 @@ class Engine:
         rdm_method: str = "euclidean",
         compare: str = "cosine",
         seed: int = 0,
+        landmarks: str | Sequence[str] = "labels",
     ) -> RepPath:
-        """The representational path of ``models`` (their chosen nodes) plus ``labels``.
+        """The representational path of ``models`` (their chosen nodes), reference landmarks and ``labels``.
 
         Args:
             models: model ids, in the order their rows appear.
             nodes: per model, ``"all"``/``None`` or names; missing models take all nodes.
             spec: the stimuli.
             rdm_method: RDM method inside the path (the seed uses ``"euclidean"``).
-            compare: ``"cosine"``, ``"corr"`` or ``"spearman"``, each as an angle.
-            seed: seeds the MDS restarts.
+            compare: one of :data:`~repgeom.core.comparisons.PATH_COMPARISONS`, each as an angle.
+            seed: seeds the MDS restarts, the noise landmark and the label shuffle.
+            landmarks: ``labels`` (always there), ``noise``, ``shuffled`` and
+                ``group:NAME=a,b|c,d`` items (see :func:`~repgeom.core.landmarks.parse_landmarks`).
         """
+        chosen, marks, seed = self._path_request(models, nodes, spec, rdm_method, compare, seed, landmarks)
+        key = ("path", tuple(chosen.items()), spec, rdm_method, compare, seed, marks)
+
+        def make() -> RepPath:
+            points, extra, last = self._path_points(chosen, spec, rdm_method, compare, marks, seed)
+            return compute_path(points, self.stimuli(spec).labels, compare, seed, landmarks=extra, labels_matrix=last)
+
+        return self._cache.get_or_compute(key, make)
+
+    def path_uncertainty(
+        self,
+        models: Sequence[str],
+        nodes: Mapping[str, str | Sequence[str] | None] | None,
+        spec: StimulusSpec,
+        rdm_method: str = "euclidean",
+        compare: str = "cosine",
+        seed: int = 0,
+        landmarks: str | Sequence[str] = "labels",
+        n_boot: int = 100,
+    ) -> PathUncertainty:
+        """Bootstrap the path of the same arguments over its stimuli (within class): intervals and ellipses.
+
+        Raises:
+            RepgeomError: for the path's own argument errors, ``n_boot`` outside 2..1000, or
+                Kendall's tau-a (too slow to bootstrap: 0.05 s a pair of RDMs).
+        """
+        n_boot = check_int("bootstrap samples", n_boot, 2, 1000)
+        if compare == "tau_a":
+            raise RepgeomError("bootstrap intervals are not offered for tau_a (too slow); allowed: every other comparison")
+        path = self.path(models, nodes, spec, rdm_method, compare, seed, landmarks)
+        chosen, marks, seed = self._path_request(models, nodes, spec, rdm_method, compare, seed, landmarks)
+        key = ("path-boot", tuple(chosen.items()), spec, rdm_method, compare, seed, marks, n_boot)
+
+        def make() -> PathUncertainty:
+            points, extra, last = self._path_points(chosen, spec, rdm_method, compare, marks, seed)
+            stack = torch.from_numpy(np.stack([np.asarray(r.matrix, dtype=np.float64) for r in [*points, *extra]] + [last]))
+            return bootstrap_path(stack, self.stimuli(spec).labels, compare, path.coords, n_boot, seed)
+
+        return self._cache.get_or_compute(key, make)
+
+    def _path_request(
+        self, models: Sequence[str], nodes: Any, spec: StimulusSpec, rdm_method: str, compare: str, seed: Any, landmarks: Any
+    ) -> tuple[dict[str, tuple[str, ...]], tuple[Landmark, ...], int]:
+        """Validate a path's arguments: the chosen nodes per model, the landmarks and the seed."""
         if not models:
             raise RepgeomError(f"choose at least one model; allowed: {', '.join(self.model_ids)}")
         models = [self.check_model(m) for m in models]
@@ -581,15 +631,37 @@ class Engine:
             raise RepgeomError(f"models on different datasets cannot share stimuli, so they cannot share a path: {listed}")
         self._same_dataset(models[0], spec)
         self.check_choice("RDM method", rdm_method, RDM_METHODS)
-        self.check_choice("comparison method", compare, COMPARE_METHODS)
+        self.check_choice("comparison method", compare, PATH_COMPARISONS)
         seed = check_int("seed", seed, 0, 2**31 - 1)
+        marks = tuple(lm for lm in parse_landmarks(landmarks, self.dataset_of(models[0]).class_names) if lm.kind != "labels")
         chosen = {m: tuple(self.select_nodes(m, (nodes or {}).get(m))) for m in models}
-        key = ("path", tuple(chosen.items()), spec, rdm_method, compare, seed)
+        return chosen, marks, seed
 
-        def make() -> RepPath:
-            return compute_path(self._path_rdms(chosen, spec, rdm_method), self.stimuli(spec).labels, compare, seed)
+    def _path_points(
+        self, chosen: Mapping[str, Sequence[str]], spec: StimulusSpec, rdm_method: str, compare: str, marks: Sequence[Landmark], seed: int
+    ) -> tuple[list[RDM], list[RDM], np.ndarray]:
+        """The matrices a path compares: its nodes', its landmarks' and the labels' (centred Gram matrices for CKA)."""
+        stim = self.stimuli(spec)
+        dataset = stim.dataset
+        input_dim = int(np.prod(dataset.input_shape))
 
-        return self._cache.get_or_compute(key, make)
+        def matrix(feats: torch.Tensor) -> np.ndarray:
+            if compare == "cka":
+                x = feats.to(torch.float64)
+                return centred_gram(x, torch.float64, columns=x.mean(dim=0))[0].cpu().numpy()
+            return compute_rdm(feats, rdm_method).cpu().numpy()
+
+        if compare == "cka":
+            points = [RDM(matrix(self.features(m, n, spec)), m, n, rdm_method, stim.labels) for m, nodes in chosen.items() for n in nodes]
+        else:
+            points = self._path_rdms(chosen, spec, rdm_method)
+        extra = [
+            RDM(matrix(landmark_features(lm, stim.labels, dataset.n_classes, input_dim, seed)), "landmark", lm.name, rdm_method, stim.labels)
+            for lm in marks
+        ]
+        labels_lm = Landmark("labels", "labels")
+        last = matrix(landmark_features(labels_lm, stim.labels, dataset.n_classes, input_dim, seed))
+        return points, extra, last
 
     def _path_rdms(self, chosen: Mapping[str, Sequence[str]], spec: StimulusSpec, method: str) -> list[RDM]:
         """The RDMs a path compares: float32 products, and each distinct feature tensor once.

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from .errors import RepgeomError
-from .rdm import compute_rdm, onehot_rdm
+from .rdm import compute_rdm
 
-__all__ = ["KINDS", "Landmark", "group_rdm", "landmark_rdm", "noise_rdm", "parse_landmarks", "shuffled_labels_rdm"]
+__all__ = ["KINDS", "Landmark", "landmark_features", "landmark_rdm", "parse_landmarks"]
 
 KINDS = ("labels", "noise", "shuffled", "group")
 _NAME = re.compile(r"[A-Za-z0-9_.+-]{1,30}")
@@ -46,27 +46,6 @@ class Landmark:
     kind: str
     name: str
     groups: tuple[tuple[int, ...], ...] = ()
-
-
-def noise_rdm(n: int, d: int, method: str, seed: int = 0) -> torch.Tensor:
-    """The RDM of (n, d) i.i.d. standard Gaussian features (seeded)."""
-    gen = torch.Generator().manual_seed(seed)
-    return compute_rdm(torch.randn(n, d, generator=gen, dtype=torch.float64), method)
-
-
-def shuffled_labels_rdm(labels: np.ndarray, method: str, n_classes: int, seed: int = 0) -> torch.Tensor:
-    """The one-hot labels RDM of a seeded permutation of ``labels``."""
-    perm = np.random.default_rng(seed).permutation(len(labels))
-    return onehot_rdm(np.asarray(labels)[perm], method, n_classes)
-
-
-def group_rdm(labels: np.ndarray, groups: Sequence[Sequence[int]], method: str, n_classes: int) -> torch.Tensor:
-    """The one-hot RDM of class groups (classes in no group form one extra group)."""
-    group_of = np.full(n_classes, len(groups), dtype=np.int64)
-    for g, members in enumerate(groups):
-        group_of[list(members)] = g
-    n_groups = len(groups) + int(bool((group_of == len(groups)).any()))
-    return onehot_rdm(group_of[np.asarray(labels)], method, n_groups)
 
 
 def _class_index(token: str, class_names: Sequence[str]) -> int:
@@ -128,21 +107,35 @@ def _group(spec: str, class_names: Sequence[str]) -> Landmark:
     return Landmark("group", f"group:{name}", groups)
 
 
-def landmark_rdm(landmark: Landmark, labels: np.ndarray, method: str, n_classes: int, input_dim: int, seed: int = 0) -> torch.Tensor:
-    """The (N, N) RDM of one landmark, computed with the path's RDM ``method``.
+def landmark_features(landmark: Landmark, labels: np.ndarray, n_classes: int, input_dim: int, seed: int = 0) -> torch.Tensor:
+    """The (N, D) features whose RDM (or Gram matrix, for CKA) is the landmark.
+
+    ``labels`` and ``shuffled`` are one-hot class vectors (of permuted labels for
+    ``shuffled``), ``group`` one-hot group vectors, ``noise`` i.i.d. standard Gaussian
+    vectors of the input's size.
 
     Args:
         landmark: what to compute.
         labels: (N,) class labels of the stimuli.
-        method: the RDM method of the path.
         n_classes: the dataset's class count.
         input_dim: features of the noise landmark (the input's size, C·H·W).
         seed: seeds the noise and the shuffle.
     """
-    if landmark.kind == "labels":
-        return onehot_rdm(labels, method, n_classes)
+    labels = np.asarray(labels)
     if landmark.kind == "noise":
-        return noise_rdm(len(labels), input_dim, method, seed)
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn(len(labels), input_dim, generator=gen, dtype=torch.float64)
     if landmark.kind == "shuffled":
-        return shuffled_labels_rdm(labels, method, n_classes, seed)
-    return group_rdm(labels, landmark.groups, method, n_classes)
+        labels = labels[np.random.default_rng(seed).permutation(len(labels))]
+    if landmark.kind == "group":
+        group_of = np.full(n_classes, len(landmark.groups), dtype=np.int64)
+        for g, members in enumerate(landmark.groups):
+            group_of[list(members)] = g
+        n_groups = len(landmark.groups) + int(bool((group_of == len(landmark.groups)).any()))
+        return torch.nn.functional.one_hot(torch.from_numpy(group_of[labels]), n_groups).to(torch.float64)
+    return torch.nn.functional.one_hot(torch.from_numpy(labels.astype(np.int64)), n_classes).to(torch.float64)
+
+
+def landmark_rdm(landmark: Landmark, labels: np.ndarray, method: str, n_classes: int, input_dim: int, seed: int = 0) -> torch.Tensor:
+    """The (N, N) RDM of one landmark, computed with the path's RDM ``method`` (see :func:`landmark_features`)."""
+    return compute_rdm(landmark_features(landmark, labels, n_classes, input_dim, seed), method)

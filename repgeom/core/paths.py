@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from .embedding.mds import smacof
-from .rdm import RDM, onehot_rdm, rdm_distances, upper_triangle
+from .errors import choice_error
+from .rdm import RDM, onehot_rdm, rdm_distances, symmetrised
 
 __all__ = ["RepPath", "compute_path"]
 
@@ -32,8 +33,8 @@ class RepPath:
     """A representational path over one or more models.
 
     Attributes:
-        names: K row names, ``"<model>/<node>"`` then ``"labels"`` last.
-        models: K model ids (``"labels"`` for the last row).
+        names: K row names, ``"<model>/<node>"``, then the landmarks' names, then ``"labels"`` last.
+        models: K model ids (``"landmark"`` for a landmark, ``"labels"`` for the last row).
         nodes: K node names (``"labels"`` for the last row).
         distances: (K, K) angles between RDMs, radians.
         coords: (K, 2) metric-MDS coordinates.
@@ -62,6 +63,11 @@ class RepPath:
         """(K,) angle of every row to the ``labels`` RDM."""
         return self.distances[:, -1]
 
+    @property
+    def landmark_rows(self) -> np.ndarray:
+        """Row indices of the reference landmarks (``labels`` excluded), in path order."""
+        return np.flatnonzero(np.asarray(self.models) == "landmark")
+
 
 def compute_path(
     rdms: Sequence[RDM],
@@ -69,40 +75,58 @@ def compute_path(
     compare: str = "cosine",
     seed: int = 0,
     n_random_starts: int = 9,
+    landmarks: Sequence[RDM] = (),
+    labels_matrix: np.ndarray | None = None,
 ) -> RepPath:
-    """Build the representational path of the given RDMs plus the ``labels`` RDM.
+    """Build the representational path of the given RDMs, reference landmarks and the ``labels`` RDM.
 
     Args:
         rdms: node RDMs, grouped by model, in graph order, all of one method and
-            one stimulus set.
-        labels: (N,) digit labels of the stimuli.
-        compare: ``"cosine"``, ``"corr"`` or ``"spearman"`` (each as an angle).
+            one stimulus set (for ``compare="cka"``: the nodes' centred Gram matrices).
+        labels: (N,) class labels of the stimuli.
+        compare: one of :data:`~repgeom.core.comparisons.PATH_COMPARISONS` (each as an angle).
         seed: seeds the random SMACOF starts.
         n_random_starts: random starts tried besides the classical-MDS start.
+        landmarks: reference points placed before ``labels`` (their ``model`` is ``"landmark"``).
+        labels_matrix: the ``labels`` point's (N, N) matrix (default: the one-hot labels RDM
+            by the RDMs' method; for ``cka`` the caller passes the one-hot Gram matrix).
 
     Returns:
-        A :class:`RepPath`.
+        A :class:`RepPath`; ``labels`` is always its last row.
     """
+    from .comparisons import PATH_COMPARISONS, angles, kendall_tau_a  # noqa: PLC0415
+
     if not rdms:
         raise ValueError("a path needs at least one RDM")
+    if compare not in PATH_COMPARISONS:
+        raise choice_error("comparison method", compare, PATH_COMPARISONS)
     method = rdms[0].method
     n = rdms[0].matrix.shape[0]
-    rows, cols = np.triu_indices(n, 1)
-    flat = rows * n + cols
-    vectors = np.empty((len(rdms) + 1, flat.size))  # each upper triangle, gathered once (no K × N × N stack)
-    for k, r in enumerate(rdms):
-        np.take(np.asarray(r.matrix, dtype=np.float64), flat, out=vectors[k])
-    vectors[-1] = upper_triangle(onehot_rdm(labels, method))[0].cpu().numpy()
-    dist = rdm_distances(torch.from_numpy(vectors), compare)
+    points = [*rdms, *landmarks]
+    last = onehot_rdm(labels, method).cpu().numpy() if labels_matrix is None else np.asarray(labels_matrix, dtype=np.float64)
+    if compare in ("cosine", "corr", "spearman", "tau_a"):
+        rows, cols = np.triu_indices(n, 1)
+        flat = rows * n + cols
+        vectors = np.empty((len(points) + 1, flat.size))  # each upper triangle, gathered once (no K × N × N stack)
+        for k, r in enumerate(points):
+            np.take(np.asarray(r.matrix, dtype=np.float64), flat, out=vectors[k])
+        np.take(last, flat, out=vectors[-1])
+        if compare == "tau_a":
+            dist = symmetrised(torch.nan_to_num(torch.arccos(kendall_tau_a(vectors)), nan=0.0), zero_diagonal=True)
+        else:
+            dist = rdm_distances(torch.from_numpy(vectors), compare)
+    else:
+        stack = torch.from_numpy(np.stack([np.asarray(r.matrix, dtype=np.float64) for r in points] + [last]))
+        dist = angles(stack, compare)
     coords_t, stress, _ = smacof(dist, n_random=n_random_starts, seed=seed)
     coords = coords_t.cpu().numpy()
-    models = [r.model for r in rdms] + ["labels"]
-    nodes = [r.node for r in rdms] + ["labels"]
-    names = [r.name for r in rdms] + ["labels"]
+    models = [r.model for r in points] + ["labels"]
+    nodes = [r.node for r in points] + ["labels"]
+    names = [r.name if r.model != "landmark" else r.node for r in points] + ["labels"]
     seen_input = False
     keep = []
     for i, node in enumerate(nodes):
-        if node == "input":
+        if node == "input" and models[i] != "landmark":
             if seen_input:
                 continue
             seen_input = True

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .comparisons import angles
+from .rdm import symmetrised
 
 __all__ = ["PathUncertainty", "bootstrap_indices", "bootstrap_path", "difference_rdm", "rank_transform"]
 
@@ -36,11 +37,6 @@ def bootstrap_indices(labels: np.ndarray, n_boot: int, seed: int = 0) -> np.ndar
     labels = np.asarray(labels)
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     return np.stack([np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups]) for _ in range(n_boot)])
-
-
-def _distinct_pairs(idx: np.ndarray) -> torch.Tensor:
-    rows, cols = np.triu_indices(idx.size, 1)
-    return torch.from_numpy(idx[rows] != idx[cols])
 
 
 @dataclass(frozen=True)
@@ -95,14 +91,25 @@ def bootstrap_path(
     """
     from .embedding.mds import smacof  # noqa: PLC0415
 
+    from .rdm import compare_rdms  # noqa: PLC0415
+
     mats = matrices.to(torch.float64)
-    dist = np.empty((n_boot, mats.shape[0], mats.shape[0]))
-    aligned = np.empty((n_boot, mats.shape[0], 2))
+    k, n = mats.shape[0], mats.shape[-1]
+    flat_mats = mats.reshape(k, n * n)
+    rows, cols = np.triu_indices(n, 1)
+    dist = np.empty((n_boot, k, k))
+    aligned = np.empty((n_boot, k, 2))
     start = torch.from_numpy(np.asarray(coords, dtype=np.float64))
     for b, idx in enumerate(bootstrap_indices(labels, n_boot, seed)):
-        t = torch.from_numpy(idx)
-        sub = mats[:, t][:, :, t]
-        d = angles(sub, method, keep=None if method in ("cosine_cov", "corr_cov", "cka") else _distinct_pairs(idx))
+        if method in ("cosine_cov", "corr_cov", "cka"):
+            t = torch.from_numpy(idx)
+            d = angles(mats[:, t][:, :, t], method)
+        else:  # gather the sampled pairs' entries straight from the full matrices (no K x N x N copy)
+            i, j = idx[rows], idx[cols]
+            ok = i != j
+            flat = torch.from_numpy(np.minimum(i[ok], j[ok]) * n + np.maximum(i[ok], j[ok]))
+            sim = compare_rdms(flat_mats[:, flat], method)
+            d = symmetrised(torch.nan_to_num(torch.arccos(sim), nan=0.0), zero_diagonal=True)
         dist[b] = d.numpy()
         xy, _, _ = smacof(d, init=start, max_iter=300, eps=1e-7)
         aligned[b] = _procrustes(xy.numpy(), np.asarray(coords, dtype=np.float64))
