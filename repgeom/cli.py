@@ -62,7 +62,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     from .core.embedding import DEFAULT_PERPLEXITY
-    from .core.rdm import COMPARE_METHODS, RDM_METHODS
+    from .core.comparisons import PATH_COMPARISONS
+    from .core.rdm import RDM_METHODS
 
     parser = OneLineParser(prog="repgeom", description="Representational geometry of image classifiers: RDMs, embeddings, representational paths.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -86,7 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attack-model", default=None, help="model the FGSM images are made against (default: the first exported)")
     p.add_argument("--rdm", choices=RDM_METHODS, default="correlation", help="RDM method for rdm/* (default: correlation)")
     p.add_argument("--path-rdm", choices=RDM_METHODS, default="euclidean", help="RDM method inside the path (default: euclidean, as the seed)")
-    p.add_argument("--compare", choices=COMPARE_METHODS, default="cosine", help="RDM comparison for the path (default: cosine, as an angle)")
+    p.add_argument("--compare", choices=PATH_COMPARISONS, default="cosine", help="RDM comparison for the path, each as an angle (default: cosine, as the seed)")
+    p.add_argument("--landmarks", action="append", default=None, metavar="LIST",
+                   help="path reference points: labels,noise,shuffled,group:NAME=1,3,5|0,2,4 (repeatable; default: labels)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                   help="bootstrap the path over stimuli B times: path/boot_distances (B x K x K), path/ellipses (K x 2 x 2), path/ci_low, path/ci_high")
+    p.add_argument("--difference", action="append", default=None, metavar="A/NODE,B/NODE",
+                   help="rank-transformed RDM difference with a bootstrap sign mask: diff/<A/NODE>-<B/NODE>, diff/mask (repeatable)")
     p.add_argument("--embed", default="", help="comma-separated subset of pca,mds,tsne (default: none)")
     p.add_argument("--perplexity", type=float, default=DEFAULT_PERPLEXITY, help="t-SNE perplexity (default: 40)")
     p.add_argument("--seed", type=int, default=0, help="random seed for t-SNE (default: 0)")
@@ -278,6 +285,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         perplexity=args.perplexity,
         save_features=args.save_features,
         over_training=args.over_training,
+        landmarks=tuple(args.landmarks or ("labels",)),
+        bootstrap=args.bootstrap,
+        differences=tuple(args.difference or ()),
     )
     with tqdm(desc="export", disable=None, unit="step") as bar:
 

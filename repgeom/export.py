@@ -12,7 +12,10 @@ Design notes:
 Keys (a public contract, see the README):
     ``labels`` (N,), ``indices`` (N,), ``class_names`` (C,), ``rdm/<model>/<node>`` (N, N),
     ``embed/<method>/<model>/<node>`` (N, 2), ``features/<model>/<node>`` (N, D),
-    ``path/names`` (K,: ``<model>/<node>``, or ``<model>@<epoch>/<node>`` over training), ``path/distances`` (K, K), ``path/coords`` (K, 2), ``path/stress`` (),
+    ``path/names`` (K,: ``<model>/<node>``, or ``<model>@<epoch>/<node>`` over training; then the
+    landmarks and ``labels``), ``path/distances`` (K, K), with ``--bootstrap B`` also
+    ``path/boot_distances`` (B, K, K), ``path/ellipses`` (K, 2, 2), ``path/ci_low`` and
+    ``path/ci_high`` (K, K); with ``--difference A/i,B/j`` ``diff/<A/i>-<B/j>`` (N, N) and ``diff/mask`` (N, N), ``path/coords`` (K, 2), ``path/stress`` (),
     ``meta/json`` (): the settings and quality figures as a JSON string.
 """
 
@@ -50,6 +53,9 @@ class ExportRequest:
     perplexity: float = 40.0
     save_features: bool = False
     over_training: bool = False
+    landmarks: Sequence[str] = ("labels",)
+    bootstrap: int = 0
+    differences: Sequence[str] = ()
     node_overrides: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
@@ -100,9 +106,24 @@ def collect_export(engine: Engine, req: ExportRequest, step: Callable[[str], Non
             if not engine.history(m):
                 raise RepgeomError(f"model {m!r} has no training history; make one with `repgeom train {m} --checkpoint-every 1`")
         snapshots = {f"{m}@{e}": nodes[m] for m in models for e in engine.history(m)}
-        path = engine.path(list(snapshots), snapshots, req.spec, req.path_rdm_method, req.compare, req.seed)
+        path_models, path_nodes = list(snapshots), snapshots
     else:
-        path = engine.path(models, nodes, req.spec, req.path_rdm_method, req.compare, req.seed)
+        path_models, path_nodes = models, nodes
+    path_args = (path_models, path_nodes, req.spec, req.path_rdm_method, req.compare, req.seed, req.landmarks)
+    path = engine.path(*path_args)
+    if req.bootstrap:
+        tick(f"bootstrap x{req.bootstrap}")
+        boot = engine.path_uncertainty(*path_args, n_boot=req.bootstrap)
+        out["path/boot_distances"] = boot.distances
+        out["path/ellipses"] = boot.ellipses
+        out["path/ci_low"] = boot.low
+        out["path/ci_high"] = boot.high
+    for item in req.differences:
+        tick(f"difference {item}")
+        left, right = _difference_pair(item)
+        diff, mask = engine.difference(left[0], left[1], right[0], right[1], req.spec, req.rdm_method, n_boot=req.bootstrap or 100, seed=req.seed)
+        out[f"diff/{item.replace(',', '-')}"] = diff
+        out["diff/mask" if len(req.differences) == 1 else f"diff/mask/{item.replace(',', '-')}"] = mask
     out["path/names"] = np.asarray(path.names)
     out["path/distances"] = path.distances
     out["path/coords"] = path.coords
@@ -119,12 +140,23 @@ def collect_export(engine: Engine, req: ExportRequest, step: Callable[[str], Non
         "compare": req.compare,
         "seed": req.seed,
         "over_training": req.over_training,
+        "landmarks": list(req.landmarks),
+        "bootstrap": req.bootstrap,
         "embedding_quality": quality,
         "dataset": dataset.id,
         "source": "embedded" if engine.source_of(dataset.id).name == "embedded" else f"{dataset.id}-test",
     }
     out["meta/json"] = np.asarray(json.dumps(meta))
     return out
+
+
+def _difference_pair(item: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """``A/node,B/node`` -> ``((A, node), (B, node))``."""
+    parts = item.split(",")
+    halves = [p.partition("/") for p in parts]
+    if len(parts) != 2 or any(not m or not sep or not n for m, sep, n in halves):
+        raise RepgeomError(f"--difference takes MODEL/NODE,MODEL/NODE, got {item[:60]!r}")
+    return (halves[0][0], halves[0][2]), (halves[1][0], halves[1][2])
 
 
 @contextlib.contextmanager

@@ -60,7 +60,7 @@ from .core.paths import RepPath, compute_path
 from .core.comparisons import PATH_COMPARISONS
 from .core.landmarks import Landmark, landmark_features, parse_landmarks
 from .core.rdm import RDM, RDM_METHODS, centred_gram, compute_rdm
-from .core.uncertainty import PathUncertainty, bootstrap_path
+from .core.uncertainty import PathUncertainty, bootstrap_path, difference_rdm
 from .core.stimuli import CONDITIONS, ImageSource, Stimuli, available_per_class, fgsm, load_source, sample_stimuli
 from .core.validate import check_choice, check_float, check_int
 from .shared_cache import SharedStore
@@ -689,6 +689,19 @@ class Engine:
                     twins.append((feats, matrix))
                 out.append(RDM(matrix, model, node, method, labels))
         return out
+
+    def difference(
+        self, model_a: str, node_a: str, model_b: str, node_b: str, spec: StimulusSpec, method: str = "correlation", n_boot: int = 100, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rank-transformed RDM of A at ``node_a`` minus B at ``node_b``, and the cells whose sign the bootstrap confirms (95 %).
+
+        Raises:
+            RepgeomError: unknown models or nodes, models of different datasets, ``n_boot`` outside 2..1000.
+        """
+        n_boot = check_int("bootstrap samples", n_boot, 2, 1000)
+        a, b = self.rdm(model_a, node_a, spec, method), self.rdm(model_b, node_b, spec, method)
+        key = ("diff", model_a, node_a, model_b, node_b, spec, method, n_boot, seed)
+        return self._cache.get_or_compute(key, lambda: difference_rdm(a.matrix, b.matrix, a.labels, n_boot, seed))
 
     def node_metrics(self, model: str, nodes: str | Sequence[str] | None, spec: StimulusSpec, method: str = "correlation") -> NodeMetrics:
         """Block contrast and silhouette of every chosen node of ``model``."""

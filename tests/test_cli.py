@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -166,4 +167,31 @@ def test_export_over_training_walks_the_recurrent_history(tmp_path, capsys):
 def test_over_training_needs_a_history(tmp_path, capsys):
     assert main(["export", "--out", str(tmp_path / "x.npz"), "--models", "feedforward", "--over-training", "--n-per-class", "2"]) == 2
     assert "has no training history" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_landmarks_bootstrap_and_difference(tmp_path, capsys):
+    out = tmp_path / "trust.npz"
+    code = main(["export", "--out", str(out), "--models", "recurrent", "--layers", "conv2,conv2_4", "--n-per-class", "4",
+                 "--landmarks", "labels,noise,shuffled", "--landmarks", "group:parity=1,3,5,7,9|0,2,4,6,8",
+                 "--bootstrap", "12", "--difference", "recurrent/conv2,recurrent/conv2_4", "--compare", "corr_cov", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    z = np.load(out)
+    assert list(z["path/names"]) == ["recurrent/conv2", "recurrent/conv2_4", "noise", "shuffled", "group:parity", "labels"]
+    assert z["path/boot_distances"].shape == (12, 6, 6) and z["path/ellipses"].shape == (6, 2, 2)
+    assert np.all(z["path/ci_low"] <= z["path/ci_high"])
+    diff, mask = z["diff/recurrent/conv2-recurrent/conv2_4"], z["diff/mask"]
+    assert diff.shape == mask.shape == (40, 40) and mask.dtype == bool and np.array_equal(diff, diff.T)
+    meta = json.loads(str(z["meta/json"]))
+    assert meta["compare"] == "corr_cov" and meta["bootstrap"] == 12
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--landmarks", "colour"], "unknown landmark 'colour'"), (["--difference", "recurrent/conv2"], "--difference takes MODEL/NODE,MODEL/NODE"),
+     (["--bootstrap", "1"], "bootstrap samples must be a whole number from 2 to 1000"), (["--compare", "tau_a", "--bootstrap", "5"], "not offered for tau_a")],
+)
+def test_bad_trust_options_are_one_line(tmp_path, capsys, args, message):
+    assert main(["export", "--out", str(tmp_path / "x.npz"), "--n-per-class", "2", "--layers", "conv2", *args]) == 2
+    assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

@@ -51,6 +51,7 @@ class DatasetInfo:
             (``MNIST``), or "" when the dataset has none.
         probes_sha256: for a registered dataset, the SHA-256 its probe file must have
             (empty for a built-in one, which ships inside the package).
+        credit: the attribution line the dashboard shows ("" if none).
     """
 
     id: str
@@ -63,6 +64,7 @@ class DatasetInfo:
     probes: str = ""
     idx_folder: str = ""
     probes_sha256: str = ""
+    credit: str = ""
 
     @property
     def n_classes(self) -> int:
@@ -93,6 +95,7 @@ class DatasetInfo:
                 probes=str(raw.get("probes", "")),
                 idx_folder=str(raw.get("idx_folder", "")),
                 probes_sha256=str(raw.get("probes_sha256", "")).lower(),
+                credit=str(raw.get("credit", ""))[:300],
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RepgeomError(f"dataset descriptor {str(raw)[:60]!r} is malformed (missing or bad {exc})") from None
@@ -119,7 +122,7 @@ class DatasetInfo:
             "id": self.id, "name": self.name, "class_names": list(self.class_names), "channels": self.channels,
             "image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std),
         }
-        for key in ("probes", "idx_folder", "probes_sha256"):
+        for key in ("probes", "idx_folder", "probes_sha256", "credit"):
             if getattr(self, key):
                 doc[key] = getattr(self, key)
         return doc

@@ -192,7 +192,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
     """The whole page for ``engine``'s models, starting at ``view``."""
     refused = [html.Div(f"Model {m} was not loaded: {why}", className="message error") for m, why in engine.load_errors.items()]
     datasets = list(dict.fromkeys(engine.dataset_of(m) for m in engine.model_ids))
-    credits = [c for c in (getattr(d, "credit", "") for d in datasets) if c]  # a dataset descriptor may carry its licence line
+    credits = [c for c in (d.credit for d in datasets) if c]  # a dataset descriptor may carry its licence line
     return html.Div(
         className="page",
         children=[
