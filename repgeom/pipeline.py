@@ -296,6 +296,27 @@ class Engine:
             raise choice_error("model", model, self.model_ids)
         return model
 
+    def replicates(self, model: str) -> list[str]:
+        """Loaded models that retrain ``model`` (or that ``model`` retrains) with another seed, on its dataset."""
+        self.check_model(model)
+        base = self.entry(model).replicate_of or model
+        return [k for k in self.model_ids if k != model and (k == base or self.entry(k).replicate_of == base)]
+
+    def seed_variability(self, model: str, nodes: str | Sequence[str] | None, spec: StimulusSpec, rdm_method: str = "euclidean", compare: str = "cosine") -> dict[str, float]:
+        """Angle between each node's RDM in ``model`` and in its first replicate (same node names), as a yardstick.
+
+        Returns:
+            ``{node: angle in radians}``; empty when ``model`` has no replicate.
+        """
+        others = self.replicates(model)
+        if not others:
+            return {}
+        twin = others[0]
+        chosen = [n for n in self.select_nodes(model, nodes) if n in self.nodes(twin)]
+        path = self.path([model, twin], {model: chosen, twin: chosen}, spec, rdm_method, compare)
+        k = len(chosen)
+        return {n: float(path.distances[i, k + i]) for i, n in enumerate(chosen)}
+
     def history(self, model: str) -> tuple[int, ...]:
         """The epochs of ``model``'s training history in the manifest (0 = initialisation), or () if none."""
         return tuple(h.epoch for h in self.entry(model).history)

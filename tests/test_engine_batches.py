@@ -49,3 +49,12 @@ def test_path_rdms_leave_the_views_float64_rdms_alone(engine):
     ref = rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method="euclidean").get_matrices()[0]
     np.testing.assert_allclose(engine.rdm("recurrent", "conv2_4", spec, "euclidean").matrix, ref, rtol=1e-9, atol=1e-12)
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_seed_variability_yardstick_from_the_manifests_replicate(engine):
+    assert engine.replicates("feedforward") == ["feedforward_seed2"] and engine.replicates("recurrent") == []
+    spec = engine.spec(10)
+    vari = engine.seed_variability("feedforward", ["input", "fc1", "softmax"], spec)
+    path = engine.path(["feedforward", "feedforward_seed2"], {"feedforward": ["fc1"], "feedforward_seed2": ["fc1"]}, spec)
+    assert vari["input"] == 0.0 and vari["fc1"] == pytest.approx(path.distances[0, 1], abs=1e-12) and vari["fc1"] > 0.01
+    assert engine.seed_variability("recurrent", None, spec) == {}

@@ -78,6 +78,7 @@ class ModelEntry:
     output: str = "probabilities"
     history: tuple[HistoryPoint, ...] = ()
     code_sha256: str = ""
+    replicate_of: str = ""
 
     #: What a model id may be (it appears in file names, URLs and export keys).
     ID: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
@@ -88,6 +89,8 @@ class ModelEntry:
 
         ``nodes`` (the graph's node names, written when the checkpoint is saved) lets the
         command line list them without tracing the model; the engine always traces.
+        ``replicate_of`` names the model this one retrains with another seed (same
+        architecture, data and recipe): the pair measures seed-to-seed variability.
         """
         try:
             color = raw.get("color")
@@ -104,6 +107,7 @@ class ModelEntry:
                 nodes=tuple(str(n) for n in raw.get("nodes", ())),
                 output=str(raw.get("output", "probabilities")),
                 code_sha256=str(raw.get("code_sha256", "")).lower(),
+                replicate_of=str(raw.get("replicate_of", "")),
                 history=tuple(
                     HistoryPoint(int(h["epoch"]), str(h["file"]), str(h["sha256"]).lower()) for h in raw.get("history", ())
                 ),
