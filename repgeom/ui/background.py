@@ -49,10 +49,10 @@ Design notes:
     cancelled, running ones finish and store their results for whichever worker is
     asked next.
 
-    One race in Dash's polling is closed here (:class:`_Settled`): a poll reads the
-    result, then asks whether the job still runs; a job that writes its result and
-    ends between the two looks cancelled, and the browser stops waiting. The managers
-    below read the result once more when the job is found gone.
+    One race in Dash's polling is closed here: a poll reads the result, then asks
+    whether the job still runs; a job that writes its result and ends between the two
+    looks cancelled, and the browser stops waiting. Both managers read the result once
+    more when the job is found gone (:meth:`PoolManager.get_result`, :class:`_Settled`).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import secrets
@@ -306,7 +307,7 @@ def _token(job: Any) -> str | None:
     return job if isinstance(job, str) and _TOKEN.fullmatch(job) else None
 
 
-class PoolManager(_Settled, BaseBackgroundCallbackManager):
+class PoolManager(BaseBackgroundCallbackManager):
     """Dash's background-callback manager for one machine: a lazily started process pool, results in a shared folder.
 
     Args:
@@ -459,10 +460,11 @@ class PoolManager(_Settled, BaseBackgroundCallbackManager):
     def get_result(self, key: str, job: Any) -> Any:
         """The stored result (kept for the next visitor who asks the same), else ``UNDEFINED``."""
         result = self.files.load(key, self.UNDEFINED)
-        if result is self.UNDEFINED:
-            return self.UNDEFINED
-        self.files.touch(key)
-        self.files.delete(self._make_progress_key(key))
+        if result is self.UNDEFINED and job is not None and not self.job_running(job):
+            result = self.files.load(key, self.UNDEFINED)  # it may have ended right after the first look
+        if result is not self.UNDEFINED:
+            self.files.touch(key)
+            self.files.delete(self._make_progress_key(key))
         return result
 
     def get_updated_props(self, key: str) -> dict[str, Any]:
@@ -489,6 +491,7 @@ class _PoolProcess:
     callbacks: Callbacks
     files: JobFiles
     slots: JobSlots
+    busy: threading.Lock
 
 
 #: What this process runs jobs with; set once by :func:`_start_pool_process` in a pool process.
@@ -505,7 +508,20 @@ def _start_pool_process(build: Callable[[], Callbacks], folder: str, ttl_s: int,
     started = time.perf_counter()
     callbacks = build()
     log.info("background job process %d ready in %.1f s", os.getpid(), time.perf_counter() - started)
-    _PROCESS[:] = [_PoolProcess(dict(callbacks), JobFiles(Path(folder), ttl_s), JobSlots(Path(folder), slots))]
+    _PROCESS[:] = [_PoolProcess(dict(callbacks), JobFiles(Path(folder), ttl_s), JobSlots(Path(folder), slots), threading.Lock())]
+    threading.Thread(target=_leave_with_server, args=(_PROCESS[0].busy,), name="repgeom-orphan", daemon=True).start()
+
+
+def _leave_with_server(busy: threading.Lock) -> None:
+    """Exit once the server that started this process is gone (killed, say), after the job in hand.
+
+    A server that exits normally shuts its pool down; one that is killed cannot, and its
+    idle pool processes would wait for work forever. A job already running finishes and
+    stores its result, which any other worker then answers.
+    """
+    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
+    busy.acquire()
+    os._exit(0)
 
 
 def _ready() -> None:
@@ -545,6 +561,7 @@ def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str
 
     fd = os.open(folder / f"run-{token}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_SH)  # "running", however the submitting server fares
+    process.busy.acquire()
     try:
         if cancelled() or (folder / f"run-closed-{server}").exists():
             return
@@ -559,6 +576,7 @@ def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str
     finally:
         files.delete(progress_key)
         os.close(fd)
+        process.busy.release()
 
 
 def app_callbacks(settings: Settings) -> Callbacks:

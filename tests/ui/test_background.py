@@ -208,6 +208,18 @@ def test_a_job_that_finishes_between_two_looks_is_not_taken_for_cancelled():
     assert Racing().get_result("key", "a" * 32) is Racing.UNDEFINED, "without the mixin the result is missed"
 
 
+def test_the_pool_manager_reads_again_a_result_stored_just_before_its_job_ended(tmp_path, monkeypatch):
+    manager = _manager(tmp_path)
+    key = "c" * 64
+
+    def ended_just_now(job):
+        manager.files.set(key, {"figure": 2})  # the job wrote its result after the first look, then ended
+        return False
+
+    monkeypatch.setattr(manager, "job_running", ended_just_now)
+    assert manager.get_result(key, "a" * 32) == {"figure": 2}
+
+
 def test_a_stored_result_is_answered_without_a_job(tmp_path):
     manager = _manager(tmp_path)
     key = "d" * 64
@@ -383,6 +395,33 @@ def test_a_server_that_exits_cancels_its_queued_jobs_and_lets_the_running_one_fi
     assert files.load(_key("running"))["name"] == "running", "the running job was lost"
     assert [n for w, n, _ in _log(tmp_path) if w == "start"] == ["running"], "a queued job ran after its server left"
     assert not any(files.has(_key(f"queued-{i}")) for i in range(3))
+
+
+def test_a_killed_servers_job_finishes_and_its_pool_processes_leave(tmp_path):
+    """A server killed outright (gunicorn's timeout) cannot shut its pool down: its processes must not linger."""
+    import psutil
+
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from tests.ui.test_background import _manager, _start, _wait
+        folder = Path({str(tmp_path)!r})
+        manager = _manager(folder, slots=2)
+        manager.start().result()
+        key, job = _start(manager, folder, "orphan", seconds=3, steps=6)
+        _wait("the job never started", lambda: manager.get_progress(key) is not None)
+        manager.start().result()  # a second process, idle
+        print(" ".join(str(pid) for pid in manager._executor._processes), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == -9, out.stderr[-2000:]
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2, "one process ran the job, the other was idle"
+    files = JobFiles(tmp_path)
+    _wait("the orphaned job was lost", lambda: files.load(_key("orphan")) is not None, 60)
+    _wait("a pool process outlived its server", lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                                                for p in pids), 30)
 
 
 def test_the_embeddings_view_runs_as_a_job_shared_by_two_apps_and_computed_once(engine, tmp_path):
