@@ -46,8 +46,9 @@ Design notes:
     0600) in the shared folder, created once by whichever process gets there first.
 
     When the server process exits, its pool is shut down first: queued jobs are
-    cancelled, running ones finish and store their results for whichever worker is
-    asked next.
+    cancelled (``run-closed-<server>`` tells a pool process to skip the ones it was
+    already handed), running ones finish and store their results for whichever worker
+    is asked next. A pool process whose server was killed finishes its job and exits.
 
     One race in Dash's polling is closed here: a poll reads the result, then asks
     whether the job still runs; a job that writes its result and ends between the two
