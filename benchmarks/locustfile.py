@@ -16,10 +16,11 @@ Design notes:
       independent callbacks in parallel: these *side* calls count as load and errors, not in
       the action's latency. Background jobs are polled to their end at the callback's
       ``interval``.
-    * *From the page, not from repgeom.* Controls, models, RDM and embedding methods and
-      conditions are read from ``/_dash-layout``; the control of a view field is the sync
-      callback's input named like the field (``n_rdm`` -> ``n-rdm.value``). This process
-      imports neither torch nor Dash.
+    * *From the page, not from repgeom.* Models, RDM and embedding methods and conditions
+      are the options in ``/_dash-layout``, and every callback input starts from its value
+      there, as in the renderer; the control of a view field is the sync callback's input
+      named like the field (``n_rdm`` -> ``n-rdm.value``), and the presets are its
+      ``n_clicks`` inputs. This process imports neither torch nor Dash.
     * *What locust records.* Every HTTP request is a locust request (``GET``/``POST``, polls
       named ``... (poll)``); each callback call, from its first POST to the end of its job,
       is a ``callback`` event carrying its polls; each action is an ``action`` event whose
