@@ -24,6 +24,7 @@ import torch
 from .core.checkpoints import CheckpointError, ModelEntry, _head_size, load_refusal, read_manifest_doc, save_checkpoint, save_dataset
 from .core.datasets import DatasetInfo, get_dataset
 from .core.errors import RepgeomError
+from .core.files import read_regular
 from .core.features import node_names
 from .core.imagefolder import read_image_folder
 from .core.nets import build_net, canonical_architecture, code_sha256
@@ -56,12 +57,9 @@ def register_dataset(
 
 
 def _read_state(weights: Path) -> Mapping[str, torch.Tensor]:
-    if not weights.is_file():
-        raise RepgeomError(f"--weights {weights}: not a regular file")
-    if weights.stat().st_size > MAX_WEIGHTS_BYTES:
-        raise RepgeomError(f"--weights {weights}: larger than {MAX_WEIGHTS_BYTES >> 30} GiB")
+    data = read_regular(weights, MAX_WEIGHTS_BYTES, "weights file")
     try:
-        state = torch.load(io.BytesIO(weights.read_bytes()), map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, zip errors...
         raise RepgeomError(f"--weights {weights}: refused, not a plain weights-only state dict ({load_refusal(exc)})") from None
     if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

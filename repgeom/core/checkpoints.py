@@ -29,6 +29,7 @@ from torch import nn
 
 from .datasets import DatasetInfo, builtin_datasets, get_dataset
 from .errors import CheckpointError, RepgeomError
+from .files import read_regular
 from .nets import build_net, count_parameters
 
 __all__ = [
@@ -154,6 +155,7 @@ class Manifest:
         attack_model: the model FGSM images are made against by default ("" = the first entry).
         presets: one-click model groups.
         datasets: image sets registered in this folder (``add-dataset``), beside the built-in ones.
+        rejected: malformed model entries left out, by id (or position), with the reason.
     """
 
     entries: tuple[ModelEntry, ...]
@@ -161,6 +163,7 @@ class Manifest:
     attack_model: str = ""
     presets: tuple[Preset, ...] = ()
     datasets: tuple[DatasetInfo, ...] = ()
+    rejected: Mapping[str, str] = field(default_factory=dict)
 
     def dataset(self, dataset_id: str) -> DatasetInfo:
         """A built-in dataset or one registered here, by id (raises listing the known ones)."""
@@ -220,25 +223,72 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+#: Largest manifest read, and its deepest JSON nesting.
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_MANIFEST_DEPTH = 32
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` outside strings (checked before parsing: Python's parser recurses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def read_manifest_doc(models_dir: str | os.PathLike[str] | None = None) -> Manifest:
     """Read and validate ``manifest.json`` in ``models_dir``, with its defaults and presets.
 
+    A malformed model entry refuses that model alone: it is left out of ``entries`` and
+    its one-line reason kept in ``rejected`` (under its id when it has one).
+
     Raises:
-        CheckpointError: when the manifest is missing, not JSON, or malformed.
+        CheckpointError: when the manifest is missing, not a regular file, too large or
+            too deeply nested, not JSON, or not an object with a ``models`` list.
     """
     path = Path(models_dir or default_models_dir()) / MANIFEST
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"{path}: no model manifest here (give the folder that holds {MANIFEST})")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no model manifest here (give the folder that holds {MANIFEST})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        text = read_regular(path, MAX_MANIFEST_BYTES, "manifest").decode("utf-8")
+        if _json_depth(text) > MAX_MANIFEST_DEPTH:
+            raise CheckpointError(f"{path}: refused, JSON nested deeper than {MAX_MANIFEST_DEPTH} levels")
+        raw = json.loads(text)
+    except CheckpointError:
+        raise
+    except RepgeomError as exc:
+        raise CheckpointError(str(exc)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: unreadable manifest ({str(exc)[:120]})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("models"), list):
         raise CheckpointError(f"{path}: manifest must be an object with a 'models' list")
-    entries = tuple(ModelEntry.from_json(r) for r in raw["models"])
-    ids = [e.id for e in entries]
-    if len(set(ids)) != len(ids):
-        raise CheckpointError(f"{path}: duplicate model ids in the manifest")
+    entries: list[ModelEntry] = []
+    rejected: dict[str, str] = {}
+    for i, r in enumerate(raw["models"]):
+        name = str(r["id"])[:40] if isinstance(r, dict) and isinstance(r.get("id"), str) else f"entry {i + 1}"
+        try:
+            entry = ModelEntry.from_json(r if isinstance(r, Mapping) else {})
+        except CheckpointError as exc:
+            rejected[name] = f"{path}: {exc}"
+            continue
+        if entry.id in {e.id for e in entries}:
+            rejected[f"{name} (entry {i + 1})"] = f"{path}: duplicate model id {entry.id!r}; the first entry is served"
+            continue
+        entries.append(entry)
     defaults = raw.get("defaults", {})
     try:
         presets = tuple(Preset(str(p["label"]), tuple(str(m) for m in p["models"])) for p in raw.get("presets", ()))
@@ -253,7 +303,7 @@ def read_manifest_doc(models_dir: str | os.PathLike[str] | None = None) -> Manif
     clash = sorted({d.id for d in datasets} & set(builtin_datasets()))
     if clash:
         raise CheckpointError(f"{path}: dataset id {clash[0]!r} is built in; register the folder under another id")
-    return Manifest(entries, default_model, attack_model, presets, datasets)
+    return Manifest(tuple(entries), default_model, attack_model, presets, datasets, rejected)
 
 
 def read_manifest(models_dir: str | os.PathLike[str] | None = None) -> list[ModelEntry]:
@@ -282,9 +332,9 @@ def load_checkpoint(entry: ModelEntry, models_dir: str | os.PathLike[str] | None
     """
     path = Path(models_dir or default_models_dir()) / entry.file
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
+        data = read_regular(path, what="checkpoint")
+    except RepgeomError as exc:
+        raise CheckpointError(str(exc)) from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry.sha256:
         raise CheckpointError(f"{path}: SHA-256 {digest[:12]}… does not match the manifest's {entry.sha256[:12]}…")
@@ -329,8 +379,9 @@ def load_all(models_dir: str | os.PathLike[str] | None = None, trust_code: bool 
         CheckpointError: when the manifest itself cannot be read.
     """
     models: dict[str, LoadedModel] = {}
-    errors: dict[str, str] = {}
-    for entry in read_manifest(models_dir):
+    doc = read_manifest_doc(models_dir)
+    errors: dict[str, str] = dict(doc.rejected)
+    for entry in doc.entries:
         try:
             models[entry.id] = load_checkpoint(entry, models_dir, trust_code)
         except RepgeomError as exc:

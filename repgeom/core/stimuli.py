@@ -29,6 +29,7 @@ from torch import nn
 
 from .datasets import DatasetInfo
 from .errors import RepgeomError
+from .files import read_regular
 
 __all__ = [
     "CONDITIONS",
@@ -219,10 +220,7 @@ def load_source(
         raise RepgeomError(f"dataset {dataset.id!r} ships no probe set; give its data root")
     if dataset.probes_sha256:  # registered in a models folder: verify before reading
         path = Path(models_dir or ".") / dataset.probes
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise RepgeomError(f"{path}: cannot read the probe set of dataset {dataset.id!r} ({exc.strerror or exc})") from None
+        data = read_regular(path, what=f"probe set of dataset {dataset.id!r}")
         if hashlib.sha256(data).hexdigest() != dataset.probes_sha256:
             raise RepgeomError(f"{path}: SHA-256 does not match the manifest's for dataset {dataset.id!r}")
         fh = io.BytesIO(data)

@@ -100,10 +100,10 @@ def test_wrong_architecture_is_refused(models_dir):
 def test_missing_file_and_path_in_manifest_are_refused(models_dir):
     (models_dir / "recurrent.pt").unlink()
     _, errors = load_all(models_dir)
-    assert "cannot read checkpoint" in errors["recurrent"]
+    assert "recurrent.pt: no such checkpoint" in errors["recurrent"]
     _set_entry(models_dir, "feedforward", file="../feedforward.pt")
-    with pytest.raises(CheckpointError, match="bare file name"):
-        read_manifest(models_dir)
+    assert "bare file name" in read_manifest_doc(models_dir).rejected["feedforward"]
+    assert [e.id for e in read_manifest(models_dir)] == ["recurrent"]
 
 
 def test_shipped_manifest_hashes_match_files():
@@ -157,5 +157,41 @@ def test_bad_entry_fields_are_refused(models_dir, field, value, message):
     else:
         doc["models"][0][field] = value
     (models_dir / "manifest.json").write_text(json.dumps(doc))
-    with pytest.raises(CheckpointError, match=message):
+    assert [e.id for e in read_manifest(models_dir)] == ["recurrent"]
+    assert message in read_manifest_doc(models_dir).rejected["feedforward"]
+
+
+def test_one_malformed_entry_refuses_that_model_only(models_dir):
+    doc = json.loads((models_dir / "manifest.json").read_text())
+    doc["models"].insert(0, {"id": "broken", "architecture": "Net"})
+    doc["models"].append(dict(doc["models"][1]))  # a duplicate id
+    doc["models"].append(["not", "an", "object"])
+    (models_dir / "manifest.json").write_text(json.dumps(doc))
+    models, errors = load_all(models_dir)
+    assert list(models) == ["feedforward", "recurrent"]
+    assert set(errors) == {"broken", "feedforward (entry 4)", "entry 5"}
+    assert all(len(v.splitlines()) == 1 for v in errors.values()) and "missing or bad 'file'" in errors["broken"]
+
+
+def test_deeply_nested_manifest_is_one_line(models_dir):
+    (models_dir / "manifest.json").write_text('{"models": [], "x": ' + "[" * 5000 + "]" * 5000 + "}")
+    with pytest.raises(CheckpointError, match="nested deeper than 32"):
+        read_manifest(models_dir)
+
+
+def test_a_fifo_is_refused_without_blocking(models_dir):
+    import os
+    import threading
+
+    os.remove(models_dir / "recurrent.pt")
+    os.mkfifo(models_dir / "recurrent.pt")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(zip(("models", "errors"), load_all(models_dir))), daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "loading blocked on a FIFO"
+    assert list(result["models"]) == ["feedforward"] and "is a FIFO" in result["errors"]["recurrent"]
+    os.remove(models_dir / "manifest.json")
+    os.mkfifo(models_dir / "manifest.json")
+    with pytest.raises(CheckpointError, match="manifest is a FIFO"):
         read_manifest(models_dir)
