@@ -21,7 +21,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted((PKG / "core").glob("*.py")) + [PKG / "pipeline.py", PKG / "export.py", PKG / "cli.py"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((PKG / "core").rglob("*.py")) + [PKG / "pipeline.py", PKG / "export.py", PKG / "cli.py", PKG / "registry.py", PKG / "settings.py"], ids=lambda p: str(p.relative_to(PKG)))
 def test_numerics_import_neither_dash_nor_plotly(path):
     assert not _imports(path) & {"dash", "plotly", "flask"}
 
@@ -42,3 +42,16 @@ def test_component_ids_are_only_spelled_in_ids_module():
             continue
         literals = set(re.findall(r'id="([^"]+)"', path.read_text()))
         assert not literals & ids, (path.name, literals & ids)
+
+
+def test_only_the_settings_module_reads_the_environment():
+    import re
+
+    readers = set()
+    for path in PKG.rglob("*.py"):
+        text = path.read_text()
+        if re.search(r"os\.environ\.get|os\.getenv|os\.environ\[", text):
+            readers.add(str(path.relative_to(PKG)))
+    # gunicorn_conf *writes* thread counts for the worker's libraries (os.environ[...] = ...)
+    assert readers <= {"settings.py", "gunicorn_conf.py"}, readers
+    assert not re.search(r"os\.environ\.get|os\.getenv", (PKG / "gunicorn_conf.py").read_text())
