@@ -162,7 +162,7 @@ def _outputs_match(expected: Any, given: Any) -> bool:
         expected, given = [expected], [given]
     elif not isinstance(given, list) or len(given) != len(expected):
         return False
-    for out, spec in zip(expected, given):
+    for out, spec in zip(expected, given, strict=True):
         for item in spec if isinstance(spec, list) else [spec]:
             if not isinstance(item, dict) or not isinstance(item.get("property"), str) or "id" not in item:
                 return False
