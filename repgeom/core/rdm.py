@@ -10,14 +10,18 @@ Design notes:
     precision is not needed.
 
     *Symmetry.* A matrix product ``Z Zᵀ`` need not be exactly symmetric: entries ``ij``
-    and ``ji`` may be summed in different orders (MKL on AMD CPUs, GPU kernels). So every
-    RDM and Gram matrix this module returns passes through :func:`symmetrised` last:
-    ``(A + Aᵀ) / 2`` (one rounding of ``a_ij + a_ji``, the same for ``ji`` because float
-    addition is commutative; halving is exact), then the diagonal set to exactly 0 (RDMs)
-    or kept (Gram matrices). So on every CPU and device, :func:`compute_rdm`,
-    :func:`onehot_rdm` and :func:`rdm_distances` return matrices that equal their
-    transpose bit for bit with a zero diagonal, and :func:`centred_gram` and
-    :func:`compare_rdms` (of one set of vectors) ones that equal their transpose.
+    and ``ji`` may be summed in different orders (MKL on AMD CPUs, GPU kernels). So no
+    result here relies on it. Products are split into row halves A and B: ``B Aᵀ`` is
+    never multiplied but mirrored from ``A Bᵀ``, and the diagonal blocks ``A Aᵀ`` and
+    ``B Bᵀ`` (or a whole small product) are replaced by :func:`symmetrised` copies,
+    ``(M + Mᵀ) / 2``: ``m_ij + m_ji`` and ``m_ji + m_ij`` are one correctly rounded addition
+    of the same two numbers and halving is exact. Every step after the product is
+    elementwise and treats ``ij`` and ``ji`` alike (see :func:`_from_gram`), and the
+    diagonal of an RDM is set to 0 last. So on every CPU and device, :func:`compute_rdm`,
+    :func:`onehot_rdm`, :func:`euclidean_distances` and :func:`rdm_distances` return
+    matrices equal to their transpose bit for bit with a zero diagonal, and
+    :func:`centred_gram` and :func:`compare_rdms` (of one set of vectors) ones equal to
+    their transpose.
 
     Comparisons follow rsatoolbox's ``compare``: the cosine, Pearson or Spearman
     similarity of the upper-triangle vectors. :func:`rdm_distances` turns them into
@@ -141,7 +145,7 @@ def compute_rdm(features: torch.Tensor, method: str = "correlation", dtype: torc
         if dtype != torch.float64:
             x = x - (x.mean(dim=0, keepdim=True) if method == "euclidean" else x.mean(dim=1, keepdim=True) if method == "correlation" else 0.0)
         rdm = _augmented(x, d, method, x.mean(dim=1) if method == "correlation" else None)
-    return symmetrised(rdm, zero_diagonal=True)
+    return rdm.fill_diagonal_(0.0)
 
 
 def symmetrised(matrix: torch.Tensor, zero_diagonal: bool = False) -> torch.Tensor:
@@ -176,20 +180,54 @@ def _fused(x: torch.Tensor, d: int, method: str) -> torch.Tensor:
     in place (rows scaled by ``D^-1/2`` first, so ``alpha`` is -2 and scales exactly; in
     float32 the columns are centred first, as in :func:`compute_rdm`), then a clamp at 0.
     Correlation and cosine: rows centred (correlation) and scaled to unit norm, then
-    ``1 - Z Zᵀ`` in one ``addmm``. Small shapes are dominated by the number of operations
+    ``1 - Z Zᵀ`` by ``addmm``. Small shapes are dominated by the number of operations
     (N = 500, D = 128: the product takes 0.2-0.5 ms, each extra operation 10-20 µs), so
-    there are as few as the arithmetic allows. :func:`compute_rdm` symmetrises the result.
+    there are as few as the arithmetic allows; the product is :func:`_symmetric_addmm_`, so
+    the result is exactly symmetric.
     """
     if method == "euclidean":
         # 1/D folded into the rows, so alpha stays a power of two; float32 rows centred first
         xs = (x - x.mean(dim=0, keepdim=True)).mul_(d**-0.5) if x.dtype != torch.float64 else x * d**-0.5
         sq = (xs * xs).sum(dim=1)
-        rdm = torch.add(sq[:, None], sq[None, :])
-        rdm.addmm_(xs, xs.T, alpha=-2.0).clamp_(min=0.0)
+        return _symmetric_addmm_(torch.add(sq[:, None], sq[None, :]), xs, -2.0).clamp_(min=0.0)
+    z = torch.nn.functional.normalize(x - x.mean(dim=1, keepdim=True) if method == "correlation" else x, dim=1)
+    return _symmetric_addmm_(torch.ones(x.shape[0], x.shape[0], dtype=x.dtype, device=x.device), z, -1.0)  # a zero row: distance 1
+
+
+def _symmetric_addmm_(out: torch.Tensor, a: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``out += alpha · a aᵀ`` for a symmetric ``out``, exactly symmetric, with three quarters of the product.
+
+    Rows are split into halves A and B: ``A [A; B]ᵀ`` and ``B Bᵀ`` are added, then
+    :func:`_mirror_halves_`. Cheaper than a full product plus a full symmetrising pass
+    (at N = 500 that pass's N × N temporary costs more than the product).
+    """
+    h = _half(a.shape[0])
+    if h:
+        out[:h].addmm_(a[:h], a.T, alpha=alpha)
+        out[h:, h:].addmm_(a[h:], a[h:].T, alpha=alpha)
     else:
-        z = torch.nn.functional.normalize(x - x.mean(dim=1, keepdim=True) if method == "correlation" else x, dim=1)
-        rdm = torch.addmm(torch.ones((), dtype=x.dtype, device=x.device), z, z.T, alpha=-1.0)  # a zero row: distance 1
-    return rdm
+        out.addmm_(a, a.T, alpha=alpha)
+    return _mirror_halves_(out, h)
+
+
+def _half(n: int) -> int:
+    """Rows of the upper half A in a product split as ``A [A; B]ᵀ`` and ``B Bᵀ``; 0 (no split) below 256 rows."""
+    return n // 2 if n >= 256 else 0
+
+
+def _mirror_halves_(g: torch.Tensor, h: int) -> torch.Tensor:
+    """Make a product split at row ``h`` exactly symmetric, in place.
+
+    The lower-left block becomes the transpose of the upper-right one, and the two diagonal
+    blocks (the whole matrix when ``h`` is 0) are replaced by :func:`symmetrised` copies:
+    half the matrix passes through a temporary, not all of it.
+    """
+    if not h:
+        return g.copy_(symmetrised(g))
+    g[h:, :h] = g[:h, h:].T
+    for block in (g[:h, :h], g[h:, h:]):
+        block.copy_(symmetrised(block))
+    return g
 
 
 #: Default bytes of one column block of :func:`centred_gram` (centred, converted, then multiplied while cached).
@@ -210,8 +248,9 @@ def centred_gram(
     (a 500 × 36,864 layer) cost no full-size copy (0.1 s of page faults and memory traffic
     per path). Torch has no BLAS ``syrk``, so rows are split into halves A and B:
     ``A [A; B]ᵀ`` and ``B Bᵀ`` are multiplied and ``B Aᵀ`` is mirrored, three quarters of the
-    product; the result is then :func:`symmetrised`, since a product's entries ``ij`` and
-    ``ji`` need not be summed in the same order.
+    product; ``B Aᵀ`` is mirrored from ``A Bᵀ`` and the diagonal blocks ``A Aᵀ`` and ``B Bᵀ``
+    are :func:`symmetrised`, since a product's entries ``ij`` and ``ji`` need not be summed
+    in the same order.
 
     Args:
         x: (N, D) features, any float dtype.
@@ -229,7 +268,7 @@ def centred_gram(
     g = torch.zeros(n, n, dtype=dtype, device=x.device)
     buffer = torch.empty(n, min(width, d), dtype=dtype, device=x.device)
     residual = torch.zeros(n, dtype=dtype, device=x.device) if rows is not None else None
-    h = n // 2 if n >= 256 else 0
+    h = _half(n)
     for c0 in range(0, d, width):
         c1 = min(d, c0 + width)
         block = buffer[:, : c1 - c0]
@@ -246,9 +285,7 @@ def centred_gram(
             g[h:, h:].addmm_(block[h:], block[h:].T)
         else:
             g.addmm_(block, block.T)
-    if h:
-        g[h:, :h] = g[:h, h:].T
-    return symmetrised(g), (residual / d if residual is not None else None)
+    return _mirror_halves_(g, h), (residual / d if residual is not None else None)
 
 
 def euclidean_distances(features: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -264,12 +301,18 @@ def euclidean_distances(features: torch.Tensor, dtype: torch.dtype = torch.float
     x = features.reshape(features.shape[0], -1)
     g = centred_gram(x, dtype, columns=x.mean(dim=0, dtype=dtype))[0]
     sq = g.diagonal().clone()
-    d2 = torch.add(sq[:, None], sq[None, :]).add_(g, alpha=-2.0).clamp_(min=0.0)
-    return symmetrised(d2, zero_diagonal=True).sqrt_()
+    d2 = torch.add(sq[:, None], sq[None, :]).add_(g, alpha=-2.0).clamp_(min=0.0)  # symmetric: see _from_gram
+    return d2.fill_diagonal_(0.0).sqrt_()
 
 
 def _from_gram(g: torch.Tensor, d: int, method: str, mean: torch.Tensor | None) -> torch.Tensor:
-    """Wide features (D >= N): one product, then in-place fixes on the small N×N matrix."""
+    """Wide features (D >= N): one product, then in-place fixes on the small N×N matrix.
+
+    Every fix is elementwise and computes entries ``ij`` and ``ji`` from the same operands
+    (``sq_i + sq_j``, ``m_i m_j``, ``inv_i inv_j`` commute) by the same correctly rounded
+    operations; the one multiply-add, ``t - 2 g``, rounds alike fused or not because
+    ``-2 g`` is exact. So an exactly symmetric ``g`` gives an exactly symmetric RDM.
+    """
     if method == "euclidean":
         sq = g.diagonal().clone()
         return torch.add(sq[:, None], sq[None, :]).add_(g, alpha=-2.0).clamp_(min=0.0).div_(d)
@@ -285,8 +328,9 @@ def _augmented(x: torch.Tensor, d: int, method: str, mean: torch.Tensor | None, 
     """Tall features (N > D): corrections ride along as extra columns; only the upper half is multiplied.
 
     Row block ``i`` is multiplied against columns ``i0:`` (its diagonal block and
-    everything right of it), finished in place, and mirrored into the lower half, so the
-    product costs about half a full ``N × N`` matmul.
+    everything right of it), finished in place (its diagonal block :func:`symmetrised`), and
+    mirrored into the lower half, so the product costs about half a full ``N × N`` matmul
+    and the result is exactly symmetric.
     """
     n = x.shape[0]
     one = torch.ones(n, 1, dtype=x.dtype, device=x.device)
@@ -313,6 +357,8 @@ def _augmented(x: torch.Tensor, d: int, method: str, mean: torch.Tensor | None, 
         part = torch.addmm(c, a[i0:i1], b[i0:].T, alpha=alpha)
         if lower is not None:
             part.clamp_(min=lower)
+        diag = part[:, : i1 - i0]
+        diag.copy_(symmetrised(diag))  # a != b: the diagonal block is not symmetric by itself
         rdm[i0:i1, i0:] = part
         rdm[i1:, i0:i1] = part[:, i1 - i0 :].T
     return rdm if zero is None else _constant_rows(rdm, zero)

@@ -191,19 +191,21 @@ def test_symmetrised_makes_an_asymmetric_product_exactly_symmetric():
 
 
 @pytest.mark.parametrize("method", ["correlation", "euclidean", "cosine"])
-def test_rdm_from_an_asymmetric_gram_is_exactly_symmetric(method):
-    # the wide-feature path turns a Gram matrix into an RDM; an asymmetric Gram matrix (as
-    # MKL on AMD or a GPU may return) still gives an exactly symmetric RDM, close to rsatoolbox's
+@pytest.mark.parametrize("split", [0, 100])
+def test_rdm_from_an_asymmetric_gram_is_exactly_symmetric(method, split):
+    # an asymmetric product (as MKL on AMD or a GPU may return), made symmetric by the step
+    # every product here ends with, gives an exactly symmetric RDM close to scipy's
     from repgeom.core import rdm as rdm_mod
 
-    x = _features(120, 400, seed=13)
+    x = _features(200, 400, seed=13)
     x = x - x.mean(axis=1, keepdims=True) if method == "correlation" else x - x.mean(axis=0) if method == "euclidean" else x
-    mean = torch.zeros(120, dtype=torch.float64) if method == "correlation" else None
-    raw = rdm_mod._from_gram(_asymmetric_gram(x), 400, method, mean)
-    assert (raw != raw.T).any()  # the steps after the product keep the asymmetry ...
-    r = symmetrised(raw, zero_diagonal=True).numpy()  # ... which compute_rdm's last step removes
+    mean = torch.zeros(200, dtype=torch.float64) if method == "correlation" else None
+    g = _asymmetric_gram(x)
+    assert (rdm_mod._from_gram(g.clone(), 400, method, mean) != rdm_mod._from_gram(g.clone(), 400, method, mean).T).any()
+    fixed = rdm_mod._mirror_halves_(g, split)
+    assert torch.equal(fixed, fixed.T)
+    r = rdm_mod._from_gram(fixed, 400, method, mean).fill_diagonal_(0.0).numpy()
     np.testing.assert_array_equal(r, r.T)
-    assert np.all(np.diag(r) == 0)
     ref = squareform(pdist(x, {"correlation": "correlation", "euclidean": "sqeuclidean", "cosine": "cosine"}[method]))
     np.testing.assert_allclose(r, ref / (400 if method == "euclidean" else 1), rtol=1e-9, atol=1e-12)
 
