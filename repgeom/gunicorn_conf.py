@@ -145,6 +145,8 @@ def post_fork(server: Any, worker: Any) -> None:
     n = torch_threads(_OPTIONS.cores, n_workers)
     for var in _THREAD_VARS:  # for subprocesses and libraries not loaded yet
         os.environ[var] = str(n)
+    # each worker has its own pool of background-job processes: share the cores among them too
+    os.environ.setdefault("REPGEOM_JOB_PROCESSES", str(n))
     import torch
     from threadpoolctl import threadpool_limits
 

@@ -154,6 +154,9 @@ class Settings:
             moves to Redis and background callbacks run on Celery workers.
         max_body_bytes: largest request body accepted; larger ones get 413
             (``REPGEOM_MAX_BODY_BYTES``, default 4 MiB, at least 64 KiB).
+        job_processes: background-job processes this server process starts
+            (``REPGEOM_JOB_PROCESSES``; default: one per core; under gunicorn each worker
+            gets ``cores // workers``, at least 1).
     """
 
     host: str = "127.0.0.1"
@@ -168,6 +171,7 @@ class Settings:
     cache_dir: str | None = None
     redis_url: str | None = None
     max_body_bytes: int = 4 << 20
+    job_processes: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -206,6 +210,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         response_bytes = _whole(env, "REPGEOM_RESPONSE_CACHE_BYTES", Settings.response_cache_bytes, 0, 1 << 50, "of bytes")
         cache_bytes = _whole(env, "REPGEOM_CACHE_BYTES", Settings.cache_bytes, 0, 1 << 50, "of bytes")
         body_bytes = _whole(env, "REPGEOM_MAX_BODY_BYTES", Settings.max_body_bytes, 1 << 16, 1 << 40, "of bytes")
+        job_processes = _whole(env, "REPGEOM_JOB_PROCESSES", 0, 0, 64) or None
     except ConfigError as exc:
         p.error(str(exc))
     if a.redis_url and not a.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -213,7 +218,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     return Settings(
         host=host, port=port, models_dir=a.models_dir, data_root=a.data_root, device=a.device, debug=a.debug,
         warm=a.warm, response_cache_bytes=response_bytes, cache_bytes=cache_bytes, cache_dir=a.cache_dir,
-        redis_url=a.redis_url, max_body_bytes=body_bytes,
+        redis_url=a.redis_url, max_body_bytes=body_bytes, job_processes=job_processes,
     )
 
 

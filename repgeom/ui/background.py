@@ -317,18 +317,22 @@ class PoolManager(BaseBackgroundCallbackManager):
             :attr:`callbacks` holds them (must pickle: a module-level function or a
             :func:`functools.partial` of one, such as :func:`app_callbacks`).
         cache_by: as for Dash's managers: what, besides the inputs, keys a result.
-        slots: the bound on jobs computing at once on the machine, and the pool's size
-            (default :func:`default_job_slots`).
+        slots: the bound on jobs computing at once on the machine (default :func:`default_job_slots`).
+        processes: this server's pool size (default: ``slots``). Under gunicorn each worker
+            has its own pool, so the configuration gives each ``slots // workers``: every
+            process holds the models (about 0.45 GB of its own), and more processes than
+            slots would only wait.
 
     Attributes:
         callbacks: ``{Dash's key: (function, has progress)}`` of every background callback.
     """
 
     def __init__(self, files: JobFiles, build: Callable[[], Callbacks], cache_by: list[Callable[[], Any]] | None = None,
-                 slots: int | None = None) -> None:
+                 slots: int | None = None, processes: int | None = None) -> None:
         self.files = files
         self.callbacks: dict[str, tuple[Callable[..., Any], bool]] = {}
         self.slots = slots or default_job_slots()
+        self.processes = min(self.slots, processes or self.slots)
         self._build = build
         self._id = secrets.token_hex(8)  # names this server's "closed" flag
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
@@ -344,7 +348,7 @@ class PoolManager(BaseBackgroundCallbackManager):
                 import torch  # noqa: PLC0415 - only the thread count, and torch is loaded by then
 
                 self._executor = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=self.slots, mp_context=multiprocessing.get_context("spawn"), initializer=_start_pool_process,
+                    max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_pool_process,
                     initargs=(self._build, str(self.files.directory), self.files.ttl_s, self.slots, torch.get_num_threads()),
                 )
                 if not self._exit_hook:
@@ -638,5 +642,6 @@ def make_background(
         return Background(_CeleryManager(celery, cache_by=keep, expire=RESULT_TTL_S), "celery", celery)
     files = JobFiles(cache_dir / f"jobs-{fingerprint[:16]}")
     files.trim()
-    manager = PoolManager(files, build or functools.partial(app_callbacks, settings), cache_by=keep, slots=slots)
+    manager = PoolManager(files, build or functools.partial(app_callbacks, settings), cache_by=keep, slots=slots,
+                          processes=settings.job_processes)
     return Background(manager, "pool", secret=_shared_secret(cache_dir))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import logging
 import shutil
 import threading
@@ -80,6 +82,18 @@ def _warm(engine: Engine, view: View, background: Background) -> None:
         log.exception("warming the default views failed")
 
 
+def _import_serialisation_modules() -> None:
+    """Import, once and before serving, the optional modules plotly's JSON encoder looks up in ``sys.modules``.
+
+    The encoder takes ``sys.modules.get("pandas")`` as it is; a module that another request
+    thread is importing at that moment is only partly initialised, and encoding a figure
+    then fails (seen under the load test when some library imported pandas lazily).
+    """
+    for name in ("pandas",):
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Dash:
     """Build the dashboard.
 
@@ -96,6 +110,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """
     settings = settings or Settings.from_env()
     check_runtime()
+    _import_serialisation_modules()
     cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     fingerprint = build_fingerprint(Path(settings.models_dir or ASSETS.parent / "models") / "manifest.json")
     _prune_stale_builds(cache_dir, fingerprint)

@@ -150,7 +150,7 @@ def test_fifty_visitors_for_twenty_seconds_get_no_errors(tmp_path, capsys):
     # The full scenario, shortened: 50 visitors, 2 workers, 5 images per class (the full run adds 10 and 20).
     status = loadtest.main([
         "--users", "50", "--duration", "20", "--spawn-rate", "10", "--workers", "2", "--threads", "4",
-        "--n-per-class", "5", "--drain", "90", "--no-warm", "--json", str(out), "--server-log", str(server_log),
+        "--n-per-class", "5", "--drain", "90", "--json", str(out), "--server-log", str(server_log),
     ])
     report = json.loads(out.read_text())
     rows = report["actions"] + report["callbacks"] + report["requests"]
