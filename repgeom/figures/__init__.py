@@ -3,11 +3,16 @@
 from .embedding import embedding_animation, embedding_grid
 from .images import image_data_uri
 from .metrics import metrics_figure, pair_figure
-from .path import path_figure
-from .rdm import rdm_grid, rdm_slider
+from .path import labels_distance_figure, path_figure, shepard_figure, survive_figure, training_path_figure
+from .rdm import difference_figure, rdm_grid, rdm_slider
 
 __all__ = [
+    "difference_figure",
     "image_data_uri",
+    "labels_distance_figure",
+    "shepard_figure",
+    "survive_figure",
+    "training_path_figure",
     "embedding_animation",
     "embedding_grid",
     "metrics_figure",

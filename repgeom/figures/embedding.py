@@ -13,9 +13,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import base_layout, class_colors, frame_slider, play_menu
+from .style import STRESS_NAME, base_layout, class_colors, frame_slider, play_menu
 
 if TYPE_CHECKING:
+    from ..core.distortion import NeighbourDistortion
     from ..core.embedding import Embedding
 
 __all__ = ["METHOD_NAMES", "default_class_names", "embedding_animation", "embedding_grid", "quality_text"]
@@ -24,11 +25,16 @@ METHOD_NAMES = {"pca": "PCA", "mds": "MDS", "tsne": "t-SNE"}
 _GL_THRESHOLD = 2000  # above this many points per panel, draw with WebGL
 
 
-def quality_text(e: Embedding) -> str:
-    """``trust 0.93`` plus ``stress 0.21`` for MDS or ``perp 40`` for t-SNE."""
-    text = f"trust {e.trustworthiness:.3f}"
+def quality_text(e: Embedding, trust_k: int = 5) -> str:
+    """``trustworthiness (k=5) 0.93`` plus ``Kruskal stress-1 0.21`` for MDS or ``perp 40`` for t-SNE.
+
+    Args:
+        e: the embedding.
+        trust_k: the neighbours its trustworthiness counted (the engine's rule: 5, fewer for tiny N).
+    """
+    text = f"trustworthiness (k={trust_k}) {e.trustworthiness:.3f}"
     if e.stress is not None:
-        text += f" · stress {e.stress:.3f}"
+        text += f" · {STRESS_NAME} {e.stress:.3f}"
     if e.perplexity is not None:
         text += f" · perp {e.perplexity:.3g}"
     return text
@@ -46,8 +52,30 @@ def _check_names(labels: np.ndarray, class_names: Sequence[str] | None) -> tuple
     return names
 
 
-def _class_traces(e: Embedding, indices: np.ndarray, class_names: Sequence[str], show_legend: bool, selection: Sequence[int]) -> list[go.BaseTraceType]:
+def _distortion_notes(d: NeighbourDistortion | None, n: int) -> np.ndarray:
+    """Per stimulus, its stress-1 share and its nearest points on the plot, true vs plotted (feature distances)."""
+    if d is None:
+        return np.full(n, "", dtype=object)
+    return np.array(
+        [
+            f"<br>{STRESS_NAME} of this point {d.stress[i]:.3f}; nearest on the plot: "
+            + ", ".join(f"#{j} plotted {p:.3g}, true {t:.3g}" for j, p, t in zip(d.neighbours[i], d.plotted[i], d.true[i], strict=True))
+            for i in range(n)
+        ],
+        dtype=object,
+    )
+
+
+def _class_traces(
+    e: Embedding,
+    indices: np.ndarray,
+    class_names: Sequence[str],
+    show_legend: bool,
+    selection: Sequence[int],
+    distortion: NeighbourDistortion | None = None,
+) -> list[go.BaseTraceType]:
     coords = e.coords
+    notes = _distortion_notes(distortion, len(coords))
     scatter = go.Scattergl if len(coords) > _GL_THRESHOLD else go.Scatter
     colors = class_colors(len(class_names))
     traces: list[go.BaseTraceType] = []
@@ -64,8 +92,10 @@ def _class_traces(e: Embedding, indices: np.ndarray, class_names: Sequence[str],
                 name=name,
                 legendgroup=name,
                 showlegend=show_legend,
-                customdata=np.stack([rows, indices[rows]], axis=1),
-                hovertemplate=f"class {_escape(name)}<br>stimulus %{{customdata[0]}} (image #%{{customdata[1]}})<extra></extra>",
+                customdata=np.stack([rows, indices[rows], notes[rows]], axis=1) if distortion is not None else np.stack([rows, indices[rows]], axis=1),
+                hovertemplate=f"class {_escape(name)}<br>stimulus %{{customdata[0]}} (image #%{{customdata[1]}})"
+                + ("%{customdata[2]}" if distortion is not None else "")
+                + "<extra></extra>",
             )
         )
     sel = [int(s) for s in selection if 0 <= int(s) < len(coords)]
@@ -100,6 +130,8 @@ def embedding_grid(
     indices: np.ndarray,
     selection: Sequence[int] = (),
     class_names: Sequence[str] | None = None,
+    distortions: Sequence[Sequence[NeighbourDistortion | None]] | None = None,
+    trust_k: int = 5,
 ) -> go.Figure:
     """Rows = methods, columns = nodes; points coloured by class; quality under each panel title.
 
@@ -108,17 +140,20 @@ def embedding_grid(
         indices: (N,) indices of the stimuli in their image set (shown on hover).
         selection: stimulus rows to ring in every panel.
         class_names: the name of each label (default: the labels as text).
+        distortions: ``distortions[row][col]``: per-point distortion shown on hover (MDS), or ``None``.
+        trust_k: the neighbours the trustworthiness counted (named in the panel titles).
 
     Raises:
         ValueError: when a label has no class name.
     """
     names = _check_names(grid[0][0].labels, class_names)
     rows, cols = len(grid), len(grid[0])
-    titles = [f"{e.node}<br><sup>{quality_text(e)}</sup>" for row in grid for e in row]
+    titles = [f"{e.node}<br><sup>{quality_text(e, trust_k)}</sup>" for row in grid for e in row]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.1 / max(rows, 1) + 0.04)
     for r, row in enumerate(grid, start=1):
         for c, e in enumerate(row, start=1):
-            for t in _class_traces(e, indices, names, r == 1 and c == 1, selection):
+            dist = distortions[r - 1][c - 1] if distortions is not None else None
+            for t in _class_traces(e, indices, names, r == 1 and c == 1, selection, dist):
                 fig.add_trace(t, row=r, col=c)
             rng = _square_range(e.coords)
             fig.update_xaxes(range=rng, visible=False, row=r, col=c)
@@ -136,7 +171,8 @@ def embedding_grid(
         )
     fig.update_layout(
         **base_layout(
-            title=f"Embeddings of {grid[0][0].model} ({len(indices)} stimuli)",
+            title=f"Embeddings of {grid[0][0].model} ({len(indices)} stimuli)<br><sup>from the Euclidean distances of each node's features · "
+            "trustworthiness counts the k nearest neighbours kept</sup>",
             height=120 + 260 * rows,
             legend={"title": {"text": "class"}, "itemsizing": "constant"},
             margin={"l": 60, "r": 30, "t": 100, "b": 30},
@@ -150,6 +186,9 @@ def embedding_animation(
     indices: np.ndarray,
     selection: Sequence[int] = (),
     class_names: Sequence[str] | None = None,
+    radii: Sequence[float] | None = None,
+    rescaled: bool = False,
+    trust_k: int = 5,
 ) -> go.Figure:
     """One panel that plays a method through the nodes/steps (frames Procrustes-aligned upstream).
 
@@ -158,16 +197,24 @@ def embedding_animation(
         indices: (N,) indices of the stimuli in their image set (shown on hover).
         selection: stimulus rows to ring.
         class_names: the name of each label (default: the labels as text).
+        radii: each frame's root-mean-square radius as computed (before any rescaling),
+            written in its title so the true spread stays visible.
+        rescaled: whether the frames were scaled to unit RMS radius (said in the titles).
+        trust_k: the neighbours the trustworthiness counted.
     """
+    radii = list(radii) if radii is not None else [None] * len(frames)
     all_coords = np.concatenate([e.coords for e in frames])
     rng = _square_range(all_coords)
     first = frames[0]
     names = _check_names(first.labels, class_names)
     fig = go.Figure(data=_class_traces(first, indices, names, True, selection))
-    fig.frames = [go.Frame(name=e.node, data=_class_traces(e, indices, names, True, selection), layout={"title": {"text": _anim_title(e)}}) for e in frames]
+    fig.frames = [
+        go.Frame(name=e.node, data=_class_traces(e, indices, names, True, selection), layout={"title": {"text": _anim_title(e, r, rescaled, trust_k)}})
+        for e, r in zip(frames, radii, strict=True)
+    ]
     fig.update_layout(
         **base_layout(
-            title=_anim_title(first),
+            title=_anim_title(first, radii[0], rescaled, trust_k),
             height=680,
             xaxis={"range": rng, "visible": False},
             yaxis={"range": rng, "visible": False, "scaleanchor": "x"},
@@ -179,5 +226,11 @@ def embedding_animation(
     return fig
 
 
-def _anim_title(e: Embedding) -> str:
-    return f"{METHOD_NAMES[e.method]} of {e.model} · {e.node}<br><sup>{quality_text(e)}</sup>"
+def _anim_title(e: Embedding, radius: float | None = None, rescaled: bool = False, trust_k: int = 5) -> str:
+    if radius is None:
+        scale = ""
+    elif rescaled:
+        scale = f" · frames rescaled to unit RMS radius (this one's: {radius:.3g})"
+    else:
+        scale = f" · true scale, RMS radius {radius:.3g}"
+    return f"{METHOD_NAMES[e.method]} of {e.model} · {e.node}<br><sup>{quality_text(e, trust_k)}{scale}</sup>"

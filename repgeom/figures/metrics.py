@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import base_layout, model_color, model_colors
+from .style import METRIC_LABELS, base_layout, model_color, model_colors
 
 if TYPE_CHECKING:
     from ..pipeline import NodeMetrics
@@ -16,12 +16,13 @@ if TYPE_CHECKING:
 __all__ = ["metrics_figure", "pair_figure"]
 
 
-def metrics_figure(metrics: Sequence[NodeMetrics], colors: Mapping[str, str] | None = None) -> go.Figure:
-    """Block contrast and silhouette over nodes, one line per model (two stacked panels).
+def metrics_figure(metrics: Sequence[NodeMetrics], colors: Mapping[str, str] | None = None, method: str = "correlation") -> go.Figure:
+    """Block contrast and silhouette over nodes, one line per model (two stacked panels with axis titles).
 
     Args:
         metrics: one :class:`~repgeom.pipeline.NodeMetrics` per model.
         colors: model id -> colour (default: the palette, by position).
+        method: the RDM method both were computed from (named in the title).
     """
     fig = make_subplots(rows=2, cols=1, shared_xaxes=False, vertical_spacing=0.18, subplot_titles=["class-block contrast", "silhouette by class"])
     palette = model_colors([m.model for m in metrics], colors)
@@ -33,8 +34,18 @@ def metrics_figure(metrics: Sequence[NodeMetrics], colors: Mapping[str, str] | N
             row=2,
             col=1,
         )
-    fig.update_xaxes(tickangle=-45, tickfont={"size": 10})
-    fig.update_layout(**base_layout(title="Geometry across nodes", height=560))
+    fig.update_xaxes(tickangle=-45, tickfont={"size": 10}, title_text="node (graph order)")
+    fig.update_yaxes(title_text="(between − within) / mean", row=1, col=1)
+    fig.update_yaxes(title_text="mean silhouette", range=[-1, 1], row=2, col=1)
+    metric = METRIC_LABELS.get(method, method)
+    silhouette_on = "the Euclidean distance (√ of the RDM)" if method == "euclidean" else "the RDM's dissimilarities"
+    fig.update_layout(
+        **base_layout(
+            title=f"Geometry across nodes<br><sup>RDMs: {metric} · silhouette on {silhouette_on}</sup>",
+            height=620,
+            margin={"l": 70, "r": 30, "t": 90, "b": 90},
+        )
+    )
     return fig
 
 

@@ -14,7 +14,7 @@ from .style import METRIC_LABELS, base_layout, frame_slider, play_menu
 if TYPE_CHECKING:
     from ..core.rdm import RDM
 
-__all__ = ["COLORSCALES", "NORMALISE", "class_ticks", "rdm_grid", "rdm_slider"]
+__all__ = ["COLORSCALES", "NORMALISE", "class_ticks", "difference_figure", "rdm_grid", "rdm_slider"]
 
 #: Colour scales offered; "magma_r"-like first (the seed: small dissimilarity is bright).
 COLORSCALES = ("Magma_r", "Viridis_r", "Greys", "Cividis_r")
@@ -136,13 +136,17 @@ def rdm_grid(
         )
     fig.update_layout(
         **base_layout(
-            title=title or f"RDMs of {rdms[0].model} ({n} stimuli, {rdms[0].method})",
+            title=title or f"RDMs of {rdms[0].model} ({n} stimuli) · {METRIC_LABELS[rdms[0].method]}",
             coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
             shapes=shapes,
             height=min(560, 160 + int(1000 / max(k, 1))),
         )
     )
     return fig
+
+
+def _slider_title(r: RDM) -> str:
+    return f"{r.model} · {r.node}<br><sup>{METRIC_LABELS[r.method]}</sup>"
 
 
 def rdm_slider(
@@ -165,17 +169,78 @@ def rdm_slider(
     scaled, binned = normalise == "per", rdms[0].bins is not None
     fig = go.Figure(data=[_heatmap(mats[active], "coloraxis", rdms[active].name, scaled, binned)])
     fig.frames = [
-        go.Frame(name=r.node, data=[_heatmap(m, "coloraxis", r.name, scaled, binned)], layout={"title": {"text": f"{r.model} · {r.node}"}})
+        go.Frame(name=r.node, data=[_heatmap(m, "coloraxis", r.name, scaled, binned)], layout={"title": {"text": _slider_title(r)}})
         for r, m in zip(rdms, mats, strict=False)
     ]
     fig.update_layout(
         **base_layout(
-            title=f"{rdms[active].model} · {rdms[active].node}",
+            title=_slider_title(rdms[active]),
             coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
             shapes=_grid_shapes(bounds, n, "x", "y") + _selection_shapes(selection, "x", "y"),
             height=700,
             sliders=[frame_slider([r.node for r in rdms], active, "node: ")],
             updatemenus=[play_menu(500)],
+        )
+    )
+    fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(tickvals=centres, ticktext=texts, autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
+    return fig
+
+
+def difference_figure(
+    diff: np.ndarray,
+    mask: np.ndarray,
+    labels: np.ndarray,
+    a: str,
+    b: str,
+    method: str,
+    n_boot: int,
+    class_names: Sequence[str] | None = None,
+) -> go.Figure:
+    """A difference RDM (rank of A minus rank of B) on a diverging scale, unreliable cells grey.
+
+    Args:
+        diff: (N, N) rank-transformed A minus B, in [-1, 1].
+        mask: (N, N) True where the bootstrap confirms the cell's sign.
+        labels: (N,) class labels, sorted into blocks.
+        a: what A is (``model/node``).
+        b: what B is.
+        method: the RDM method of both.
+        n_boot: bootstrap samples behind ``mask``.
+        class_names: the name of each label.
+
+    Returns:
+        One heat map: reliable cells coloured (red: A more dissimilar), the others left
+        blank over a grey background, class blocks marked by lines and named on the axes.
+    """
+    n = diff.shape[0]
+    shown = np.where(mask, diff, np.nan).astype(np.float32)
+    centres, texts, bounds = class_ticks(labels, class_names)
+    line = {"color": "rgba(0,0,0,0.45)", "width": 1}
+    shapes = []
+    for x in bounds:
+        shapes.append({"type": "line", "x0": x, "x1": x, "y0": -0.5, "y1": n - 0.5, "xref": "x", "yref": "y", "line": line})
+        shapes.append({"type": "line", "y0": x, "y1": x, "x0": -0.5, "x1": n - 0.5, "xref": "x", "yref": "y", "line": line})
+    reliable = float(mask[np.triu_indices(n, 1)].mean()) if n > 1 else 0.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=shown,
+            colorscale="RdBu_r",
+            zmin=-1,
+            zmax=1,
+            zmid=0,
+            colorbar={"title": {"text": "rank(A) − rank(B)<br>(each RDM's ranks in [0, 1])", "side": "right"}},
+            hovertemplate="stimulus %{y} × %{x}<br>rank difference %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        **base_layout(
+            title=f"Difference RDM · A = {a} minus B = {b}<br><sup>RDMs: {METRIC_LABELS.get(method, method)}, rank-transformed · grey: sign not "
+            f"reliable in 95 % of {n_boot} bootstrap samples ({100 * reliable:.0f} % of cells reliable)</sup>",
+            shapes=shapes,
+            height=640,
+            plot_bgcolor="#C8C8C8",
+            margin={"l": 60, "r": 30, "t": 100, "b": 50},
         )
     )
     fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain")

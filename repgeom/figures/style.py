@@ -14,13 +14,16 @@ from typing import Any
 
 __all__ = [
     "CLASS_COLORS",
+    "COMPARE_LABELS",
     "METRIC_LABELS",
+    "STRESS_NAME",
     "MODEL_PALETTE",
     "base_layout",
     "class_colors",
     "frame_slider",
     "model_color",
     "model_colors",
+    "path_basis",
     "play_menu",
 ]
 
@@ -83,6 +86,30 @@ METRIC_LABELS = {
     "euclidean": "squared Euclidean distance / D",
     "cosine": "cosine distance (1 − cos)",
 }
+
+
+#: Short names of the path comparisons, each turned into an angle (the one-line definitions live in
+#: :data:`repgeom.core.comparisons.COMPARISON_DEFINITIONS`).
+COMPARE_LABELS = {
+    "cosine": "cosine angle",
+    "corr": "Pearson angle",
+    "spearman": "Spearman angle",
+    "cosine_cov": "whitened-cosine angle",
+    "corr_cov": "whitened-correlation angle",
+    "tau_a": "Kendall τ-a angle",
+    "cka": "linear-CKA angle",
+}
+#: What every figure calls the misfit of a metric MDS.
+STRESS_NAME = "Kruskal stress-1"
+
+
+def path_basis(rdm_method: str, compare: str) -> str:
+    """What a path's angles compare, in words: ``RDMs: <metric> · <comparison> (rad)``.
+
+    Linear CKA compares the features' centred Gram matrices, not RDMs, so its RDM metric is not named.
+    """
+    what = "features' centred Gram matrices" if compare == "cka" else f"RDMs: {METRIC_LABELS.get(rdm_method, rdm_method)}"
+    return f"{what} · {COMPARE_LABELS.get(compare, compare)} (rad)"
 
 
 def base_layout(**overrides: Any) -> dict[str, Any]:

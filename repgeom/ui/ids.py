@@ -36,6 +36,16 @@ class ID:
     PATH_MODELS = "path-models"
     PATH_RDM = "path-rdm"
     COMPARE = "compare"
+    LANDMARKS = "landmarks"
+    HYPOTHESES = "hypotheses"
+    HYPOTHESIS_NAME = "hypothesis-name"
+    HYPOTHESIS_GROUPS = "hypothesis-groups"
+    HYPOTHESIS_ADD = "hypothesis-add"
+    SURVIVE = "survive"
+    PATH_MODE = "path-mode"
+    ANIM_SCALE = "anim-scale"
+    DIFF_A = "diff-a"
+    DIFF_B = "diff-b"
     NODES_HINT = "nodes-hint"
     #: the ``type`` of the preset buttons' dict ids (see :func:`preset_id`)
     PRESET = "preset"
@@ -53,6 +63,14 @@ class ID:
     EMBED_CANCEL = "embed-cancel"
     PATH_GRAPH = "path-graph"
     PATH_MESSAGE = "path-message"
+    PATH_NOTE = "path-note"
+    PATH_LABELS_GRAPH = "path-labels-graph"
+    PATH_SHEPARD_GRAPH = "path-shepard-graph"
+    SURVIVE_GRAPH = "survive-graph"
+    SURVIVE_MESSAGE = "survive-message"
+    EMBED_SHEPARD = "embed-shepard"
+    DIFF_GRAPH = "diff-graph"
+    DIFF_MESSAGE = "diff-message"
     METRICS_GRAPH = "metrics-graph"
     MODELS_TABLE = "models-table"
     MODELS_MESSAGE = "models-message"
@@ -72,7 +90,20 @@ def preset_id(index: int) -> dict[str, str | int]:
 
 
 #: Every figure on the page (their toolbar's image format follows ``ID.IMAGE_FORMAT``).
-GRAPH_IDS = (ID.RDM_GRID, ID.RDM_SLIDER, ID.EMBED_GRID, ID.EMBED_ANIM, ID.PATH_GRAPH, ID.METRICS_GRAPH, ID.PAIR_GRAPH)
+GRAPH_IDS = (
+    ID.RDM_GRID,
+    ID.RDM_SLIDER,
+    ID.DIFF_GRAPH,
+    ID.EMBED_GRID,
+    ID.EMBED_ANIM,
+    ID.EMBED_SHEPARD,
+    ID.PATH_GRAPH,
+    ID.PATH_LABELS_GRAPH,
+    ID.PATH_SHEPARD_GRAPH,
+    ID.SURVIVE_GRAPH,
+    ID.METRICS_GRAPH,
+    ID.PAIR_GRAPH,
+)
 
 
 #: View field -> the control that holds it (the order of the URL sync callback's arguments).
@@ -94,4 +125,11 @@ CONTROL_IDS: dict[str, str] = {
     "path_models": ID.PATH_MODELS,
     "path_rdm": ID.PATH_RDM,
     "compare": ID.COMPARE,
+    "landmarks": ID.LANDMARKS,
+    "hypotheses": ID.HYPOTHESES,
+    "survive": ID.SURVIVE,
+    "path_mode": ID.PATH_MODE,
+    "anim_scale": ID.ANIM_SCALE,
+    "diff_a": ID.DIFF_A,
+    "diff_b": ID.DIFF_B,
 }

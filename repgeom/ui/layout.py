@@ -12,15 +12,17 @@ from typing import Any
 
 from dash import dcc, html
 
+from ..core.comparisons import COMPARISON_DEFINITIONS, PATH_COMPARISONS
 from ..core.embedding import EMBED_METHODS, PERPLEXITY_RANGE
-from ..core.rdm import COMPARE_METHODS, RDM_METHODS
+from ..core.rdm import RDM_METHODS
 from ..figures.embedding import METHOD_NAMES
 from ..figures.rdm import COLORSCALES
+from ..figures.style import COMPARE_LABELS
 from ..pipeline import Engine
 from .ids import ID, preset_id
-from .state import View, per_class_limit
+from .state import LANDMARK_CHOICES, SURVIVE_COMPARISONS, View, per_class_limit
 
-__all__ = ["IMAGE_FORMATS", "build_layout", "graph_config", "steps_hint"]
+__all__ = ["IMAGE_FORMATS", "build_layout", "graph_config", "hypothesis_options", "model_options", "node_pairs", "steps_hint"]
 
 IMAGE_FORMATS = ("png", "svg")
 
@@ -32,7 +34,38 @@ def graph_config(image_format: str = "png") -> dict[str, Any]:
 
 _GRAPH_CONFIG = graph_config()
 _RDM_NAMES = {"correlation": "correlation (1 − r)", "euclidean": "squared Euclidean / D", "cosine": "cosine (1 − cos)"}
-_COMPARE_NAMES = {"cosine": "cosine → angle", "corr": "Pearson → angle", "spearman": "Spearman → angle"}
+_LANDMARK_NAMES = {"noise": " noise (i.i.d. Gaussian features, seeded)", "shuffled": " shuffled labels"}
+
+
+def model_options(engine: Engine) -> list[dict[str, Any]]:
+    """The loaded models grouped by dataset: a disabled header per dataset, then its models."""
+    out: list[dict[str, Any]] = []
+    by_dataset: dict[str, list[str]] = {}
+    for m in engine.model_ids:
+        by_dataset.setdefault(engine.dataset_of(m).id, []).append(m)
+    for dataset, models in by_dataset.items():
+        info = engine.dataset_of(models[0])
+        out.append({"label": f"— {info.name} —", "value": f"dataset:{dataset}", "disabled": True})
+        out += [{"label": m, "value": m} for m in models]
+    return out
+
+
+def node_pairs(engine: Engine) -> list[dict[str, str]]:
+    """Every ``model/node`` of the loaded models (the difference RDM's A and B), grouped by model."""
+    return [{"label": f"{m} / {n}", "value": f"{m}/{n}"} for m in engine.model_ids for n in engine.nodes(m) if n != "input"]
+
+
+def hypothesis_options(values: Any) -> list[dict[str, str]]:
+    """The hypotheses dropdown's options: the hypotheses it holds (anything else in ``values`` is left out)."""
+    items = values if isinstance(values, list) and len(values) <= 64 else []
+    return [{"label": h, "value": h} for h in items if isinstance(h, str) and len(h) <= 2000]
+
+
+def _compare_options() -> list[dict[str, Any]]:
+    return [
+        {"label": html.Span([html.B(f" {COMPARE_LABELS[c]}"), html.Span(f": {COMPARISON_DEFINITIONS[c]}", className="option-definition")]), "value": c}
+        for c in PATH_COMPARISONS
+    ]
 
 
 def steps_hint(engine: Engine, model: str) -> str:
@@ -82,8 +115,30 @@ def _progress() -> html.Div:
     )
 
 
+def _hypothesis_editor(engine: Engine, view: View) -> html.Div:
+    """Class-group hypotheses: the list (remove with ×) and a name + groups editor (checked by the server)."""
+    names = engine.dataset_of(view.model).class_names
+    example = f"{', '.join(names[1::2][:3])} | {', '.join(names[0::2][:3])}"
+    return html.Div(
+        className="field",
+        children=[
+            html.Label("Class-group hypotheses", className="field-label"),
+            dcc.Dropdown(id=ID.HYPOTHESES, options=hypothesis_options(list(view.hypotheses)), value=list(view.hypotheses), multi=True, placeholder="none"),
+            html.Div(
+                className="hypothesis-editor",
+                children=[
+                    dcc.Input(id=ID.HYPOTHESIS_NAME, type="text", placeholder="name, e.g. odd", maxLength=30, debounce=False),
+                    dcc.Input(id=ID.HYPOTHESIS_GROUPS, type="text", placeholder=f"groups, e.g. {example}", maxLength=1000, debounce=False),
+                    html.Button("add", id=ID.HYPOTHESIS_ADD, className="button", n_clicks=0),
+                ],
+            ),
+            html.Div("Groups of class names (or indices) separated by |; classes left out form one more group.", className="field-hint"),
+        ],
+    )
+
+
 def _sidebar(engine: Engine, view: View) -> html.Aside:
-    models = [{"label": m, "value": m} for m in engine.model_ids]
+    models = model_options(engine)
     limits = {engine.dataset_of(m).name: per_class_limit(engine, m) for m in engine.model_ids}
     limit = max(limits.values())
     return html.Aside(
@@ -144,10 +199,27 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
                 ),
             ),
             _field(
+                "Animation scale",
+                dcc.RadioItems(
+                    id=ID.ANIM_SCALE,
+                    options=[{"label": " true scale", "value": "true"}, {"label": " rescale frames (unit RMS radius)", "value": "rescaled"}],
+                    value=view.anim_scale,
+                ),
+            ),
+            _field(
                 "t-SNE perplexity",
                 dcc.Input(id=ID.PERPLEXITY, type="number", min=PERPLEXITY_RANGE[0], max=PERPLEXITY_RANGE[1], step=1, value=view.perplexity, debounce=True),
             ),
             html.H2("Paths"),
+            _field(
+                "Path of",
+                dcc.RadioItems(
+                    id=ID.PATH_MODE,
+                    options=[{"label": " the models below", "value": "models"}, {"label": " the model over training", "value": "training"}],
+                    value=view.path_mode,
+                ),
+                "Over training: the chosen nodes at each epoch of the model's training history.",
+            ),
             _field("Models in the path", dcc.Checklist(id=ID.PATH_MODELS, options=models, value=list(view.path_models))),
             *_presets(engine),
             _field(
@@ -155,8 +227,21 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
                 dcc.Dropdown(id=ID.PATH_RDM, options=[{"label": _RDM_NAMES[m], "value": m} for m in RDM_METHODS], value=view.path_rdm, clearable=False),
             ),
             _field(
-                "RDM comparison",
-                dcc.Dropdown(id=ID.COMPARE, options=[{"label": _COMPARE_NAMES[m], "value": m} for m in COMPARE_METHODS], value=view.compare, clearable=False),
+                "RDM comparison (as an angle, rad)",
+                dcc.RadioItems(id=ID.COMPARE, options=_compare_options(), value=view.compare, className="compare-choices"),
+            ),
+            _field(
+                "Reference landmarks (besides labels)",
+                dcc.Checklist(id=ID.LANDMARKS, options=[{"label": _LANDMARK_NAMES[m], "value": m} for m in LANDMARK_CHOICES], value=list(view.landmarks)),
+            ),
+            _hypothesis_editor(engine, view),
+            _field(
+                "Side by side (two or three)",
+                dcc.Checklist(
+                    id=ID.SURVIVE,
+                    options=[{"label": f" {COMPARE_LABELS[c]}", "value": c} for c in SURVIVE_COMPARISONS],
+                    value=list(view.survive),
+                ),
             ),
             html.Hr(),
             _field(
@@ -170,19 +255,50 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
     )
 
 
-def _tabs(view: View) -> dcc.Tabs:
+def _tabs(engine: Engine, view: View) -> dcc.Tabs:
+    pairs = node_pairs(engine)
     return dcc.Tabs(
         id=ID.TAB,
         value=view.tab,
         className="tabs",
         children=[
-            dcc.Tab(label="RDMs", value="rdms", children=[_message(ID.RDM_MESSAGE), _graph(ID.RDM_GRID, 380), _graph(ID.RDM_SLIDER, 640)]),
+            dcc.Tab(
+                label="RDMs",
+                value="rdms",
+                children=[
+                    _message(ID.RDM_MESSAGE),
+                    _graph(ID.RDM_GRID, 380),
+                    _graph(ID.RDM_SLIDER, 640),
+                    html.H3("Difference RDM"),
+                    html.Div(
+                        className="diff-controls",
+                        children=[
+                            _field("A (model / node)", dcc.Dropdown(id=ID.DIFF_A, options=pairs, value=view.diff_a or None, placeholder="choose A")),
+                            _field("B (model / node)", dcc.Dropdown(id=ID.DIFF_B, options=pairs, value=view.diff_b or None, placeholder="choose B")),
+                        ],
+                    ),
+                    _message(ID.DIFF_MESSAGE),
+                    _graph(ID.DIFF_GRAPH, 200),
+                ],
+            ),
             dcc.Tab(
                 label="Embeddings",
                 value="embeddings",
-                children=[_message(ID.EMBED_MESSAGE), _progress(), _graph(ID.EMBED_GRID, 600), _graph(ID.EMBED_ANIM, 620)],
+                children=[_message(ID.EMBED_MESSAGE), _progress(), _graph(ID.EMBED_GRID, 600), _graph(ID.EMBED_ANIM, 620), _graph(ID.EMBED_SHEPARD, 300)],
             ),
-            dcc.Tab(label="Representational paths", value="paths", children=[_message(ID.PATH_MESSAGE), _graph(ID.PATH_GRAPH, 620)]),
+            dcc.Tab(
+                label="Representational paths",
+                value="paths",
+                children=[
+                    _message(ID.PATH_MESSAGE),
+                    html.Div(id=ID.PATH_NOTE, className="field-hint", role="status"),
+                    _graph(ID.PATH_GRAPH, 620),
+                    _graph(ID.PATH_LABELS_GRAPH, 420),
+                    _message(ID.SURVIVE_MESSAGE),
+                    _graph(ID.SURVIVE_GRAPH, 480),
+                    _graph(ID.PATH_SHEPARD_GRAPH, 420),
+                ],
+            ),
             dcc.Tab(label="Models", value="models", children=[_message(ID.MODELS_MESSAGE), html.Div(id=ID.MODELS_TABLE), _graph(ID.METRICS_GRAPH, 560)]),
         ],
     )
@@ -214,7 +330,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                 className="body",
                 children=[
                     _sidebar(engine, view),
-                    html.Main(className="main", children=[_tabs(view)]),
+                    html.Main(className="main", children=[_tabs(engine, view)]),
                     html.Aside(
                         className="inspector",
                         children=[

@@ -19,16 +19,41 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from ..core.comparisons import PATH_COMPARISONS
 from ..core.embedding import EMBED_METHODS, PERPLEXITY_RANGE
 from ..core.errors import RepgeomError, choice_error
-from ..core.rdm import COMPARE_METHODS, RDM_METHODS
+from ..core.landmarks import parse_landmarks
+from ..core.rdm import RDM_METHODS
 from ..core.stimuli import CONDITIONS, available_per_class
 from ..figures.rdm import COLORSCALES, NORMALISE
 from ..pipeline import Engine, StimulusSpec
 
-__all__ = ["MAX_LIST", "TABS", "View", "default_nodes", "follow_model", "per_class_limit"]
+__all__ = [
+    "ANIM_SCALES",
+    "LANDMARK_CHOICES",
+    "MAX_HYPOTHESES",
+    "MAX_LIST",
+    "PATH_MODES",
+    "SURVIVE_COMPARISONS",
+    "TABS",
+    "View",
+    "default_nodes",
+    "follow_model",
+    "per_class_limit",
+    "split_model_node",
+]
 
 TABS = ("rdms", "embeddings", "paths", "models")
+#: Reference landmarks a path can add beside ``labels`` (class-group hypotheses come separately).
+LANDMARK_CHOICES = ("noise", "shuffled")
+#: At most this many class-group hypotheses in a path.
+MAX_HYPOTHESES = 6
+#: Comparisons offered side by side ("do the conclusions survive?"); tau-a is left out (0.05 s a pair of RDMs).
+SURVIVE_COMPARISONS = tuple(c for c in PATH_COMPARISONS if c != "tau_a")
+#: The path tab draws the chosen models' nodes, or the chosen model's nodes at each epoch of its training.
+PATH_MODES = ("models", "training")
+#: The embedding animation's frames at their true scale, or each scaled to unit RMS radius.
+ANIM_SCALES = ("true", "rescaled")
 #: No list control has more entries than this; longer lists are refused unread.
 MAX_LIST = 64
 #: A model without recurrent steps and without conv/fc layers starts with this many nodes, evenly spread.
@@ -94,12 +119,62 @@ def follow_model(engine: Engine, raw: Mapping[str, Any], model: str, given: Coll
         listed = out.get("path_models")
         kept = [m for m in listed if same(m)] if isinstance(listed, (list, tuple)) and len(listed) <= MAX_LIST else []
         out["path_models"] = kept or [model]
+    names = engine.dataset_of(model).class_names
+    if "hypotheses" not in given:
+        listed = out.get("hypotheses")
+        out["hypotheses"] = [h for h in listed if _fits(h, names)] if isinstance(listed, (list, tuple)) and len(listed) <= MAX_LIST else []
+    for key in ("diff_a", "diff_b"):
+        if key not in given:
+            value = out.get(key)
+            base = value.partition("/")[0] if isinstance(value, str) else None
+            out[key] = value if base is not None and same(base) else ""
     limit = per_class_limit(engine, model)
     for key in ("n_rdm", "n_embed"):
         value = out.get(key)
         if key not in given and isinstance(value, int) and not isinstance(value, bool) and value > limit:
             out[key] = limit
     return out
+
+
+def _fits(hypothesis: Any, class_names: Sequence[str]) -> bool:
+    """Whether ``hypothesis`` (``NAME=a,b|c,d``) parses for a dataset with ``class_names``."""
+    if not isinstance(hypothesis, str):
+        return False
+    try:
+        parse_landmarks(f"group:{hypothesis}", class_names)
+    except RepgeomError:
+        return False
+    return True
+
+
+def split_model_node(engine: Engine, value: Any, dataset: str, what: str) -> tuple[str, str]:
+    """``(model, node)`` from ``"model/node"``, both loaded, the model on ``dataset``.
+
+    Raises:
+        RepgeomError: for anything else, naming what is allowed.
+    """
+    if not isinstance(value, str) or "/" not in value:
+        raise RepgeomError(f"{what} must be MODEL/NODE, e.g. {engine.defaults.model}/{engine.nodes(engine.defaults.model)[-1]}; got {_shown(value)}")
+    model, _, node = value.partition("/")
+    model = engine.check_model(model)
+    if engine.dataset_of(model).id != dataset:
+        raise RepgeomError(f"{what}: {model} is a model of {engine.dataset_of(model).name}; choose a model of the same dataset as the view's model")
+    return model, engine.select_nodes(model, [node])[0]
+
+
+def _hypotheses(engine: Engine, value: Any, class_names: Sequence[str]) -> tuple[str, ...]:
+    items = _as_list(value, "class-group hypotheses")
+    if len(items) > MAX_HYPOTHESES:
+        raise RepgeomError(f"at most {MAX_HYPOTHESES} class-group hypotheses, got {len(items)}")
+    out = []
+    for h in items:
+        if not isinstance(h, str) or len(h) > 2000:
+            raise RepgeomError(f"a class-group hypothesis is NAME=a,b|c,d (class names or indices), got {_shown(h)}")
+        parse_landmarks(f"group:{h.strip()}", class_names)
+        out.append(h.strip())
+    if len({h.partition("=")[0] for h in out}) != len(out):
+        raise RepgeomError("each class-group hypothesis needs its own name")
+    return tuple(out)
 
 
 def _as_list(value: Any, what: str) -> list[Any]:
@@ -156,6 +231,10 @@ def _one_of(what: str, value: Any, allowed: Sequence[str]) -> str:
     return value
 
 
+#: List fields whose items hold commas are joined with this in a URL.
+_SEPARATORS = {"hypotheses": ";"}
+
+
 @dataclass(frozen=True)
 class View:
     """Everything that decides what the dashboard shows.
@@ -181,6 +260,13 @@ class View:
     path_models: tuple[str, ...] = ()
     path_rdm: str = "euclidean"
     compare: str = "cosine"
+    landmarks: tuple[str, ...] = ()
+    hypotheses: tuple[str, ...] = ()
+    survive: tuple[str, ...] = ("cosine", "corr_cov")
+    path_mode: str = "models"
+    anim_scale: str = "true"
+    diff_a: str = ""
+    diff_b: str = ""
 
     # ------------------------------------------------------------------ parsing
     @classmethod
@@ -230,6 +316,12 @@ class View:
         chosen = {_one_of("embedding method", x, EMBED_METHODS) for x in methods}
         methods = tuple(m for m in EMBED_METHODS if m in chosen)
         limit = per_class_limit(engine, model)
+        dataset = engine.dataset_of(model)
+        marks = {_one_of("landmark", x, LANDMARK_CHOICES) for x in _as_list(get["landmarks"], "landmarks")}
+        survive = {_one_of("side-by-side comparison", x, SURVIVE_COMPARISONS) for x in _as_list(get["survive"], "side-by-side comparisons")}
+        if len(survive) == 1 or len(survive) > 3:
+            raise RepgeomError(f"choose two or three comparisons to draw side by side (or none), got {len(survive)}")
+        diffs = ["" if get[k] in ("", None) else "/".join(split_model_node(engine, get[k], dataset.id, what)) for k, what in (("diff_a", "A"), ("diff_b", "B"))]
         return cls(
             tab=_one_of("tab", get["tab"], TABS),
             model=model,
@@ -247,7 +339,14 @@ class View:
             perplexity=_float_in("perplexity", get["perplexity"], *PERPLEXITY_RANGE),
             path_models=path_models,
             path_rdm=_one_of("path RDM method", get["path_rdm"], RDM_METHODS),
-            compare=_one_of("comparison method", get["compare"], COMPARE_METHODS),
+            compare=_one_of("comparison method", get["compare"], PATH_COMPARISONS),
+            landmarks=tuple(m for m in LANDMARK_CHOICES if m in marks),
+            hypotheses=_hypotheses(engine, get["hypotheses"], dataset.class_names),
+            survive=tuple(c for c in SURVIVE_COMPARISONS if c in survive),
+            path_mode=_one_of("path mode", get["path_mode"], PATH_MODES),
+            anim_scale=_one_of("animation scale", get["anim_scale"], ANIM_SCALES),
+            diff_a=diffs[0],
+            diff_b=diffs[1],
         )
 
     # ------------------------------------------------------------------ URL
@@ -259,7 +358,8 @@ class View:
             value = getattr(self, f.name)
             if value == getattr(base, f.name):
                 continue
-            pairs.append((f.name, ",".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)))
+            joiner = _SEPARATORS.get(f.name, ",")
+            pairs.append((f.name, joiner.join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)))
         return "?" + urlencode(pairs) if pairs else ""
 
     @classmethod
@@ -275,11 +375,11 @@ class View:
             raise RepgeomError("the link's settings are too long or malformed")
         parsed = parse_qs(search.lstrip("?"), keep_blank_values=False)
         raw: dict[str, Any] = {}
-        list_fields = {"nodes", "embed_methods", "path_models"}
+        list_fields = {"nodes", "embed_methods", "path_models", "landmarks", "hypotheses", "survive"}
         for f in fields(cls):
             if f.name in parsed:
                 value = parsed[f.name][-1]
-                raw[f.name] = [v for v in value.split(",") if v] if f.name in list_fields else value
+                raw[f.name] = [v for v in value.split(_SEPARATORS.get(f.name, ",")) if v] if f.name in list_fields else value
         if "model" in raw:
             model = engine.check_model(raw["model"])
             raw = follow_model(engine, {**cls.default(engine).controls(), **raw}, model, given=set(raw))
@@ -289,6 +389,10 @@ class View:
     def controls(self) -> dict[str, Any]:
         """Field values as the controls hold them (lists, not tuples)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def landmark_spec(self) -> str:
+        """The path's landmarks for :meth:`~repgeom.pipeline.Engine.path`: ``labels``, the chosen ones, each hypothesis."""
+        return ",".join(["labels", *self.landmarks, *(f"group:{h}" for h in self.hypotheses)])
 
     def spec(self, engine: Engine, n: int) -> StimulusSpec:
         """The stimulus spec of this view at ``n`` images per class: images of the model's dataset."""

@@ -13,22 +13,46 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from ..core.distortion import confidence_ellipse, neighbour_distortion, procrustes_align, rms_radius, shepard_pairs
+from ..core.embedding import align_sequence
+from ..core.embedding.quality import default_neighbors
 from ..core.errors import RepgeomError
-from ..core.rdm import bin_edges
-from ..figures import embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_slider
+from ..core.rdm import bin_edges, euclidean_distances
+from ..figures import (
+    difference_figure,
+    embedding_animation,
+    embedding_grid,
+    labels_distance_figure,
+    metrics_figure,
+    pair_figure,
+    path_figure,
+    rdm_grid,
+    rdm_slider,
+    shepard_figure,
+    survive_figure,
+    training_path_figure,
+)
 from ..figures.embedding import METHOD_NAMES
 from ..figures.images import image_data_uri
-from ..figures.style import model_color
+from ..figures.style import STRESS_NAME, model_color, path_basis
 from ..pipeline import Engine
-from .state import View
+from .state import View, split_model_node
 
 __all__ = [
+    "DIFF_BOOT",
+    "DIFF_MAX_N",
     "HEATMAP_CELLS",
+    "PATH_BOOT",
+    "SHEPARD_PAIRS",
+    "EmbeddingViews",
     "HoverInfo",
+    "PathViews",
+    "difference_view",
     "display_side",
     "embedding_views",
     "hover_info",
     "metrics_view",
+    "note_figure",
     "model_colors",
     "models_rows",
     "pair_view",
@@ -37,6 +61,7 @@ __all__ = [
     "rdm_hover",
     "rdm_views",
     "selection_rows",
+    "survive_view",
     "update_selection",
 ]
 
@@ -45,6 +70,17 @@ MAX_SELECTION = 2
 #: keep each figure near 1.3 MB and the seed's default (5 × 200²) at full resolution; larger
 #: RDMs are shown as block means (the full RDM stays available in the export).
 HEATMAP_CELLS = 250_000
+#: Bootstrap samples behind the path view's intervals and ellipses (the CLI's export defaults to 100):
+#: 20 keep one recurrent model's path under two seconds at 50 per class.
+PATH_BOOT = 20
+#: Bootstrap samples behind the difference RDM's reliable-sign mask (the CLI's export defaults to 100).
+DIFF_BOOT = 50
+#: The difference view's largest stimulus set (its bootstrap ranks N² cells per sample).
+DIFF_MAX_N = 600
+#: Pairs drawn per Shepard diagram of an embedding (a seeded subset; a path's are all drawn).
+SHEPARD_PAIRS = 3000
+#: Nearest points on the plot listed on hover.
+NEIGHBOURS = 3
 
 
 def model_colors(engine: Engine) -> dict[str, str]:
@@ -97,10 +133,22 @@ def rdm_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.
     )
 
 
+@dataclass(frozen=True)
+class EmbeddingViews:
+    """The embeddings tab's figures: the grid, the animation and the MDS panels' Shepard diagrams."""
+
+    grid: go.Figure
+    animation: go.Figure
+    shepard: go.Figure
+
+
 def embedding_views(
     engine: Engine, view: View, selection: Sequence[int], progress: Callable[[int, int, str], None] | None = None
-) -> tuple[go.Figure, go.Figure]:
-    """The methods × nodes grid and the animation of one method through the nodes.
+) -> EmbeddingViews:
+    """The methods × nodes grid, the animation of one method through the nodes, and MDS's Shepard diagrams.
+
+    The animation's frames are Procrustes-aligned; with ``view.anim_scale == "rescaled"``
+    each is first scaled to unit RMS radius; every frame's title gives its RMS radius as computed.
 
     Args:
         engine: the engine.
@@ -120,18 +168,161 @@ def embedding_views(
             progress(done, len(steps), f"{METHOD_NAMES[method]} of {node}")
         engine.embedding(view.model, node, spec, method, perplexity=view.perplexity)
     grid = [engine.embeddings(view.model, nodes, spec, m, perplexity=view.perplexity) for m in view.embed_methods]
-    frames = engine.embeddings(view.model, nodes, spec, view.anim_method, perplexity=view.perplexity, align=True)
+    raw = engine.embeddings(view.model, nodes, spec, view.anim_method, perplexity=view.perplexity)
+    rescaled = view.anim_scale == "rescaled"
+    frames = align_sequence(raw, rescale=rescaled)
     if progress is not None:
         progress(len(steps), len(steps), "drawing")
+    true = {n: euclidean_distances(engine.features(view.model, n, spec)).cpu().numpy() for n in nodes} if "mds" in view.embed_methods else {}
+    distortions = [[neighbour_distortion(true[e.node], e.coords, NEIGHBOURS) if e.method == "mds" else None for e in row] for row in grid]
     names = engine.dataset_of(view.model).class_names
-    return embedding_grid(grid, stim.indices, rows, names), embedding_animation(frames, stim.indices, rows, names)
+    k = default_neighbors(stim.n)
+    return EmbeddingViews(
+        embedding_grid(grid, stim.indices, rows, names, distortions, k),
+        embedding_animation(frames, stim.indices, rows, names, [rms_radius(e.coords) for e in raw], rescaled, k),
+        embedding_shepard(grid, true),
+    )
 
 
-def path_view(engine: Engine, view: View) -> go.Figure:
-    """The representational path of the chosen models over all their nodes."""
+def embedding_shepard(grid: Sequence[Sequence[Any]], true: dict[str, np.ndarray]) -> go.Figure:
+    """Shepard diagrams of the grid's MDS embeddings (a note when MDS is not among the methods)."""
+    panels = [
+        (e.node, *shepard_pairs(true[e.node], e.coords, SHEPARD_PAIRS)[:2], e.stress) for row in grid for e in row if e.method == "mds"
+    ]
+    if not panels:
+        return note_figure("Shepard diagrams are drawn for MDS: tick MDS among the methods.")
+    model = grid[0][0].model
+    return shepard_figure(
+        panels,
+        "feature distance",
+        f"Shepard diagrams of the MDS embeddings of {model}<br><sup>each pair's plotted distance against the Euclidean distance of its features "
+        f"(up to {SHEPARD_PAIRS} pairs a node) · dashed: plotted = true · {STRESS_NAME} per panel</sup>",
+    )
+
+
+def note_figure(text: str, height: int = 200) -> go.Figure:
+    """An empty figure that says ``text`` (what to do to see something there)."""
+    fig = go.Figure()
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        annotations=[{"text": text, "showarrow": False, "font": {"size": 14, "color": "#555"}}],
+    )
+    return fig
+
+
+@dataclass(frozen=True)
+class PathViews:
+    """The path tab's figures: the path (with its ellipses once bootstrapped), the angle to labels, the Shepard diagram, a note."""
+
+    path: go.Figure
+    to_labels: go.Figure
+    shepard: go.Figure
+    note: str
+
+
+def _path_models(engine: Engine, view: View) -> tuple[list[str], dict[str, list[str]] | None, list[int]]:
+    """The path's model ids and nodes: the chosen models (all nodes), or the view's model at each epoch of its history."""
+    if view.path_mode == "models":
+        return list(view.path_models), None, []
+    epochs = list(engine.history(view.model))
+    if not epochs:
+        with_history = [m for m in engine.model_ids if engine.history(m)]
+        raise RepgeomError(
+            f"{view.model} has no training history; models with one: {', '.join(with_history) or 'none'} (choose it as the model)"
+        )
+    ids = [f"{view.model}@{e}" for e in epochs]
+    return ids, {m: list(view.nodes) for m in ids}, epochs
+
+
+def path_view(engine: Engine, view: View, bootstrap: bool = True) -> PathViews:
+    """The path tab: the path, the angle to labels and the path's Shepard diagram.
+
+    Models mode: the chosen models over all their nodes, with the view's landmarks and
+    class-group hypotheses; with ``bootstrap``, :data:`PATH_BOOT` samples of the stimuli
+    within class give 95 % ellipses and intervals (none for tau-a), and each model with a
+    second seed gets its seed variability as a band. Per-point distortion shows on hover.
+    Training mode: the view's model and nodes at each epoch of its history, animated
+    epoch by epoch (no bootstrap).
+    """
     spec = view.spec(engine, view.n_embed)
-    path = engine.path(list(view.path_models), None, spec, view.path_rdm, view.compare)
-    return path_figure(path, colors=model_colors(engine))
+    models, nodes, epochs = _path_models(engine, view)
+    marks = view.landmark_spec()
+    path = engine.path(models, nodes, spec, view.path_rdm, view.compare, landmarks=marks)
+    shown = path.display_rows
+    true, plotted, _ = shepard_pairs(path.distances[np.ix_(shown, shown)], path.coords[shown])
+    shepard = shepard_figure(
+        [("path", true, plotted, path.stress)],
+        "rad",
+        f"Shepard diagram of the path<br><sup>{path_basis(path.rdm_method, path.compare)} · each pair of points: plotted distance against true angle</sup>",
+    )
+    if view.path_mode == "training":
+        note = f"{len(epochs)} epochs of {view.model}'s training (epoch 0: initialisation); no bootstrap over training paths."
+        return PathViews(training_path_figure(path, view.model, epochs), labels_distance_figure(path, None, None, _epoch_colors(path)), shepard, note)
+    notes: list[str] = []
+    uncertainty = None
+    if not bootstrap:
+        pass
+    elif view.compare == "tau_a":
+        notes.append("No bootstrap for Kendall's tau-a (0.05 s a pair of RDMs).")
+    else:
+        uncertainty = engine.path_uncertainty(models, nodes, spec, view.path_rdm, view.compare, landmarks=marks, n_boot=PATH_BOOT)
+        notes.append(f"Intervals and ellipses from {PATH_BOOT} bootstrap samples of the stimuli within class (export --bootstrap B for more).")
+    drawn = set(shown.tolist()) if uncertainty is not None else set()
+    ellipses = [confidence_ellipse(uncertainty.ellipses[i], path.coords[i]) if i in drawn else None for i in range(len(path.names))]
+    yardsticks = {}
+    for m in models:
+        if bootstrap and engine.replicates(m) and view.compare != "tau_a":
+            chosen = [path.nodes[i] for i in path.rows_of(m)]
+            yardsticks[m] = engine.seed_variability(m, chosen, spec, view.path_rdm, view.compare)
+            notes.append(f"Band: seed variability of {m}, the angle to {engine.replicates(m)[0]} at each node.")
+    colors = model_colors(engine)
+    distortion = neighbour_distortion(path.distances, path.coords, NEIGHBOURS)
+    return PathViews(
+        path_figure(path, colors=colors, uncertainty=uncertainty, ellipses=ellipses, distortion=distortion),
+        labels_distance_figure(path, uncertainty, yardsticks, colors),
+        shepard,
+        " ".join(notes),
+    )
+
+
+def _epoch_colors(path: Any) -> dict[str, str]:
+    from plotly.colors import sample_colorscale  # noqa: PLC0415
+
+    models = list(dict.fromkeys(m for m in path.models if m not in ("landmark", "labels")))
+    return dict(zip(models, sample_colorscale("Viridis", [0.9 * k / max(len(models) - 1, 1) for k in range(len(models))]), strict=True))
+
+
+def survive_view(engine: Engine, view: View) -> go.Figure | None:
+    """The path under each of ``view.survive``'s comparisons, Procrustes-aligned to the first (``None`` when none are chosen)."""
+    if not view.survive:
+        return None
+    spec = view.spec(engine, view.n_embed)
+    models, nodes, _ = _path_models(engine, view)
+    paths = [engine.path(models, nodes, spec, view.path_rdm, c, landmarks=view.landmark_spec()) for c in view.survive]
+    aligned = [procrustes_align(p.coords, paths[0].coords) for p in paths]
+    colors = model_colors(engine) if view.path_mode == "models" else _epoch_colors(paths[0])
+    return survive_figure(paths, aligned, colors)
+
+
+def difference_view(engine: Engine, view: View) -> go.Figure | None:
+    """The difference RDM of ``view.diff_a`` minus ``view.diff_b`` on the RDM tab's stimuli (``None`` until both are chosen).
+
+    Raises:
+        RepgeomError: above :data:`DIFF_MAX_N` stimuli.
+    """
+    if not view.diff_a or not view.diff_b:
+        return None
+    dataset = engine.dataset_of(view.model).id
+    (ma, na), (mb, nb) = (split_model_node(engine, x, dataset, w) for x, w in ((view.diff_a, "A"), (view.diff_b, "B")))
+    spec = view.spec(engine, view.n_rdm)
+    stim = engine.stimuli(spec)
+    if stim.n > DIFF_MAX_N:
+        raise RepgeomError(f"the difference RDM is offered up to {DIFF_MAX_N} stimuli, got {stim.n}: lower the RDMs' images per class")
+    diff, mask = engine.difference(ma, na, mb, nb, spec, view.rdm_method, n_boot=DIFF_BOOT)
+    return difference_figure(diff, mask, stim.labels, view.diff_a, view.diff_b, view.rdm_method, DIFF_BOOT, engine.dataset_of(view.model).class_names)
 
 
 def models_rows(engine: Engine) -> list[dict[str, Any]]:
@@ -157,7 +348,7 @@ def models_rows(engine: Engine) -> list[dict[str, Any]]:
 def metrics_view(engine: Engine, view: View) -> go.Figure:
     """Block contrast and silhouette over every node of the chosen model."""
     spec = view.spec(engine, view.n_rdm)
-    return metrics_figure([engine.node_metrics(view.model, "all", spec, view.rdm_method)], model_colors(engine))
+    return metrics_figure([engine.node_metrics(view.model, "all", spec, view.rdm_method)], model_colors(engine), view.rdm_method)
 
 
 def pair_view(engine: Engine, view: View, selection: Sequence[int]) -> go.Figure | None:

@@ -113,7 +113,7 @@ def test_embedding_grid_rows_methods_columns_nodes_coloured_by_class():
     assert sum(bool(t.showlegend) for t in digit_traces) == 10
     assert fig.layout.legend.title.text == "class" and digit_traces[4].hovertemplate.startswith("class 4<br>")
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[0].startswith("a<br>") and "trust 0.900" in titles[0] and "stress" not in titles[0] and "perp 40" in titles[2]
+    assert titles[0].startswith("a<br>") and "trustworthiness (k=5) 0.900" in titles[0] and "stress" not in titles[0] and "perp 40" in titles[2]
     assert "<b>PCA</b>" in titles and "<b>t-SNE</b>" in titles
     selected = [t for t in fig.data if t.name == "selected"]
     assert len(selected) == 4 and all(len(t.x) == 1 for t in selected)
@@ -184,8 +184,9 @@ def test_path_figure_matrix_path_square_star_and_frames():
     assert square.marker.symbol == "square" and star.marker.symbol == "star"
     assert [f.name for f in fig.frames] == ["1", "2", "3"]
     assert len(fig.frames[0].data[1].x) == 1
-    assert "MDS stress 0.050" in fig.layout.title.text
-    assert "to labels" in lines[0].hovertemplate
+    assert "MDS Kruskal stress-1 0.050" in fig.layout.title.text
+    assert "squared Euclidean distance / D" in fig.layout.title.text and "cosine angle (rad)" in fig.layout.title.text
+    assert "to labels" in lines[0].customdata[0][1]
     coloured = path_figure(_path(), colors={"recurrent": "#ABCDEF"})
     lines = [t for t in coloured.data if t.type == "scatter" and t.mode == "lines+markers"]
     assert [t.line.color for t in lines] == [MODEL_PALETTE[0], "#ABCDEF"]

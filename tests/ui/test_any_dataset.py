@@ -107,7 +107,7 @@ def test_hover_shows_colour_images_captioned_with_class_names(tiles):
 def test_embeddings_colour_twelve_classes(tiles):
     view = _view(tiles, tab="embeddings", n_embed=3, embed_methods=["pca"], anim_method="pca", nodes=["conv1", "fc2"])
     request = embeddings.embedding_request(tiles, view, [])
-    grid, anim, message = embeddings.embedding_figures(tiles, lambda _v: None, request)
+    grid, anim, _shepard, message = embeddings.embedding_figures(tiles, lambda _v: None, request)
     points = [t for t in grid.data if t.name != "selected"]
     assert message == "" and [t.name for t in points[:12]] == CLASSES
     assert [t.marker.color for t in points[:12]] == list(class_colors(12)) and len(set(class_colors(12))) == 12
@@ -116,7 +116,7 @@ def test_embeddings_colour_twelve_classes(tiles):
 
 
 def test_path_models_and_download_for_other_models(tiles):
-    fig, message = paths.path_figure(tiles, _view(tiles, tab="paths", n_embed=2, path_models=["ff12", "rec12"]))
+    fig, _labels, _shepard, _note, message = paths.path_figure(tiles, _view(tiles, tab="paths", n_embed=2, path_models=["ff12", "rec12"]))
     lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines+markers"]
     assert message == "" and [(t.name, t.line.color) for t in lines] == [("ff12", MODEL_PALETTE[0]), ("rec12", MODEL_PALETTE[1])]
     table, metrics, message = models.models_panel(tiles, _view(tiles, tab="models", n_rdm=2))
@@ -180,7 +180,9 @@ def test_switching_to_a_model_of_another_dataset_brings_its_stimuli_and_names(mi
 
 
 def test_a_path_across_datasets_is_refused_with_a_message(mixed):
-    fig, message = paths.path_figure(mixed, _view(mixed, tab="paths", n_embed=2, path_models=["recurrent", "ff12"]))
-    assert fig is no_update and "different datasets" in _text(message)
+    fig, _labels, _shepard, _note, message = paths.path_figure(mixed, _view(mixed, tab="paths", n_embed=2, path_models=["recurrent", "ff12"]))
+    assert fig is no_update and "different datasets" in _text(message) and "recurrent (mnist), ff12 (tiles)" in _text(message)
+    side, message = paths.survive_figure(mixed, _view(mixed, tab="paths", n_embed=2, path_models=["recurrent", "ff12"]))
+    assert side is no_update and "different datasets" in _text(message)
     grid, _s, message = rdms.rdm_figures(mixed, _view(mixed, model="ff12", nodes=["fc2"], n_rdm=2, n_embed=2, condition="fgsm", attack_model="recurrent"), [])
     assert grid is no_update and "is for dataset 'mnist', not 'tiles'" in _text(message)

@@ -103,10 +103,12 @@ def test_rdm_figures_for_the_default_view(engine):
 def test_inactive_tabs_are_not_computed(engine):
     view = _view(engine)  # the RDM tab
     assert rdms.rdm_figures(engine, None, []) == (no_update,) * 3
-    assert paths.path_figure(engine, view) == (no_update,) * 2
+    assert paths.path_figure(engine, view) == (no_update,) * 5
+    assert paths.survive_figure(engine, view) == (no_update,) * 2
     assert models.models_panel(engine, view) == (no_update,) * 3
     assert embeddings.embedding_request(engine, view, []) is no_update
-    assert embeddings.embedding_figures(engine, print, {"view": view, "selection": []}) == (no_update,) * 3
+    assert embeddings.embedding_figures(engine, print, {"view": view, "selection": []}) == (no_update,) * 4
+    assert rdms.difference_figure(engine, {**view, "tab": "paths"}) == (no_update,) * 2
 
 
 @pytest.mark.parametrize(
@@ -144,10 +146,18 @@ def test_guard_puts_the_message_at_its_place():
 
 
 def test_path_figure(engine):
-    fig, message = paths.path_figure(engine, _view(engine, tab="paths", n_embed=5, path_models=["feedforward", "recurrent"]))
+    fig, to_labels, shepard, note, message = paths.path_figure(engine, _view(engine, tab="paths", n_embed=5, path_models=["feedforward", "recurrent"]))
     names = [t.name for t in fig.data]
     assert "feedforward" in names and "recurrent" in names and "labels" in names and message == ""
     assert len(fig.frames) == 22
+    # bootstrap ellipses and the intervals on hover; the seed band of feedforward (it has a second seed)
+    assert any(t.type == "scatter" and t.mode == "lines" and "95 % ellipses" in t.name for t in fig.data)
+    assert "95 % CI" in str(fig.data[0].customdata[0][1]) and "20 bootstrap samples" in fig.layout.title.text
+    line = next(t for t in fig.data if t.name == "recurrent")
+    assert "to labels" in line.customdata[0][1] and "95 % CI" in line.customdata[0][1] and "nearest on the plot" in line.customdata[0][1]
+    assert "feedforward ± seed variability" in [t.name for t in to_labels.data]
+    assert "feedforward_seed2" in _text(note) and "20 bootstrap samples" in _text(note)
+    assert shepard.data[0].type == "scatter" and "rad" in shepard.layout.xaxis.title.text
 
 
 def test_embeddings_request_gate_and_job_report_progress(engine):
@@ -156,8 +166,9 @@ def test_embeddings_request_gate_and_job_report_progress(engine):
     assert request == {"view": view, "selection": [7]}
     assert embeddings.embedding_request(engine, {**view, "n_embed": -5}, []) is no_update  # a bad view starts no job
     seen = []
-    grid, anim, message = embeddings.embedding_figures(engine, seen.append, request)
+    grid, anim, shepard, message = embeddings.embedding_figures(engine, seen.append, request)
     assert len([t for t in grid.data if t.name == "0"]) == 4 and len(anim.frames) == 2 and message == ""
+    assert "Kruskal stress-1" in shepard.layout.title.text and len(shepard.data) == 4  # two MDS panels, each with its diagonal
     assert seen[0] == ("0", "4", "0/4 · PCA of conv2") and seen[-1] == ("4", "4", "drawing")
 
 
@@ -167,7 +178,7 @@ def test_a_progress_store_that_fails_does_not_fail_the_job(engine):
     def broken(_value):
         raise OSError("disk full")
 
-    grid, _anim, message = embeddings.embedding_figures(engine, broken, {"view": view, "selection": []})
+    grid, _anim, _shepard, message = embeddings.embedding_figures(engine, broken, {"view": view, "selection": []})
     assert isinstance(grid, go.Figure) and message == ""
 
 

@@ -3,14 +3,16 @@
 ::
 
     url.search ─┐                         ┌─► url.search (shareable link), node options and hint
-    controls ───┼─► sync ─► view store ───┼─► rdms.rdm_figures        ┐
-    presets ────┘        (validated View) ├─► embeddings (gate → job)  ├─ + selection store
-                                          ├─► paths.path_figure       ┘
+    controls ───┤                         ├─► rdms.rdm_figures        ┐
+    presets ────┼─► sync ─► view store ───┼─► embeddings (gate → job)  ├─ + selection store
+    hypothesis ─┘        (validated View) ├─► paths.path_figure (path, angle to labels, Shepard)
+     editor's add                         ├─► paths.survive_figure (side by side), rdms.difference_figure
                                           ├─► models.models_panel (table + metrics)
                                           └─► download.download (.npz)
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
     hovers ─► selection.hover (the stimulus images)
     image format ─► download.image_format ─► every graph's camera button
+    hypotheses value ─► layout.hypothesis_options ─► their own options
 
 Each function takes the engine first, then the values Dash sends (already in the order
 of its inputs and states); callbacks that several inputs trigger also take the id that
@@ -31,6 +33,7 @@ from dash import Dash, Input, Output, State, ctx
 
 from ...pipeline import Engine
 from ..ids import CONTROL_IDS, GRAPH_IDS, ID, preset_id
+from ..layout import hypothesis_options
 from . import download, embeddings, models, paths, rdms, selection, sync
 
 __all__ = ["register"]
@@ -65,11 +68,18 @@ def register(app: Dash, engine: Engine) -> None:
             Output(ID.GLOBAL_MESSAGE, "children"),
         ]
         + [Output(c, "value") for c in controls],
-        [Input(ID.URL, "search")] + [Input(p, "n_clicks") for p in presets] + [Input(c, "value") for c in controls],
+        [Input(ID.URL, "search")]
+        + [Input(p, "n_clicks") for p in presets]
+        + [Input(ID.HYPOTHESIS_ADD, "n_clicks")]
+        + [Input(c, "value") for c in controls],
+        [State(ID.HYPOTHESIS_NAME, "value"), State(ID.HYPOTHESIS_GROUPS, "value")],
     )
-    def sync_view(search: Any, *clicks_and_values: Any) -> tuple:
-        values = clicks_and_values[len(presets) :]
-        return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values, strict=False)))
+    def sync_view(search: Any, *rest: Any) -> tuple:
+        values = rest[len(presets) + 1 : len(presets) + 1 + len(controls)]
+        name, groups = rest[-2:]
+        return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values, strict=False)), (name, groups))
+
+    app.callback(Output(ID.HYPOTHESES, "options"), Input(ID.HYPOTHESES, "value"))(hypothesis_options)
 
     app.callback(
         [Output(ID.RDM_GRID, "figure"), Output(ID.RDM_SLIDER, "figure"), Output(ID.RDM_MESSAGE, "children")],
@@ -78,7 +88,12 @@ def register(app: Dash, engine: Engine) -> None:
 
     app.callback(Output(ID.EMBED_REQUEST, "data"), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")])(_bind(embeddings.embedding_request, engine))
     app.callback(
-        [Output(ID.EMBED_GRID, "figure"), Output(ID.EMBED_ANIM, "figure"), Output(ID.EMBED_MESSAGE, "children")],
+        [Output(ID.DIFF_GRAPH, "figure"), Output(ID.DIFF_MESSAGE, "children")],
+        Input(ID.VIEW, "data"),
+    )(_bind(rdms.difference_figure, engine))
+
+    app.callback(
+        [Output(ID.EMBED_GRID, "figure"), Output(ID.EMBED_ANIM, "figure"), Output(ID.EMBED_SHEPARD, "figure"), Output(ID.EMBED_MESSAGE, "children")],
         Input(ID.EMBED_REQUEST, "data"),
         background=True,
         progress=[Output(ID.EMBED_PROGRESS, "value"), Output(ID.EMBED_PROGRESS, "max"), Output(ID.EMBED_PROGRESS_TEXT, "children")],
@@ -89,7 +104,17 @@ def register(app: Dash, engine: Engine) -> None:
         prevent_initial_call=True,
     )(_bind(embeddings.embedding_figures, engine))
 
-    app.callback([Output(ID.PATH_GRAPH, "figure"), Output(ID.PATH_MESSAGE, "children")], Input(ID.VIEW, "data"))(_bind(paths.path_figure, engine))
+    app.callback(
+        [
+            Output(ID.PATH_GRAPH, "figure"),
+            Output(ID.PATH_LABELS_GRAPH, "figure"),
+            Output(ID.PATH_SHEPARD_GRAPH, "figure"),
+            Output(ID.PATH_NOTE, "children"),
+            Output(ID.PATH_MESSAGE, "children"),
+        ],
+        Input(ID.VIEW, "data"),
+    )(_bind(paths.path_figure, engine))
+    app.callback([Output(ID.SURVIVE_GRAPH, "figure"), Output(ID.SURVIVE_MESSAGE, "children")], Input(ID.VIEW, "data"))(_bind(paths.survive_figure, engine))
 
     app.callback(
         [Output(ID.MODELS_TABLE, "children"), Output(ID.METRICS_GRAPH, "figure"), Output(ID.MODELS_MESSAGE, "children")],

@@ -35,9 +35,9 @@ def embedding_request(engine: Engine, data: Any, selection: Any) -> Any:
     return {"view": view.controls(), "selection": parse_selection(selection)}
 
 
-@guarded(3, 2)
+@guarded(4, 3)
 def embedding_figures(engine: Engine, set_progress: Progress, request: Any) -> tuple:
-    """``(grid figure, animation figure, message)`` for an embeddings request.
+    """``(grid figure, animation figure, Shepard figure, message)`` for an embeddings request.
 
     Args:
         engine: the engine.
@@ -45,10 +45,10 @@ def embedding_figures(engine: Engine, set_progress: Progress, request: Any) -> t
         request: what :func:`embedding_request` made (parsed again: any client may post it).
     """
     if not isinstance(request, Mapping):
-        return no_update, no_update, no_update
+        return no_update, no_update, no_update, no_update
     view = parse_view(engine, request.get("view"))
     if view is None or view.tab != "embeddings":
-        return no_update, no_update, no_update
+        return no_update, no_update, no_update, no_update
 
     def progress(done: int, total: int, what: str) -> None:
         try:  # progress is a courtesy: a busy job store must not fail the job itself
@@ -56,5 +56,5 @@ def embedding_figures(engine: Engine, set_progress: Progress, request: Any) -> t
         except Exception as exc:  # noqa: BLE001 - a full disk, redis errors...
             log.warning("progress not recorded (%s)", type(exc).__name__)
 
-    grid, anim = views.embedding_views(engine, view, parse_selection(request.get("selection")), progress)
-    return grid, anim, ""
+    out = views.embedding_views(engine, view, parse_selection(request.get("selection")), progress)
+    return out.grid, out.animation, out.shepard, ""

@@ -1,22 +1,35 @@
-"""The representational-paths tab."""
+"""The representational-paths tab: the path with its bootstrap and landmarks, and the side-by-side view."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dash import no_update
+from dash import html, no_update
 
 from ...pipeline import Engine
 from .. import views
 from .common import guarded, parse_view
 
-__all__ = ["path_figure"]
+__all__ = ["path_figure", "survive_figure"]
+
+
+@guarded(5, 4)
+def path_figure(engine: Engine, data: Any) -> tuple:
+    """``(path figure, angle-to-labels figure, Shepard figure, note, message)``; nothing unless the paths tab shows."""
+    view = parse_view(engine, data)
+    if view is None or view.tab != "paths":
+        return (no_update,) * 5
+    out = views.path_view(engine, view)
+    return out.path, out.to_labels, out.shepard, html.Span(out.note), ""
 
 
 @guarded(2, 1)
-def path_figure(engine: Engine, data: Any) -> tuple:
-    """``(path figure, message)`` for the view store ``data``; nothing unless the paths tab shows."""
+def survive_figure(engine: Engine, data: Any) -> tuple:
+    """``(side-by-side figure, message)``: the path under the view's two or three comparisons."""
     view = parse_view(engine, data)
     if view is None or view.tab != "paths":
         return no_update, no_update
-    return views.path_view(engine, view), ""
+    fig = views.survive_view(engine, view)
+    if fig is None:
+        return views.note_figure("Tick two or three comparisons under \"Side by side\" to see whether the path's shape survives."), ""
+    return fig, ""

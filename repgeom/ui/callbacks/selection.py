@@ -89,7 +89,7 @@ def hover(engine: Engine, trigger: Any, event: Any, data: Any) -> Any:
             )
         else:
             custom = point.get("customdata")
-            test_index = index(custom[1] if isinstance(custom, list) and len(custom) == 2 else None)
+            test_index = index(custom[1] if isinstance(custom, list) and len(custom) in (2, 3) else None)
             info = views.hover_info(engine, view, [test_index], "")
     except _MALFORMED:
         return no_update

@@ -11,10 +11,10 @@ from ...core.errors import RepgeomError
 from ...pipeline import Engine
 from ..ids import CONTROL_IDS, ID
 from ..layout import steps_hint
-from ..state import View, follow_model
+from ..state import MAX_LIST, View, follow_model
 from .common import alert
 
-__all__ = ["CONTROLS", "node_options", "preset_models", "sync"]
+__all__ = ["CONTROLS", "added_hypothesis", "node_options", "preset_models", "sync"]
 
 #: View fields in the order of the sync callback's control inputs and outputs.
 CONTROLS = tuple(CONTROL_IDS)
@@ -41,19 +41,34 @@ def preset_models(engine: Engine, trigger: Mapping[str, Any]) -> list[str]:
     return list(preset.models)
 
 
+def added_hypothesis(name: Any, groups: Any) -> str:
+    """The hypothesis ``NAME=groups`` the editor's fields make (checked against the dataset by :meth:`View.parse`).
+
+    Raises:
+        RepgeomError: when either field is empty or not text.
+    """
+    if not isinstance(name, str) or not name.strip() or not isinstance(groups, str) or not groups.strip():
+        raise RepgeomError("a class-group hypothesis needs a name and groups, e.g. odd and 1,3,5,7,9 | 0,2,4,6,8")
+    if len(name) > 30 or len(groups) > 1000 or "=" in name or ";" in name + groups:
+        raise RepgeomError("a hypothesis name is up to 30 letters, digits, '_', '.', '+', '-'; groups up to 1000 characters, without ';'")
+    return f"{name.strip()}={groups.strip()}"
+
+
 def _is_preset(trigger: Any) -> bool:
     return isinstance(trigger, Mapping) and trigger.get("type") == ID.PRESET
 
 
-def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any]) -> tuple:
+def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], hypothesis: tuple[Any, Any] = ("", "")) -> tuple:
     """The view store, the URL and the controls after ``trigger`` changed.
 
     Args:
         engine: the engine the view is validated against.
         trigger: what changed: ``None`` or ``ID.URL`` (page load or a typed link), a
-            control's id, or a preset button's dict id (``ids.preset_id(i)``).
+            control's id, a preset button's dict id (``ids.preset_id(i)``), or
+            ``ID.HYPOTHESIS_ADD`` (the hypothesis editor's add button).
         search: the URL's query string.
         values: the controls' values by view field (``CONTROLS``).
+        hypothesis: the hypothesis editor's ``(name, groups)`` fields.
 
     Returns:
         ``(url search, view store, node options, node hint, global message, *control
@@ -76,10 +91,16 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any]) -
             raw = follow_model(engine, raw, model)
         elif _is_preset(trigger):
             raw.update(path_models=preset_models(engine, trigger), tab="paths")
+        elif trigger == ID.HYPOTHESIS_ADD:
+            listed = raw.get("hypotheses")
+            kept = [h for h in listed if isinstance(h, str)] if isinstance(listed, list) and len(listed) <= MAX_LIST else []
+            new = added_hypothesis(*hypothesis)
+            name = new.partition("=")[0]
+            raw["hypotheses"] = [h for h in kept if h.partition("=")[0] != name] + [new]
         view = View.parse(engine, raw)
     except RepgeomError as exc:
         return (no_update, no_update, no_update, no_update, alert(str(exc)), *[no_update] * len(CONTROLS))
     controls = view.controls()
-    forced = trigger == ID.MODEL or _is_preset(trigger)
+    forced = trigger in (ID.MODEL, ID.HYPOTHESIS_ADD) or _is_preset(trigger)
     changed = [controls[n] if forced or controls[n] != raw.get(n) else no_update for n in CONTROLS]
     return (view.to_query(engine), controls, node_options(engine, view), steps_hint(engine, view.model), "", *changed)
