@@ -26,3 +26,20 @@ def test_accuracy_targets_and_manifest(mnist_root, model_id):
     entry = {e.id: e for e in read_manifest()}[model_id]
     assert acc["clean"] == pytest.approx(entry.accuracy["clean"], abs=2e-4)
     assert acc["fgsm"] == pytest.approx(entry.accuracy["fgsm"], abs=2e-3)
+
+
+FASHION_TARGETS = {"fashion_feedforward": 0.90, "fashion_recurrent": 0.80}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", list(FASHION_TARGETS))
+def test_fashion_mnist_accuracy_targets_and_manifest(fashion_mnist_root, model_id):
+    fashion = get_dataset("fashion-mnist")
+    images, labels = read_idx_split(fashion_mnist_root, fashion, train=False)
+    assert images.shape == (10000, 1, 28, 28)
+    acc = evaluate(load_model(model_id), images, labels, fashion, epsilon=0.2)
+    assert acc["clean"] >= FASHION_TARGETS[model_id]
+    entry = {e.id: e for e in read_manifest()}[model_id]
+    assert entry.dataset == "fashion-mnist"
+    assert acc["clean"] == pytest.approx(entry.accuracy["clean"], abs=2e-4)
+    assert acc["fgsm"] == pytest.approx(entry.accuracy["fgsm"], abs=2e-3)

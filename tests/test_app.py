@@ -68,5 +68,5 @@ def test_wsgi_server_is_built_on_first_use(monkeypatch):
     server = app.server
     assert server is app.server  # built once per process
     client = server.test_client()
-    assert client.get("/healthz").get_json() == {"models": 4, "status": "ok"}
+    assert client.get("/healthz").get_json() == {"models": 6, "status": "ok"}
     assert client.get("/").status_code == 200

@@ -26,7 +26,7 @@ def test_models_lists_every_model(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     ids = [ln.split("\t")[0] for ln in lines]
-    assert ids == ["feedforward", "recurrent", "robust", "feedforward_seed2"]
+    assert ids == ["feedforward", "recurrent", "robust", "feedforward_seed2", "fashion_feedforward", "fashion_recurrent"]
     rec = lines[1].split("\t")
     assert rec[1] == "mnist" and rec[2] == "2650" and rec[3].endswith("%") and len(rec[4]) == 12
 

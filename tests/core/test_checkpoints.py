@@ -108,7 +108,7 @@ def test_missing_file_and_path_in_manifest_are_refused(models_dir):
 
 def test_shipped_manifest_hashes_match_files():
     entries = read_manifest(ROOT / "models")
-    assert {e.id for e in entries} == {"feedforward", "recurrent", "robust", "feedforward_seed2"}
+    assert {e.id for e in entries} == {"feedforward", "recurrent", "robust", "feedforward_seed2", "fashion_feedforward", "fashion_recurrent"}
     for e in entries:
         assert hashlib.sha256((ROOT / "models" / e.file).read_bytes()).hexdigest() == e.sha256
 
@@ -123,7 +123,7 @@ def test_shipped_manifest_names_dataset_defaults_presets_and_traced_nodes():
     models, errors = load_all(ROOT / "models")
     assert errors == {}
     for e in doc.entries:
-        assert e.dataset == "mnist"
+        assert e.dataset == ("fashion-mnist" if e.id.startswith("fashion_") else "mnist")
         # the node list the CLI prints without tracing is exactly the traced graph's
         assert list(e.nodes) == node_names(models[e.id].module)
 
