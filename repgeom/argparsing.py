@@ -11,4 +11,5 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a usage error as ``prog: error: message`` alone, exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Print ``prog: error: message`` and exit with status 2."""
         self.exit(2, f"{self.prog}: error: {message}\n")

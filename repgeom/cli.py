@@ -55,14 +55,17 @@ def _count_or_all(text: str) -> int | str:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", default=env_models_dir(), help="folder with manifest.json (default: $REPGEOM_MODELS_DIR, else models/)")
-    p.add_argument("--data-root", default=env_data_root(), help="torchvision root holding the dataset's full test split (default: $REPGEOM_DATA_ROOT, else the embedded probes)")
+    p.add_argument(
+        "--data-root", default=env_data_root(),
+        help="torchvision root holding the dataset's full test split (default: $REPGEOM_DATA_ROOT, else the embedded probes)",
+    )
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:K or mps")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
-    from .core.embedding import DEFAULT_PERPLEXITY
     from .core.comparisons import PATH_COMPARISONS
+    from .core.embedding import DEFAULT_PERPLEXITY
     from .core.rdm import RDM_METHODS
 
     parser = OneLineParser(prog="repgeom", description="Representational geometry of image classifiers: RDMs, embeddings, representational paths.")

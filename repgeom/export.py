@@ -228,7 +228,7 @@ def _write_hdf5(path: Path, arrays: Mapping[str, np.ndarray], method: str) -> No
         rd = f.create_group("rdm_descriptors")
         rd["model"] = np.asarray(models).astype("S")
         rd["node"] = np.asarray(nodes).astype("S")
-        rd["name"] = np.asarray([f"{m}/{x}" for m, x in zip(models, nodes)]).astype("S")
+        rd["name"] = np.asarray([f"{m}/{x}" for m, x in zip(models, nodes, strict=True)]).astype("S")
         rd["index"] = np.arange(len(keys))
         pd = f.create_group("pattern_descriptors")
         pd["label"] = np.asarray(arrays["labels"])

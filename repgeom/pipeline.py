@@ -51,17 +51,17 @@ import numpy as np
 import torch
 
 from .core.checkpoints import LoadedModel, ModelEntry, Preset, default_models_dir, load_all, load_checkpoint, read_manifest_doc
+from .core.comparisons import PATH_COMPARISONS
 from .core.datasets import DatasetInfo
 from .core.embedding import DEFAULT_PERPLEXITY, EMBED_METHODS, PERPLEXITY_RANGE, TRUST_SAMPLE, Embedding, align_sequence, embed, embed_many, euclidean_distances
 from .core.errors import RepgeomError, choice_error
 from .core.features import NodeExtractor, repeated_steps, resolve_device, select_nodes
+from .core.landmarks import Landmark, landmark_features, parse_landmarks
 from .core.metrics import block_contrast, silhouette
 from .core.paths import RepPath, compute_path
-from .core.comparisons import PATH_COMPARISONS
-from .core.landmarks import Landmark, landmark_features, parse_landmarks
 from .core.rdm import RDM, RDM_METHODS, centred_gram, compute_rdm
-from .core.uncertainty import PathUncertainty, bootstrap_path, difference_rdm
 from .core.stimuli import CONDITIONS, ImageSource, Stimuli, available_per_class, fgsm, load_source, sample_stimuli
+from .core.uncertainty import PathUncertainty, bootstrap_path, difference_rdm
 from .core.validate import check_choice, check_float, check_int
 from .shared_cache import SharedStore
 
@@ -302,7 +302,9 @@ class Engine:
         base = self.entry(model).replicate_of or model
         return [k for k in self.model_ids if k != model and (k == base or self.entry(k).replicate_of == base)]
 
-    def seed_variability(self, model: str, nodes: str | Sequence[str] | None, spec: StimulusSpec, rdm_method: str = "euclidean", compare: str = "cosine") -> dict[str, float]:
+    def seed_variability(
+        self, model: str, nodes: str | Sequence[str] | None, spec: StimulusSpec, rdm_method: str = "euclidean", compare: str = "cosine"
+    ) -> dict[str, float]:
         """Angle between each node's RDM in ``model`` and in its first replicate (same node names), as a yardstick.
 
         Returns:
@@ -568,7 +570,7 @@ class Engine:
                 missing.remove(n)
         if len(missing) > 1:
             self.prefetch_features(model, missing, spec)
-            for n, e in zip(missing, self._embed_nodes(model, missing, spec, method, seed, perplexity)):
+            for n, e in zip(missing, self._embed_nodes(model, missing, spec, method, seed, perplexity), strict=True):
                 if self.shared is not None:
                     self.shared.put(self._shared_digest(keys[n]), _embedding_to_bytes(e))
                 self._cache.get_or_compute(keys[n], lambda e=e: e)

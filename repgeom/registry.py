@@ -24,8 +24,8 @@ import torch
 from .core.checkpoints import CheckpointError, ModelEntry, _head_size, load_refusal, read_manifest_doc, save_checkpoint, save_dataset
 from .core.datasets import DatasetInfo, get_dataset
 from .core.errors import RepgeomError
-from .core.files import read_regular
 from .core.features import node_names
+from .core.files import read_regular
 from .core.imagefolder import read_image_folder
 from .core.nets import build_net, canonical_architecture, code_sha256
 from .core.stimuli import load_source, normalize

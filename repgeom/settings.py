@@ -202,7 +202,10 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     p.add_argument("--cache-dir", default=env.get("REPGEOM_CACHE_DIR"), help="folder for the shared response cache (REPGEOM_CACHE_DIR)")
     p.add_argument("--redis-url", default=env.get("REDIS_URL") or None, help="redis://host:port/db: shared cache and Celery background jobs (REDIS_URL)")
     p.add_argument("--debug", action="store_true", default=env.get("REPGEOM_DEBUG", "").lower() in _TRUE, help="Dash debug mode (REPGEOM_DEBUG)")
-    p.add_argument("--no-warm", dest="warm", action="store_false", default=env.get("REPGEOM_WARM", "1").lower() in _TRUE, help="do not precompute the default views (REPGEOM_WARM=0)")
+    p.add_argument(
+        "--no-warm", dest="warm", action="store_false", default=env.get("REPGEOM_WARM", "1").lower() in _TRUE,
+        help="do not precompute the default views (REPGEOM_WARM=0)",
+    )
     a = p.parse_args(list(argv or []))
     try:
         host = _host(a.host, "--host") if a.host is not None else _host(env.get("REPGEOM_HOST"))

@@ -98,9 +98,11 @@ def test_fgsm_on_a_logit_model_stays_in_pixel_range(byo):
         (["add-model", "m", "--arch", "torchvision:nope", "--weights", "{weights}", "--dataset", "toy"], "unknown torchvision classifier 'nope'"),
         (["add-model", "m", "--arch", "keras:net", "--weights", "{weights}", "--dataset", "toy"], "unknown architecture 'keras:net'"),
         (["add-model", "m", "--arch", "torchvision:resnet34", "--weights", "{weights}", "--dataset", "toy"], "the weights do not fit torchvision:resnet34"),
-        (["add-model", "m", "--arch", "repgeom:recurrent", "--weights", "{weights}", "--dataset", "mnist"], "class count disagrees: the weights have 3 outputs"),
+        (["add-model", "m", "--arch", "repgeom:recurrent", "--weights", "{weights}", "--dataset", "mnist"],
+         "class count disagrees: the weights have 3 outputs"),
         (["add-model", "m", "--arch", "torchvision:resnet18", "--weights", "{weights}", "--dataset", "nope"], "unknown dataset 'nope'"),
-        (["add-model", "m", "--arch", "torchvision:resnet18", "--weights", "{images}/cat/000.png", "--dataset", "toy"], "refused, not a plain weights-only state dict"),
+        (["add-model", "m", "--arch", "torchvision:resnet18", "--weights", "{images}/cat/000.png", "--dataset", "toy"],
+         "refused, not a plain weights-only state dict"),
     ],
 )
 def test_bad_registrations_are_one_line_exit_2_and_change_nothing(byo, capsys, args, message):

@@ -12,14 +12,14 @@ def test_recurrent_block_contrast_grows_across_steps(engine):
     m = engine.node_metrics("recurrent", STEPS, engine.spec(20), "correlation")
     c = m.block_contrast
     assert c[-1] > 1.5 * c[0], c
-    assert sum(b > a for a, b in zip(c, c[1:])) >= 3, c
+    assert sum(b > a for a, b in zip(c, c[1:], strict=False)) >= 3, c
 
 
 def test_recurrent_class_separation_grows_across_steps(engine):
     m = engine.node_metrics("recurrent", STEPS, engine.spec(50), "euclidean")
     s = m.silhouette
     assert s[-1] > s[0] + 0.05, s
-    assert sum(b > a for a, b in zip(s, s[1:])) >= 3, s
+    assert sum(b > a for a, b in zip(s, s[1:], strict=False)) >= 3, s
 
 
 @pytest.mark.parametrize("model", ["feedforward", "recurrent", "robust", "feedforward_seed2"])

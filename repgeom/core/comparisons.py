@@ -49,7 +49,7 @@ def _cosine_matrix(flat: torch.Tensor) -> torch.Tensor:
 
 
 def whitened_similarity(rdms: torch.Tensor, centre: bool = False) -> torch.Tensor:
-    """rsatoolbox's ``cosine_cov`` (``centre=False``) or ``corr_cov`` (``centre=True``) between RDMs.
+    """Rsatoolbox's ``cosine_cov`` (``centre=False``) or ``corr_cov`` (``centre=True``) between RDMs.
 
     Args:
         rdms: (K, N, N) symmetric dissimilarity matrices with zero diagonals.

@@ -128,7 +128,10 @@ def canonical_architecture(name: str) -> str:
     if name.startswith(_TORCHVISION):
         if name[len(_TORCHVISION):] in torchvision_classifiers():
             return name
-        raise ValueError(f"unknown torchvision classifier {name[len(_TORCHVISION):]!r}; allowed: torchvision:NAME for NAME in torchvision.models.list_models() (e.g. resnet18, vgg11, mobilenet_v3_small)")
+        raise ValueError(
+            f"unknown torchvision classifier {name[len(_TORCHVISION):]!r}; allowed: torchvision:NAME for NAME in "
+            "torchvision.models.list_models() (e.g. resnet18, vgg11, mobilenet_v3_small)"
+        )
     raise ValueError(
         f"unknown architecture {name[:60]!r}; allowed: repgeom:feedforward, repgeom:recurrent, torchvision:NAME "
         "(a torchvision classifier), or python:FILE.py:Class from the command line with --trust-code"

@@ -90,7 +90,6 @@ def bootstrap_path(
         The samples' angles, percentile intervals, aligned coordinates and ellipses.
     """
     from .embedding.mds import smacof  # noqa: PLC0415
-
     from .rdm import compare_rdms  # noqa: PLC0415
 
     mats = matrices.to(torch.float64)

@@ -1,0 +1,1 @@
+"""Built-in dataset descriptors (``*.json``) and their embedded probe sets (``*.npz``)."""

@@ -186,7 +186,7 @@ def test_a_fifo_is_refused_without_blocking(models_dir):
     os.remove(models_dir / "recurrent.pt")
     os.mkfifo(models_dir / "recurrent.pt")
     result = {}
-    t = threading.Thread(target=lambda: result.update(zip(("models", "errors"), load_all(models_dir))), daemon=True)
+    t = threading.Thread(target=lambda: result.update(zip(("models", "errors"), load_all(models_dir), strict=True)), daemon=True)
     t.start()
     t.join(20)
     assert not t.is_alive(), "loading blocked on a FIFO"
