@@ -165,3 +165,10 @@ def test_animation_scale_switch(engine):
     spec = View.parse(engine, base).spec(engine, 3)
     raw = engine.embeddings("recurrent", ["conv2_4"], spec, "pca")[0].coords
     assert rms(true.frames[1].data) == pytest.approx(float(np.sqrt(((raw - raw.mean(0)) ** 2).sum(1).mean())), rel=1e-6)
+
+
+def test_sync_gives_the_hypotheses_their_options(engine):
+    out = sync.sync(engine, ID.HYPOTHESIS_ADD, "", _view(engine), ("odd", "1,3|0,2"))
+    assert out[-1] == [{"label": "odd=1,3|0,2", "value": "odd=1,3|0,2"}]
+    assert sync.sync(engine, None, "?hypotheses=a%3D1%7C2", {})[-1] == [{"label": "a=1|2", "value": "a=1|2"}]
+    assert sync.sync(engine, ID.HYPOTHESIS_ADD, "", _view(engine), ("odd", "x"))[-1] is no_update

@@ -6,13 +6,12 @@
     controls ───┤                         ├─► rdms.rdm_figures        ┐
     presets ────┼─► sync ─► view store ───┼─► embeddings (gate → job)  ├─ + selection store
     hypothesis ─┘        (validated View) ├─► paths.path_figure (path, angle to labels, Shepard)
-     editor's add                         ├─► paths.survive_figure (side by side), rdms.difference_figure
+     editor's add   + hypotheses' options ├─► paths.survive_figure (side by side), rdms.difference_figure
                                           ├─► models.models_panel (table + metrics)
                                           └─► download.download (.npz)
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
     hovers ─► selection.hover (the stimulus images)
     image format ─► download.image_format ─► every graph's camera button
-    hypotheses value ─► layout.hypothesis_options ─► their own options
 
 Each function takes the engine first, then the values Dash sends (already in the order
 of its inputs and states); callbacks that several inputs trigger also take the id that
@@ -33,7 +32,6 @@ from dash import Dash, Input, Output, State, ctx
 
 from ...pipeline import Engine
 from ..ids import CONTROL_IDS, GRAPH_IDS, ID, preset_id
-from ..layout import hypothesis_options
 from . import download, embeddings, models, paths, rdms, selection, sync
 
 __all__ = ["register"]
@@ -67,7 +65,8 @@ def register(app: Dash, engine: Engine) -> None:
             Output(ID.NODES_HINT, "children"),
             Output(ID.GLOBAL_MESSAGE, "children"),
         ]
-        + [Output(c, "value") for c in controls],
+        + [Output(c, "value") for c in controls]
+        + [Output(ID.HYPOTHESES, "options")],
         [Input(ID.URL, "search")]
         + [Input(p, "n_clicks") for p in presets]
         + [Input(ID.HYPOTHESIS_ADD, "n_clicks")]
@@ -78,8 +77,6 @@ def register(app: Dash, engine: Engine) -> None:
         values = rest[len(presets) + 1 : len(presets) + 1 + len(controls)]
         name, groups = rest[-2:]
         return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values, strict=False)), (name, groups))
-
-    app.callback(Output(ID.HYPOTHESES, "options"), Input(ID.HYPOTHESES, "value"))(hypothesis_options)
 
     app.callback(
         [Output(ID.RDM_GRID, "figure"), Output(ID.RDM_SLIDER, "figure"), Output(ID.RDM_MESSAGE, "children")],

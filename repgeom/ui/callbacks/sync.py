@@ -10,7 +10,7 @@ from dash import no_update
 from ...core.errors import RepgeomError
 from ...pipeline import Engine
 from ..ids import CONTROL_IDS, ID
-from ..layout import steps_hint
+from ..layout import hypothesis_options, steps_hint
 from ..state import MAX_LIST, View, follow_model
 from .common import alert
 
@@ -72,7 +72,7 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], h
 
     Returns:
         ``(url search, view store, node options, node hint, global message, *control
-        values)``. A bad link falls back to the defaults with a warning; a bad control
+        values, hypotheses' options)``. A bad link falls back to the defaults with a warning; a bad control
         value leaves everything as it was and shows why. A new model brings its default
         nodes (and, from another dataset, an attacked model and path models of its own
         dataset); a preset sets the path's models and shows the paths tab.
@@ -83,7 +83,9 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], h
         except RepgeomError as exc:
             view, note = View.default(engine), alert(f"The link's settings were not used: {exc}", "warning")
         controls = view.controls()
-        return (no_update, controls, node_options(engine, view), steps_hint(engine, view.model), note or "", *[controls[n] for n in CONTROLS])
+        values = [controls[n] for n in CONTROLS]
+        options = hypothesis_options(controls["hypotheses"])
+        return (no_update, controls, node_options(engine, view), steps_hint(engine, view.model), note or "", *values, options)
     raw = {n: values.get(n) for n in CONTROLS}
     try:
         if trigger == ID.MODEL:
@@ -99,8 +101,9 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], h
             raw["hypotheses"] = [h for h in kept if h.partition("=")[0] != name] + [new]
         view = View.parse(engine, raw)
     except RepgeomError as exc:
-        return (no_update, no_update, no_update, no_update, alert(str(exc)), *[no_update] * len(CONTROLS))
+        return (no_update, no_update, no_update, no_update, alert(str(exc)), *[no_update] * len(CONTROLS), no_update)
     controls = view.controls()
     forced = trigger in (ID.MODEL, ID.HYPOTHESIS_ADD) or _is_preset(trigger)
     changed = [controls[n] if forced or controls[n] != raw.get(n) else no_update for n in CONTROLS]
-    return (view.to_query(engine), controls, node_options(engine, view), steps_hint(engine, view.model), "", *changed)
+    options = hypothesis_options(controls["hypotheses"])
+    return (view.to_query(engine), controls, node_options(engine, view), steps_hint(engine, view.model), "", *changed, options)
