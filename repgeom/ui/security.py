@@ -42,7 +42,7 @@ Design notes:
       undrawn without it), inline styles (Plotly writes ``<style>`` elements),
       ``data:``/``blob:`` images (digit thumbnails, PNG export), no framing, no
       plugins, no ``<base>``; plus ``X-Frame-Options: DENY``,
-      ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``.
+      ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: same-origin``.
       Scripts and styles are served by the app itself (``serve_locally=True``), so
       ``'self'`` is enough and no CDN is ever contacted. The ``Server`` header is the
       WSGI server's (gunicorn sends no version).
@@ -53,6 +53,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from dash import Dash, Output
 from flask import Response, abort, request
@@ -60,17 +61,27 @@ from werkzeug.exceptions import HTTPException
 
 from ..settings import Settings
 
-__all__ = ["GENERIC_ERROR", "SECURITY_HEADERS", "allowed_paths", "content_security_policy", "install_security"]
+__all__ = [
+    "CROSS_ORIGIN",
+    "GENERIC_ERROR",
+    "SECURITY_HEADERS",
+    "allowed_paths",
+    "content_security_policy",
+    "install_security",
+    "same_origin",
+]
 
 log = logging.getLogger(__name__)
 
 #: The whole body of an unexpected server error.
 GENERIC_ERROR = "internal server error; the server log has the details"
+#: The whole body of a refused cross-site POST.
+CROSS_ORIGIN = "403 Forbidden: cross-origin request refused (POSTs must come from this server's own pages)"
 #: Headers set on every response besides the Content-Security-Policy.
 SECURITY_HEADERS: Mapping[str, str] = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 # Dash's fixed routes, relative to routes_pathname_prefix ("" is the page itself).
@@ -126,6 +137,46 @@ def allowed_paths(app: Dash) -> tuple[frozenset[str], tuple[str, ...]]:
         exact.add(prefix + str(health).lstrip("/"))
     assets = prefix + str(app.config.assets_url_path).strip("/") + "/"
     return frozenset(exact), (*(prefix + f for f in _DASH_FOLDERS), assets)
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of ``url``, lower-case, without the scheme's default port; ``None`` if it has none."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme, host, port = parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:  # a port that is not a number
+        return None
+    if not scheme or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and str(port) != _DEFAULT_PORTS.get(scheme) else "")
+
+
+def same_origin(headers: Mapping[str, str], scheme: str, host: str, mimetype: str) -> bool:
+    """Whether a POST comes from this server's own pages.
+
+    Args:
+        headers: the request's headers (``Origin``, ``Referer``).
+        scheme: the request's own scheme (``http`` or ``https``, after any trusted proxy's word).
+        host: the request's ``Host`` (``name[:port]``).
+        mimetype: the request's content type without parameters.
+
+    Returns:
+        ``True`` when ``Origin`` (or, without it, ``Referer``) names ``scheme://host``,
+        or when neither is sent and the body is ``application/json``.
+    """
+    own = _origin_of(f"{scheme}://{host}")
+    origin = headers.get("Origin")
+    if origin is not None:
+        return own is not None and _origin_of(origin) == own
+    referer = headers.get("Referer")
+    if referer:
+        return own is not None and _origin_of(referer) == own
+    return mimetype == "application/json"
 
 
 def _text(message: str, status: int) -> Response:
@@ -208,6 +259,8 @@ def install_security(app: Dash, settings: Settings) -> None:
             # reaches the limit may be longer, and is refused.
             if len(request.get_data(cache=True)) >= settings.max_body_bytes:
                 abort(413)
+        if request.method == "POST" and not same_origin(request.headers, request.scheme, request.host, request.mimetype):
+            return _text(CROSS_ORIGIN, 403)
         if request.method != "POST" or path != callback_path:
             return None
         try:

@@ -32,7 +32,7 @@ from repgeom.pipeline import Engine
 from repgeom.settings import Settings, check_runtime
 from repgeom.ui import create_app
 from repgeom.ui.ids import ID
-from repgeom.ui.security import GENERIC_ERROR, SECURITY_HEADERS, allowed_paths, install_security
+from repgeom.ui.security import CROSS_ORIGIN, GENERIC_ERROR, SECURITY_HEADERS, allowed_paths, install_security, same_origin
 from repgeom.ui.state import View, default_nodes
 from tests.dash_client import DashClient
 
@@ -272,6 +272,49 @@ def test_malformed_callback_requests_are_400(app) -> None:
     for body in (b"not json", b"[]", b"{}", b"[" * 100_000 + b"]" * 100_000, json.dumps({"output": "../../etc/passwd"}).encode()):
         r = c.post(ENDPOINT, data=body, content_type="application/json")
         assert r.status_code == 400 and r.get_data(as_text=True).startswith("400 Bad Request: "), body[:40]
+
+
+# ---------------------------------------------------------------------------- cross-site requests
+def test_cross_origin_posts_are_403_and_same_origin_ones_run(app, dash, engine) -> None:
+    c = app.server.test_client()  # its requests go to http://localhost
+    body = json.dumps(dash.payload(f"{ID.RDM_GRID}.figure", _rdm_values(engine)))
+    refused = {
+        "text/plain from another site": ({"Origin": "https://evil.example"}, "text/plain"),
+        "JSON from another site": ({"Origin": "https://evil.example"}, "application/json"),
+        "another port": ({"Origin": "http://localhost:8050"}, "application/json"),
+        "another scheme": ({"Origin": "https://localhost"}, "application/json"),
+        "Origin: null": ({"Origin": "null"}, "text/plain"),
+        "a look-alike host": ({"Origin": "http://localhost.evil.example"}, "application/json"),
+        "Referer from another site": ({"Referer": "https://evil.example/page"}, "text/plain"),
+        "a form with neither header": ({}, "application/x-www-form-urlencoded"),
+        "text/plain with neither header": ({}, "text/plain"),
+        "a same-site Referer overruled by Origin": ({"Origin": "https://evil.example", "Referer": "http://localhost/"}, "application/json"),
+    }
+    for what, (headers, ctype) in refused.items():
+        r = c.post(ENDPOINT, data=body, content_type=ctype, headers=headers)
+        assert r.status_code == 403 and r.get_data(as_text=True) == CROSS_ORIGIN + "\n", what
+        _assert_hardened(r, what)
+    assert c.post("/", data=b"x", content_type="text/plain", headers={"Origin": "https://evil.example"}).status_code == 403
+    allowed = {
+        "Origin": {"Origin": "http://localhost"},
+        "Origin with the default port": {"Origin": "http://LOCALHOST:80"},
+        "Referer only": {"Referer": "http://localhost/?tab=rdms"},
+        "neither (JSON)": {},
+    }
+    for what, headers in allowed.items():
+        r = c.post(ENDPOINT, data=body, content_type="application/json", headers=headers)
+        assert r.status_code == 200 and "response" in r.get_json(), what
+    assert SECURITY_HEADERS["Referrer-Policy"] == "same-origin"  # browsers send the real Origin on same-origin POSTs
+
+
+def test_same_origin_rule() -> None:
+    assert same_origin({"Origin": "https://h.example"}, "https", "h.example:443", "text/plain")
+    assert same_origin({"Origin": "http://[::1]:8050"}, "http", "[::1]:8050", "text/plain")
+    assert not same_origin({"Origin": "http://h.example:notaport"}, "http", "h.example", "application/json")
+    assert not same_origin({"Origin": ""}, "http", "h.example", "application/json")
+    assert not same_origin({"Referer": "/relative"}, "http", "h.example", "application/json")
+    assert same_origin({}, "http", "h.example", "application/json")
+    assert not same_origin({}, "http", "h.example", "multipart/form-data")
 
 
 # ---------------------------------------------------------------------------- start-up refusals
