@@ -5,7 +5,12 @@ Design notes:
     sizes stay fixed), B times with a seeded generator. For each sample every path
     point's matrix is restricted to the sampled stimuli; the pairs of a stimulus with its
     own copy are left out of upper-triangle comparisons (their dissimilarity is 0 by
-    construction, not by measurement), as rsatoolbox's pattern bootstrap does.
+    construction, not by measurement), as rsatoolbox's pattern bootstrap does. The
+    whitened comparisons and CKA double-centre whole matrices, where such zeros would
+    read as structure every RDM shares (the noise landmark's whitened angle to labels
+    fell from 1.47 to 1.40 rad); there each drawn stimulus is kept once, which makes
+    their intervals those of a sample of about 63 % of the stimuli: wider, not biased
+    by the copies.
 
     *Ellipses.* Each sample's angle matrix is placed in 2-D by metric MDS started from
     the main path's coordinates, then Procrustes-aligned to them (rotation, reflection
@@ -100,8 +105,8 @@ def bootstrap_path(
     aligned = np.empty((n_boot, k, 2))
     start = torch.from_numpy(np.asarray(coords, dtype=np.float64))
     for b, idx in enumerate(bootstrap_indices(labels, n_boot, seed)):
-        if method in ("cosine_cov", "corr_cov", "cka"):
-            t = torch.from_numpy(idx)
+        if method in ("cosine_cov", "corr_cov", "cka"):  # each drawn stimulus once (see the module notes)
+            t = torch.from_numpy(np.unique(idx))
             d = angles(mats[:, t][:, :, t], method)
         else:  # gather the sampled pairs' entries straight from the full matrices (no K x N x N copy)
             i, j = idx[rows], idx[cols]
