@@ -172,3 +172,17 @@ def test_sync_gives_the_hypotheses_their_options(engine):
     assert out[-1] == [{"label": "odd=1,3|0,2", "value": "odd=1,3|0,2"}]
     assert sync.sync(engine, None, "?hypotheses=a%3D1%7C2", {})[-1] == [{"label": "a=1|2", "value": "a=1|2"}]
     assert sync.sync(engine, ID.HYPOTHESIS_ADD, "", _view(engine), ("odd", "x"))[-1] is no_update
+
+
+def test_the_download_carries_the_landmarks_and_the_difference(engine):
+    import base64
+    import io
+
+    from repgeom.ui.callbacks import download
+
+    view = _view(engine, n_rdm=2, landmarks=["noise"], hypotheses=["odd=1,3,5,7,9"], diff_a="feedforward/fc1", diff_b="recurrent/conv2_4")
+    data, message = download.download(engine, view)
+    z = np.load(io.BytesIO(base64.b64decode(data["content"])))
+    names = list(z["path/names"])
+    assert message == "" and names[-3:] == ["noise", "group:odd", "labels"]
+    assert z["diff/mask"].shape == (20, 20) and "diff/feedforward/fc1-recurrent/conv2_4" in z.files

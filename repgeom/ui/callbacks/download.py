@@ -18,8 +18,9 @@ __all__ = ["download", "export_request", "image_format"]
 def export_request(engine: Engine, data: Any) -> tuple[ExportRequest, str] | None:
     """The export of the view store ``data`` and its file name (``None`` before the page set a view).
 
-    The export holds the RDMs of the tab's stimulus set, the path of the chosen models, and
-    the embeddings when the embeddings tab shows.
+    The export holds the RDMs of the tab's stimulus set, the path of the chosen models with
+    the view's landmarks and hypotheses, the embeddings when the embeddings tab shows, and
+    the difference RDM (with its mask) when A and B are chosen.
     """
     view = parse_view(engine, data)
     if view is None:
@@ -35,6 +36,8 @@ def export_request(engine: Engine, data: Any) -> tuple[ExportRequest, str] | Non
         embed=list(view.embed_methods) if view.tab == "embeddings" else [],
         perplexity=view.perplexity,
         node_overrides={view.model: list(view.nodes)},
+        landmarks=(view.landmark_spec(),),
+        differences=(f"{view.diff_a},{view.diff_b}",) if view.diff_a and view.diff_b else (),
     )
     return req, f"repgeom-{view.model}-{n}pc-{view.condition}.npz"
 
