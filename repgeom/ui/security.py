@@ -31,7 +31,16 @@ Design notes:
       server, and an unexpected exception becomes a one-line generic 500 (the traceback
       goes to the log). HTTP errors (404, 405, 413, ...) are one line of text too.
       With ``settings.debug`` the generic handler is left out, so Dash's dev tools show
-      the traceback to the developer.
+      the traceback to the developer. Each distinct unexpected error (its type and the
+      line that raised it) logs its traceback once, then one line with a count, so a
+      client repeating a request that hits a bug cannot flood the log.
+    * *A client's mistake is a 4xx, never a 500*: a malformed chunked body (400), a
+      component-suite file Dash has not registered (404, no traceback), a background
+      job polled with handles signed for another page load (400, where Dash would fail
+      reading a job key ``None``). A job that ends without a result (cancelled, or its
+      process killed) is answered as Dash's protocol defines it: 204 No Content, which
+      the renderer takes as "nothing to update"; Dash's poll answer has no place for a
+      message other than the callback's own outputs.
     * *Headers on every response*, assets and replayed answers included: a
       Content-Security-Policy whose ``script-src`` is ``'self'`` plus the SHA-256 of
       each inline script Dash writes into the page (``app.csp_hashes()``: the renderer
@@ -51,17 +60,22 @@ Design notes:
 from __future__ import annotations
 
 import logging
+import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from dash import Dash, Output
+from dash._callback import _read_request_handles
+from dash.exceptions import DependencyException
 from flask import Response, abort, request
 from werkzeug.exceptions import HTTPException
 
 from ..settings import Settings
 
 __all__ = [
+    "BAD_CHUNKS",
     "CROSS_ORIGIN",
     "GENERIC_ERROR",
     "SECURITY_HEADERS",
@@ -77,6 +91,8 @@ log = logging.getLogger(__name__)
 GENERIC_ERROR = "internal server error; the server log has the details"
 #: The whole body of a refused cross-site POST.
 CROSS_ORIGIN = "403 Forbidden: cross-origin request refused (POSTs must come from this server's own pages)"
+#: Why a malformed request body is refused.
+BAD_CHUNKS = "the request body could not be read (malformed chunked encoding)"
 #: Headers set on every response besides the Content-Security-Policy.
 SECURITY_HEADERS: Mapping[str, str] = {
     "X-Frame-Options": "DENY",
@@ -225,6 +241,65 @@ def _outputs_match(expected: Any, given: Any) -> bool:
     return True
 
 
+def _unreadable_body(exc: BaseException) -> bool:
+    """Whether ``exc`` is the WSGI server's word that the request body is malformed.
+
+    Werkzeug's dev server raises :class:`OSError` for a bad chunk header; gunicorn raises
+    the ``ParseException`` family of :mod:`gunicorn.http.errors` (``InvalidChunkSize``...).
+    """
+    if isinstance(exc, (OSError, ValueError)):
+        return True
+    return any(c.__module__.startswith("gunicorn.http") for c in type(exc).__mro__)
+
+
+def _handle_error(body: Mapping[str, Any], callback_map: Mapping[str, Any]) -> str | None:
+    """Why a poll of a background callback carries handles this page did not get, or ``None``.
+
+    Dash signs a job's ``cacheKey`` and ``job`` for the page load that started it
+    (``endId``); with another page's handles Dash reads them as missing and fails deep
+    inside (a 500). Here they are a 400.
+    """
+    args = request.args
+    if "cacheKey" not in args and "job" not in args:
+        return None
+    if not callback_map[body["output"]].get("background"):
+        return None
+    try:
+        cache_key, job = _read_request_handles()
+    except Exception:  # a handle Dash cannot even decode
+        cache_key = job = None
+    if ("cacheKey" in args and cache_key is None) or ("job" in args and job is None):
+        return "the background job's handles do not belong to this page; reload the page"
+    return None
+
+
+class _ErrorTally:
+    """Unexpected errors by kind and place: the first of each logged with its traceback, the rest counted.
+
+    Args:
+        max_kinds: distinct (type, place) pairs remembered; beyond them errors are counted together.
+    """
+
+    def __init__(self, max_kinds: int = 256) -> None:
+        self.max_kinds = max_kinds
+        self.counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def log(self, exc: BaseException, where: str) -> None:
+        """Log ``exc`` (raised while serving ``where``): its traceback the first time, a count after."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        place = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        key = (type(exc).__qualname__, place)
+        with self._lock:
+            if key not in self.counts and len(self.counts) >= self.max_kinds:
+                key = ("other", "?")
+            n = self.counts[key] = self.counts.get(key, 0) + 1
+        if n == 1 and key != ("other", "?"):
+            log.error("unhandled error on %s", where, exc_info=exc)
+        else:
+            log.error("unhandled error on %s: %s at %s (%d times; traceback logged the first time)", where, key[0], key[1], n)
+
+
 def install_security(app: Dash, settings: Settings) -> None:
     """Harden ``app``'s Flask server for production (see the module notes).
 
@@ -257,7 +332,13 @@ def install_security(app: Dash, settings: Settings) -> None:
         if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
             # Werkzeug cuts a chunked body off at the limit without a word: a body that
             # reaches the limit may be longer, and is refused.
-            if len(request.get_data(cache=True)) >= settings.max_body_bytes:
+            try:
+                size = len(request.get_data(cache=True))
+            except Exception as exc:
+                if not _unreadable_body(exc):
+                    raise
+                return _text(f"400 Bad Request: {BAD_CHUNKS}", 400)
+            if size >= settings.max_body_bytes:
                 abort(413)
         if request.method == "POST" and not same_origin(request.headers, request.scheme, request.host, request.mimetype):
             return _text(CROSS_ORIGIN, 403)
@@ -267,7 +348,7 @@ def install_security(app: Dash, settings: Settings) -> None:
             body = request.get_json(force=True, silent=True)
         except RecursionError:
             body = None
-        reason = _envelope_error(body, app.callback_map)
+        reason = _envelope_error(body, app.callback_map) or _handle_error(body, app.callback_map)
         return None if reason is None else _text(f"400 Bad Request: {reason}", 400)
 
     hooks = server.before_request_funcs.setdefault(None, [])
@@ -283,13 +364,19 @@ def install_security(app: Dash, settings: Settings) -> None:
             return _text(f"413 Content Too Large: request bodies are limited to {settings.max_body_bytes} bytes", 413)
         return _text(f"{exc.code} {exc.name}", exc.code)
 
+    @server.errorhandler(DependencyException)
+    def unregistered_file(exc: DependencyException) -> Response:
+        # A component-suite path Dash has not registered (a package or a file): the client's mistake.
+        return _text("404 Not Found", 404)
+
     if not settings.debug:
+        seen = _ErrorTally()
 
         @server.errorhandler(Exception)
         def server_error(exc: Exception) -> Response:
             if isinstance(exc, HTTPException):
                 return http_error(exc)
-            log.exception("unhandled error on %s %s", request.method, request.path)
+            seen.log(exc, f"{request.method} {request.path}")
             return _text(GENERIC_ERROR, 500)
 
     @server.after_request

@@ -32,7 +32,7 @@ from repgeom.pipeline import Engine
 from repgeom.settings import Settings, check_runtime
 from repgeom.ui import create_app
 from repgeom.ui.ids import ID
-from repgeom.ui.security import CROSS_ORIGIN, GENERIC_ERROR, SECURITY_HEADERS, allowed_paths, install_security, same_origin
+from repgeom.ui.security import BAD_CHUNKS, CROSS_ORIGIN, GENERIC_ERROR, SECURITY_HEADERS, allowed_paths, install_security, same_origin
 from repgeom.ui.state import View, default_nodes
 from tests.dash_client import DashClient
 
@@ -247,6 +247,75 @@ def test_an_unexpected_error_is_a_generic_500_logged_server_side(monkeypatch, ca
     tiny.server.view_functions["/_dash-layout"] = raising_view
     r = c.get("/_dash-layout")
     assert r.status_code == 500 and r.get_data(as_text=True) == GENERIC_ERROR + "\n"
+
+
+def test_each_distinct_error_logs_its_traceback_once_then_a_count(caplog) -> None:
+    tiny = _tiny_app(Settings())
+    c = tiny.server.test_client()
+    caplog.set_level("ERROR", logger="repgeom.ui.security")
+    for _ in range(5):
+        assert _tiny_call(c).status_code == 500
+
+    def other() -> str:
+        raise KeyError("elsewhere")
+
+    tiny.server.view_functions["/_dash-layout"] = other
+    for _ in range(3):
+        assert c.get("/_dash-layout").status_code == 500
+    records = [r for r in caplog.records if r.name == "repgeom.ui.security"]
+    assert len(records) == 8
+    with_traceback = [r for r in records if r.exc_info]
+    assert [type(r.exc_info[1]).__name__ for r in with_traceback] == ["RuntimeError", "KeyError"]
+    counted = [r.getMessage() for r in records if not r.exc_info]
+    assert counted[-1].endswith("(3 times; traceback logged the first time)") and "KeyError at " in counted[-1]
+    assert "RuntimeError at " in counted[3] and "(5 times;" in counted[3]
+
+
+class _BadChunks(io.RawIOBase):
+    """A request stream that fails as a WSGI server's chunk decoder does on ``zz\\r\\nabc\\r\\n0\\r\\n\\r\\n``."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # noqa: ANN001
+        raise self.exc
+
+
+def test_a_malformed_chunked_body_is_400(app, caplog) -> None:
+    from gunicorn.http.errors import InvalidChunkSize
+
+    c = app.server.test_client()
+    for exc in (OSError("Invalid chunk header"), InvalidChunkSize(b"zz")):  # Werkzeug's dev server, gunicorn
+        r = c.post(ENDPOINT, content_type="application/json", headers={"Transfer-Encoding": "chunked"},
+                   environ_overrides={"wsgi.input_terminated": True, "wsgi.input": _BadChunks(exc)})
+        assert r.status_code == 400 and r.get_data(as_text=True).startswith("400 Bad Request"), exc
+        if isinstance(exc, InvalidChunkSize):  # Werkzeug itself makes its OSError a 400 (a client that went away)
+            assert r.get_data(as_text=True) == f"400 Bad Request: {BAD_CHUNKS}\n"
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_an_unregistered_component_suite_is_404_without_a_traceback(app, caplog) -> None:
+    c = app.server.test_client()
+    for path in ("/_dash-component-suites/flask/app.py", "/_dash-component-suites/dash/not-there.js",
+                 "/_dash-component-suites/os/path.py"):
+        r = c.get(path)
+        assert r.status_code == 404 and r.get_data(as_text=True) == "404 Not Found\n", path
+        _assert_hardened(r, path)
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+
+
+def test_polling_a_job_with_another_pages_handles_is_400(app, dash, caplog) -> None:
+    background = [k for k, spec in app.callback_map.items() if spec.get("background")]
+    assert background, "the app has background callbacks"
+    body = json.dumps(dash.payload(background[0].strip(".").split("...")[0], {}))
+    c = app.server.test_client()
+    for args in ({"cacheKey": "0" * 64, "job": "1"}, {"cacheKey": "forged.signature"}, {"job": "12"}):
+        r = c.post(ENDPOINT, query_string=args, data=body, content_type="application/json")
+        assert r.status_code == 400 and "do not belong to this page" in r.get_data(as_text=True), (args, r.get_data()[:300])
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 def test_debug_setting_leaves_errors_to_dash_dev_tools() -> None:
@@ -523,8 +592,11 @@ def test_planted_pickle_under_gunicorn(planted, engine, dash) -> None:
                 "Transfer-Encoding: chunked\r\n\r\n").encode()
         chunked = (b"%x\r\n%s\r\n" % (len(c), c) for c in _chunks(FIVE_MB))
         assert _raw_status(port, head, [*chunked, b"0\r\n\r\n"]) == 413
+        assert _raw_status(port, head, [b"zz\r\nabc\r\n0\r\n\r\n"]) == 400  # a malformed chunk size
+        assert _get(port, "/_dash-component-suites/flask/app.py")[0] == 404
         assert _get(port, "/healthz")[0] == 200  # still serving
         assert not marker.exists()
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
