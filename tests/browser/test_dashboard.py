@@ -84,7 +84,7 @@ def test_path_animation_plays_and_the_link_restores_the_view(
 
     base = live_server(dashboard)
     page.goto_dash(base + "?tab=paths&n_embed=10", timeout_ms=TIMEOUT)
-    page.page.get_by_role("button", name="feedforward vs recurrent").click()  # the manifest's preset
+    page.page.get_by_role("button", name="feedforward vs recurrent", exact=True).click()  # the manifest's preset
     page.wait_for_dash_idle(TIMEOUT)
     fig = page.page.locator("#path-graph .js-plotly-plot")
     expect(fig.locator(".legendtext")).to_contain_text(["feedforward", "recurrent", "input", "labels"], timeout=TIMEOUT)

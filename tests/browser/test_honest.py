@@ -70,6 +70,17 @@ def test_path_with_landmarks_a_hypothesis_bootstrap_and_side_by_side(
     page.wait_for_dash_idle(TIMEOUT)
     expect(fig.locator(".gtitle")).to_contain_text("whitened-correlation angle (rad)", timeout=TIMEOUT)
     page.page.screenshot(path=screenshot_dir / "path_landmarks_bootstrap.png", full_page=True)
+
+    # what the camera button saves (Plotly.toImage, here as SVG) carries the titles
+    svg = page.page.evaluate(
+        """async () => {
+            const gd = document.querySelector('#path-graph .js-plotly-plot');
+            const url = await Plotly.toImage(gd, {format: 'svg', width: 1400, height: 700});
+            return decodeURIComponent(url.slice(url.indexOf(',') + 1));
+        }"""
+    )
+    for words in ("Representational path", "whitened-correlation angle (rad)", "Kruskal stress-1", "squared Euclidean distance / D"):
+        assert words in svg, words
     page.assert_no_errors()
 
 
