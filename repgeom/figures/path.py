@@ -262,10 +262,10 @@ def path_figure(
     fig.frames = [go.Frame(name=str(k), data=_path_traces(path, k, colors, notes), traces=list(range(1, 1 + n_dynamic))) for k in range(1, longest + 1)]
     outlines = [o for o in (ellipses or []) if o is not None]
     _square_axes(fig, np.concatenate([path.coords, *outlines]) if outlines else path.coords)
-    boot = f" · ellipses: 95 % of {uncertainty.n_boot} bootstrap samples" if uncertainty is not None and outlines else ""
+    boot = f"<br><sup>ellipses: 95 % of {uncertainty.n_boot} bootstrap samples, Procrustes-aligned</sup>" if uncertainty is not None and outlines else ""
     default = (
         f"Representational path · {', '.join(order)}<br><sup>{path_basis(path.rdm_method, path.compare)} · "
-        f"MDS {STRESS_NAME} {path.stress:.3f}{boot}</sup>"
+        f"MDS {STRESS_NAME} {path.stress:.3f}</sup>{boot}"
     )
     fig.update_layout(
         **base_layout(
@@ -274,7 +274,7 @@ def path_figure(
             legend={"x": 1.02, "y": 1, "font": {"size": 11}},
             sliders=[frame_slider([str(k) for k in range(1, longest + 1)], longest - 1, "steps shown: ", redraw=False, x=0.6, length=0.4, lead=0.45)],
             updatemenus=[{**play_menu(350), "x": 0.6}],
-            margin={"l": 110, "r": 30, "t": 100, "b": 120},
+            margin={"l": 110, "r": 30, "t": 120, "b": 120},
         )
     )
     return fig
@@ -376,15 +376,18 @@ def labels_distance_figure(
     colors = model_colors(order, colors)
     last = len(path.names) - 1
     fig = go.Figure()
+    ticks: list[int] = []
     for model in order:
         rows = path.rows_of(model)
+        ticks += rows.tolist()
         nodes = [path.nodes[i] for i in rows]
+        x = rows.tolist()
         y = path.to_labels[rows]
         band = (yardsticks or {}).get(model) or {}
         if band:
             half = np.array([band.get(n, np.nan) for n in nodes])
             shown = ~np.isnan(half)
-            xs = [n for n, s in zip(nodes, shown, strict=True) if s]
+            xs = [r for r, s in zip(x, shown, strict=True) if s]
             fig.add_trace(
                 go.Scatter(
                     x=xs + xs[::-1],
@@ -405,14 +408,14 @@ def labels_distance_figure(
         ci = [_ci(uncertainty, i, last) for i in rows]
         fig.add_trace(
             go.Scatter(
-                x=nodes,
+                x=x,
                 y=y,
                 mode="lines+markers",
                 name=model,
                 line={"color": colors[model], "width": 2},
                 error_y=error,
-                customdata=np.stack([np.asarray(ci, dtype=object), np.asarray(seed_note, dtype=object)], axis=1),
-                hovertemplate=f"{model} · %{{x}}<br>%{{y:.3f}} rad%{{customdata[0]}}%{{customdata[1]}}<extra></extra>",
+                customdata=np.stack([np.asarray(nodes, dtype=object), np.asarray(ci, dtype=object), np.asarray(seed_note, dtype=object)], axis=1),
+                hovertemplate=f"{model} · %{{customdata[0]}}<br>%{{y:.3f}} rad%{{customdata[1]}}%{{customdata[2]}}<extra></extra>",
             )
         )
     for i in path.landmark_rows:
@@ -424,15 +427,22 @@ def labels_distance_figure(
             annotation_position="top left",
             annotation_font={"size": 10, "color": LANDMARK_COLOR},
         )
-    boot = f" · bars: 95 % intervals of {uncertainty.n_boot} bootstrap samples" if uncertainty is not None else ""
-    seeds = " · band: ± angle to a second seed" if any((yardsticks or {}).values()) else ""
+    boot = f"bars: 95 % intervals of {uncertainty.n_boot} bootstrap samples" if uncertainty is not None else ""
+    seeds = "band: ± angle to a second seed of the model" if any((yardsticks or {}).values()) else ""
+    extra = " · ".join(t for t in (boot, seeds) if t)
     fig.update_layout(
         **base_layout(
-            title=f"Angle to labels, node by node<br><sup>{path_basis(path.rdm_method, path.compare)}{boot}{seeds}</sup>",
-            height=420,
-            xaxis={"title": {"text": "node (graph order)"}, "tickangle": -45, "tickfont": {"size": 10}},
+            title=f"Angle to labels, node by node<br><sup>{path_basis(path.rdm_method, path.compare)}</sup>" + (f"<br><sup>{extra}</sup>" if extra else ""),
+            height=440,
+            xaxis={
+                "title": {"text": "node (graph order, model by model)"},
+                "tickangle": -45,
+                "tickfont": {"size": 10},
+                "tickvals": ticks,
+                "ticktext": [path.nodes[i] for i in ticks],
+            },
             yaxis={"title": {"text": f"{COMPARE_LABELS.get(path.compare, path.compare)} to labels (rad)"}},
-            margin={"l": 70, "r": 30, "t": 90, "b": 110},
+            margin={"l": 70, "r": 30, "t": 110, "b": 110},
         )
     )
     return fig
