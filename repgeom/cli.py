@@ -1,18 +1,24 @@
 """``python -m repgeom``: list models and nodes, export geometry, train.
 
 Every user mistake ends as one line on stderr (``repgeom: error: ...``) and exit status 2;
-an output file is written to a temporary name and renamed only when complete.
+a full disk is one line and exit status 1. An output file is written to a temporary name
+and renamed only when complete; SIGTERM and SIGHUP are turned into the same
+``KeyboardInterrupt`` as Ctrl-C, so the temporary files go in every case.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .argparsing import OneLineParser
+from .core.atomic import DiskFullError
 from .core.errors import RepgeomError
 from .settings import env_data_root, env_models_dir
 
@@ -305,6 +311,32 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so ``finally`` blocks clean up as after Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signalled(signum: int, frame: object) -> None:
+    raise _Signalled(signum)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`_Signalled` (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_signalled) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -315,10 +347,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "datasets": _cmd_datasets, "add-dataset": _cmd_add_dataset, "add-model": _cmd_add_model,
     }
     try:
-        return handlers[args.command](args)
+        with _signals_interrupt():
+            return handlers[args.command](args)
     except RepgeomError as exc:
         print(f"repgeom: error: {exc}", file=sys.stderr)
         return 2
+    except DiskFullError as exc:
+        print(f"repgeom: error: {exc}", file=sys.stderr)
+        return 1
+    except _Signalled as exc:
+        print(f"repgeom: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("repgeom: interrupted", file=sys.stderr)
         return 130

@@ -3,8 +3,10 @@
 Design notes:
     :func:`collect_export` computes everything through the :class:`~repgeom.pipeline.Engine`
     into a flat ``{key: array}`` dict; :func:`write_export` and :func:`export_bytes` only
-    write. Files are written under a temporary name in the target folder and renamed
-    into place when complete, so an error or an interrupt never leaves a partial file.
+    write. Files are written by :func:`repgeom.core.atomic.atomic_path`: under a
+    temporary name in the target folder, renamed into place when complete, so an error,
+    an interrupt or a full disk never leaves a partial file; a symbolic link ``--out``
+    is written through, a FIFO, device or folder refused with one line.
     The ``.npz`` is stored uncompressed: float64 dissimilarities barely compress (zlib
     spent as long as the computation for a few per cent), and ``np.load`` can then map
     arrays straight from the file.
@@ -25,17 +27,20 @@ import contextlib
 import io
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .core.atomic import atomic_path
 from .core.errors import RepgeomError
 from .pipeline import Engine, StimulusSpec
 
-__all__ = ["ExportRequest", "atomic_output", "collect_export", "export_bytes", "write_export"]
+__all__ = ["OUTPUT_MODE", "ExportRequest", "collect_export", "export_bytes", "write_export"]
+
+#: Permission bits of an export file (readable by others, like any file a user asks for).
+OUTPUT_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -159,28 +164,6 @@ def _difference_pair(item: str) -> tuple[tuple[str, str], tuple[str, str]]:
     return (halves[0][0], halves[0][2]), (halves[1][0], halves[1][2])
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise RepgeomError(f"cannot write {target}: folder {parent} does not exist")
-    if target.is_dir():
-        raise RepgeomError(f"cannot write {target}: it is a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".part")
-    except OSError as exc:
-        raise RepgeomError(f"cannot write in {parent}: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
 def export_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """The ``.npz`` file content for ``arrays``."""
     buf = io.BytesIO()
@@ -195,7 +178,10 @@ def write_export(
     method: str = "correlation",
 ) -> None:
     """Write the ``.npz`` (and the rsatoolbox HDF5) so that both appear or neither does."""
-    with atomic_output(out) as tmp_npz, (atomic_output(rsatoolbox) if rsatoolbox else contextlib.nullcontext()) as tmp_h5:
+    with (
+        atomic_path(out, OUTPUT_MODE, follow_symlinks=True) as tmp_npz,
+        atomic_path(rsatoolbox, OUTPUT_MODE, follow_symlinks=True) if rsatoolbox else contextlib.nullcontext() as tmp_h5,
+    ):
         if tmp_h5 is not None:
             _write_hdf5(tmp_h5, arrays, method)
         with open(tmp_npz, "wb") as fh:

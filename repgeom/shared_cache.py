@@ -20,29 +20,28 @@ Design notes:
     fails (a full disk, Redis gone) costs only the cache hit, never the request: ``put``
     logs and returns.
 
-    :func:`write_atomically` (and :func:`open_atomically`, for writers that stream) is
-    the only file replacement in the project: a temporary file in the same folder,
-    flushed to disk, then renamed over the target, so a reader in any process sees the
-    old content, the new content or no file, never part of one, even after a crash. It
-    refuses to replace anything but a regular file (a symlink planted in a shared folder
-    is not followed, a directory is not clobbered).
+    :func:`write_atomically` (and :func:`open_atomically`, for writers that stream),
+    re-exported from :mod:`repgeom.core.atomic`, is the only file replacement in the
+    project: a temporary file in the same folder, flushed to disk, then renamed over the
+    target, so a reader in any process sees the old content, the new content or no
+    file, never part of one, even after a crash. Here it refuses to replace anything but
+    a regular file (a symlink planted in a shared folder is not followed, a directory is
+    not clobbered).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import re
-import stat
-import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from .core.atomic import open_atomically, write_atomically
 
 __all__ = [
     "FolderStore",
@@ -59,63 +58,6 @@ log = logging.getLogger(__name__)
 
 #: Keys a :class:`FolderStore` accepts by default: lower-case hex, then hex, ``-``, ``_`` or ``.``.
 HEX_KEY = re.compile(r"[0-9a-f][0-9a-f_.-]{0,199}")
-
-
-@contextlib.contextmanager
-def open_atomically(path: str | os.PathLike[str], mode: int = 0o600) -> Iterator[BinaryIO]:
-    """A binary file to write; on a clean exit it replaces ``path`` at once, durably.
-
-    The data goes to a temporary file in ``path``'s folder, is flushed and ``fsync``-ed,
-    then renamed over ``path``. If the block raises, ``path`` is untouched and the
-    temporary file is removed.
-
-    Args:
-        path: the file to create or replace.
-        mode: permission bits of the new file (default: owner read/write only).
-
-    Yields:
-        The open temporary file.
-
-    Raises:
-        FileExistsError: when ``path`` exists and is not a regular file (a symlink, a
-            folder, a device...).
-        OSError: what the file system reports (missing folder, full disk...).
-    """
-    path = Path(path)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISREG(st.st_mode):
-            raise FileExistsError(errno.EEXIST, "exists and is not a regular file; refusing to replace it", str(path))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_atomically(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` all at once (see :func:`open_atomically`).
-
-    Args:
-        path: the file to create or replace.
-        data: its whole new content.
-        mode: permission bits of the new file (default: owner read/write only).
-
-    Raises:
-        FileExistsError: when ``path`` exists and is not a regular file.
-        OSError: what the file system reports.
-    """
-    with open_atomically(path, mode) as fh:
-        fh.write(data)
 
 
 def trim_folder(folder: Path, pattern: str, max_bytes: int, ttl_s: float | None = None) -> None:

@@ -195,3 +195,140 @@ def test_bad_trust_options_are_one_line(tmp_path, capsys, args, message):
     assert main(["export", "--out", str(tmp_path / "x.npz"), "--n-per-class", "2", "--layers", "conv2", *args]) == 2
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- safe writes
+_SMALL = ["--n-per-class", "2", "--layers", "conv1", "--models", "feedforward"]
+
+
+def test_export_writes_through_a_symlink_and_readable_by_others(tmp_path, capsys):
+    real = tmp_path / "real.npz"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(real)
+    assert main(["export", "--out", str(link), *_SMALL]) == 0
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    with np.load(real) as f:
+        assert "rdm/feedforward/conv1" in f.files
+    assert real.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npz", "real.npz"]
+
+
+def test_export_refuses_a_fifo_a_device_and_a_folder_with_one_line(tmp_path, capsys):
+    from repgeom.core.atomic import UnwritableTarget
+    from repgeom.export import write_export
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    targets = {fifo: "a FIFO", folder: "a folder"}
+    if os.geteuid() == 0:  # what `export --out /dev/null` met as root: a character device
+        import stat
+
+        device = tmp_path / "null"
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        targets[device] = "a character device"
+    arrays = {"labels": np.arange(3)}
+    for target, kind in targets.items():
+        with pytest.raises(UnwritableTarget, match=f"it is {kind}, not a regular file"):
+            write_export(target, arrays)
+    assert fifo.exists() and not fifo.is_file() and folder.is_dir()
+    assert all(not p.name.endswith(".part") for p in tmp_path.iterdir())
+    assert main(["export", "--out", str(fifo), *_SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err == f"repgeom: error: refusing to replace {fifo}: it is a FIFO, not a regular file\n"
+
+
+def _slow_export(out: Path, marker: Path) -> str:
+    """A ``python -c`` script: the CLI's export, whose .npz write stalls half way (to be signalled)."""
+    return f"""
+import sys, time
+import repgeom.export as e
+def stalled(fh, **arrays):
+    fh.write(b"x" * 100000)
+    fh.flush()
+    open({str(marker)!r}, "w").close()
+    time.sleep(120)
+e.np.savez = stalled
+from repgeom.cli import main
+sys.exit(main(["export", "--out", {str(out)!r}, *{_SMALL!r}]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_mid_export_leave_no_part_file(tmp_path, sig):
+    import signal
+    import time
+
+    out = tmp_path / "x.npz"
+    out.write_bytes(b"previous")
+    marker = tmp_path / "writing"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _slow_export(out, marker)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the export never started writing"
+            time.sleep(0.1)
+        assert [p for p in tmp_path.iterdir() if p.name.endswith(".part")], "a .part file is being written"
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + getattr(signal, sig) and err.strip().endswith(f"repgeom: stopped by {sig}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["writing", "x.npz"] and out.read_bytes() == b"previous"
+
+
+def test_a_full_disk_is_one_line_exit_1_and_nothing_partial(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import repgeom.export as export
+
+    out = tmp_path / "x.npz"
+    out.write_bytes(b"previous")
+
+    def fills_the_disk(fh, **arrays):
+        fh.write(b"x" * 5000)
+        fh.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(export.np, "savez", fills_the_disk)
+        assert main(["export", "--out", str(out), *_SMALL]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"repgeom: error: no space left on the device for {out}: 5000 bytes written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"] and out.read_bytes() == b"previous"
+    if os.geteuid() != 0:
+        return  # a real full disk needs a tmpfs mount (root); the simulation above covers the handling
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(small)], capture_output=True).returncode:
+        return
+    try:
+        assert main(["export", "--out", str(small / "x.npz"), *_SMALL]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"no space left on the device for {small / 'x.npz'}" in err, err
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_saved_checkpoints_are_readable_by_others_and_cache_files_private(tmp_path):
+    from repgeom.core.checkpoints import ModelEntry, load_checkpoint, read_manifest, save_checkpoint
+    from repgeom.core.nets import Net
+    from repgeom.shared_cache import FolderStore
+
+    entry = ModelEntry("ff", "Net", "", "", 0, "mnist", {"clean": 0.1}, {"seed": 0})
+    save_checkpoint(tmp_path, entry, Net(), history={0: Net().state_dict()})
+    for name in ("ff.pt", "ff@0.pt", "manifest.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    load_checkpoint(read_manifest(tmp_path)[0], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ff.pt", "ff@0.pt", "manifest.json"]
+    store = FolderStore(tmp_path / "cache")
+    store.put("ab", b"x")
+    assert store.path("ab").stat().st_mode & 0o777 == 0o600

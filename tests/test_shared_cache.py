@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from repgeom.core.atomic import UnwritableTarget
 from repgeom.shared_cache import FolderStore, MemoryStore, RedisStore, SharedStore, open_atomically, open_store, write_atomically
 
 
@@ -105,7 +106,7 @@ def test_write_atomically_refuses_to_replace_anything_but_a_regular_file(tmp_pat
     folder = tmp_path / "folder"
     folder.mkdir()
     for path in (link, folder):
-        with pytest.raises(FileExistsError, match="not a regular file"):
+        with pytest.raises(UnwritableTarget, match="not a regular file"):
             write_atomically(path, b"x")
     assert outside.read_bytes() == b"keep" and link.is_symlink() and folder.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "link", "outside"]

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .atomic import write_atomically
 from .datasets import DatasetInfo, builtin_datasets, get_dataset
 from .errors import CheckpointError, RepgeomError
 from .files import read_regular
@@ -390,16 +390,8 @@ def load_all(models_dir: str | os.PathLike[str] | None = None, trust_code: bool 
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace ``path`` whole with :func:`~repgeom.core.atomic.write_atomically`, readable by others (0644)."""
+    write_atomically(path, data, mode=0o644, follow_symlinks=True)
 
 
 def _existing_manifest(models_dir: Path) -> Manifest:
