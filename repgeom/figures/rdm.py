@@ -235,12 +235,12 @@ def difference_figure(
     )
     fig.update_layout(
         **base_layout(
-            title=f"Difference RDM · A = {a} minus B = {b}<br><sup>RDMs: {METRIC_LABELS.get(method, method)}, rank-transformed · grey: sign not "
-            f"reliable in 95 % of {n_boot} bootstrap samples ({100 * reliable:.0f} % of cells reliable)</sup>",
+            title=f"Difference RDM · A = {a} minus B = {b}<br><sup>RDMs: {METRIC_LABELS.get(method, method)}, rank-transformed</sup><br><sup>grey: sign "
+            f"not reliable in 95 % of {n_boot} bootstrap samples ({100 * reliable:.0f} % of cells reliable)</sup>",
             shapes=shapes,
             height=640,
             plot_bgcolor="#C8C8C8",
-            margin={"l": 60, "r": 30, "t": 100, "b": 50},
+            margin={"l": 60, "r": 30, "t": 120, "b": 50},
         )
     )
     fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain")
