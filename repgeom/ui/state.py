@@ -13,7 +13,6 @@ Design notes:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -21,10 +20,11 @@ from urllib.parse import parse_qs, urlencode
 
 from ..core.comparisons import PATH_COMPARISONS
 from ..core.embedding import EMBED_METHODS, PERPLEXITY_RANGE
-from ..core.errors import RepgeomError, choice_error
+from ..core.errors import RepgeomError
 from ..core.landmarks import parse_landmarks
 from ..core.rdm import RDM_METHODS
 from ..core.stimuli import CONDITIONS, available_per_class
+from ..core.validate import check_choice, check_float, check_int, shown
 from ..figures.rdm import COLORSCALES, NORMALISE
 from ..pipeline import Engine, StimulusSpec
 
@@ -154,7 +154,7 @@ def split_model_node(engine: Engine, value: Any, dataset: str, what: str) -> tup
         RepgeomError: for anything else, naming what is allowed.
     """
     if not isinstance(value, str) or "/" not in value:
-        raise RepgeomError(f"{what} must be MODEL/NODE, e.g. {engine.defaults.model}/{engine.nodes(engine.defaults.model)[-1]}; got {_shown(value)}")
+        raise RepgeomError(f"{what} must be MODEL/NODE, e.g. {engine.defaults.model}/{engine.nodes(engine.defaults.model)[-1]}; got {shown(value)}")
     model, _, node = value.partition("/")
     model = engine.check_model(model)
     if engine.dataset_of(model).id != dataset:
@@ -169,7 +169,7 @@ def _hypotheses(engine: Engine, value: Any, class_names: Sequence[str]) -> tuple
     out = []
     for h in items:
         if not isinstance(h, str) or len(h) > 2000:
-            raise RepgeomError(f"a class-group hypothesis is NAME=a,b|c,d (class names or indices), got {_shown(h)}")
+            raise RepgeomError(f"a class-group hypothesis is NAME=a,b|c,d (class names or indices), got {shown(h)}")
         parse_landmarks(f"group:{h.strip()}", class_names)
         out.append(h.strip())
     if len({h.partition("=")[0] for h in out}) != len(out):
@@ -189,49 +189,10 @@ def _as_list(value: Any, what: str) -> list[Any]:
     return list(value)
 
 
-def _shown(value: Any) -> str:
-    """A short description of an untrusted value for a message (never the repr of a huge one)."""
-    if isinstance(value, str):
-        return repr(value[:40]) + ("..." if len(value) > 40 else "")
-    if isinstance(value, (list, tuple, dict)):
-        return f"a {type(value).__name__} of {len(value)}"
-    return repr(value)[:40]
-
-
 def _hashable(value: Any) -> Any:
-    return value if isinstance(value, (str, int, float, type(None))) else _shown(value)
+    return value if isinstance(value, (str, int, float, type(None))) else shown(value)
 
 
-def _int_in(what: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {_shown(value)}") from None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise RepgeomError(f"{what} must be a whole number from {lo} to {hi}, got {_shown(value)}")
-    return value
-
-
-def _float_in(what: str, value: Any, lo: float, hi: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {_shown(value)}") from None
-    if isinstance(value, bool) or not math.isfinite(v) or not lo <= v <= hi:
-        raise RepgeomError(f"{what} must be a number from {lo:g} to {hi:g}, got {_shown(value)}")
-    return v
-
-
-def _one_of(what: str, value: Any, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise choice_error(what, value if isinstance(value, str) else type(value).__name__, allowed)
-    return value
-
-
-#: List fields whose items hold commas are joined with this in a URL.
 _SEPARATORS = {"hypotheses": ";"}
 
 
@@ -305,7 +266,7 @@ class View:
         node_list = _as_list(get["nodes"], "nodes")
         if not node_list:
             raise RepgeomError(f"choose at least one node of {model}")
-        nodes = tuple(engine.select_nodes(model, [n if isinstance(n, str) else _shown(n) for n in node_list]))
+        nodes = tuple(engine.select_nodes(model, [n if isinstance(n, str) else shown(n) for n in node_list]))
         path_models = _as_list(get["path_models"], "path models")
         if not path_models:
             raise RepgeomError(f"choose at least one model for the path; allowed: {', '.join(engine.model_ids)}")
@@ -313,38 +274,38 @@ class View:
         methods = _as_list(get["embed_methods"], "embedding methods")
         if not methods:
             raise RepgeomError(f"choose at least one embedding method; allowed: {', '.join(EMBED_METHODS)}")
-        chosen = {_one_of("embedding method", x, EMBED_METHODS) for x in methods}
+        chosen = {check_choice("embedding method", x, EMBED_METHODS) for x in methods}
         methods = tuple(m for m in EMBED_METHODS if m in chosen)
         limit = per_class_limit(engine, model)
         dataset = engine.dataset_of(model)
-        marks = {_one_of("landmark", x, LANDMARK_CHOICES) for x in _as_list(get["landmarks"], "landmarks")}
-        survive = {_one_of("side-by-side comparison", x, SURVIVE_COMPARISONS) for x in _as_list(get["survive"], "side-by-side comparisons")}
+        marks = {check_choice("landmark", x, LANDMARK_CHOICES) for x in _as_list(get["landmarks"], "landmarks")}
+        survive = {check_choice("side-by-side comparison", x, SURVIVE_COMPARISONS) for x in _as_list(get["survive"], "side-by-side comparisons")}
         if len(survive) == 1 or len(survive) > 3:
             raise RepgeomError(f"choose two or three comparisons to draw side by side (or none), got {len(survive)}")
         diffs = ["" if get[k] in ("", None) else "/".join(split_model_node(engine, get[k], dataset.id, what)) for k, what in (("diff_a", "A"), ("diff_b", "B"))]
         return cls(
-            tab=_one_of("tab", get["tab"], TABS),
+            tab=check_choice("tab", get["tab"], TABS),
             model=model,
             nodes=nodes,
-            n_rdm=_int_in("images per class (RDMs)", get["n_rdm"], 1, limit),
-            n_embed=_int_in("images per class (embeddings and paths)", get["n_embed"], 1, limit),
-            condition=_one_of("condition", get["condition"], CONDITIONS),
-            epsilon=_float_in("epsilon", get["epsilon"], 0.0, 1.0),
+            n_rdm=check_int("images per class (RDMs)", get["n_rdm"], 1, limit),
+            n_embed=check_int("images per class (embeddings and paths)", get["n_embed"], 1, limit),
+            condition=check_choice("condition", get["condition"], CONDITIONS),
+            epsilon=check_float("epsilon", get["epsilon"], 0.0, 1.0),
             attack_model=engine.check_model(_hashable(get["attack_model"])),
-            rdm_method=_one_of("RDM method", get["rdm_method"], RDM_METHODS),
-            normalise=_one_of("colour normalisation", get["normalise"], NORMALISE),
-            colorscale=_one_of("colour scale", get["colorscale"], COLORSCALES),
+            rdm_method=check_choice("RDM method", get["rdm_method"], RDM_METHODS),
+            normalise=check_choice("colour normalisation", get["normalise"], NORMALISE),
+            colorscale=check_choice("colour scale", get["colorscale"], COLORSCALES),
             embed_methods=methods,
-            anim_method=_one_of("animation method", get["anim_method"], EMBED_METHODS),
-            perplexity=_float_in("perplexity", get["perplexity"], *PERPLEXITY_RANGE),
+            anim_method=check_choice("animation method", get["anim_method"], EMBED_METHODS),
+            perplexity=check_float("perplexity", get["perplexity"], *PERPLEXITY_RANGE),
             path_models=path_models,
-            path_rdm=_one_of("path RDM method", get["path_rdm"], RDM_METHODS),
-            compare=_one_of("comparison method", get["compare"], PATH_COMPARISONS),
+            path_rdm=check_choice("path RDM method", get["path_rdm"], RDM_METHODS),
+            compare=check_choice("comparison method", get["compare"], PATH_COMPARISONS),
             landmarks=tuple(m for m in LANDMARK_CHOICES if m in marks),
             hypotheses=_hypotheses(engine, get["hypotheses"], dataset.class_names),
             survive=tuple(c for c in SURVIVE_COMPARISONS if c in survive),
-            path_mode=_one_of("path mode", get["path_mode"], PATH_MODES),
-            anim_scale=_one_of("animation scale", get["anim_scale"], ANIM_SCALES),
+            path_mode=check_choice("path mode", get["path_mode"], PATH_MODES),
+            anim_scale=check_choice("animation scale", get["anim_scale"], ANIM_SCALES),
             diff_a=diffs[0],
             diff_b=diffs[1],
         )
