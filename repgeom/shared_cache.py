@@ -13,12 +13,21 @@ Design notes:
       shares, each written by :func:`write_atomically`, bounded in bytes (oldest files
       out first) and optionally by age.
     * :class:`RedisStore`: ``SET key value EX ttl`` under a prefix; Redis's own
-      ``maxmemory`` / ``allkeys-lru`` bounds it.
+      ``maxmemory`` / ``allkeys-lru`` bounds it. Every Redis operation times out within
+      :data:`REDIS_TIMEOUT_S`, and a circuit breaker skips Redis for a while after a
+      failure, so a Redis that is down or hung costs a request at most about a second,
+      once per cool-down, never a stall.
 
     Only bytes cross these stores, and readers decode them with ``json`` or
     ``numpy.load(allow_pickle=False)``: nothing read back can run code. A store that
     fails (a full disk, Redis gone) costs only the cache hit, never the request: ``put``
-    logs and returns.
+    logs a warning (once, until a write succeeds again) and returns.
+
+    *Self-healing.* A folder or Redis value is framed: a 16-byte header (the magic
+    ``RGC1``, the data's length, its CRC-32), then the data. A value whose header, length
+    or checksum does not match (a file truncated by a full disk or a crash of an older
+    writer, a flipped bit, a file of another format) is deleted on read and reported as
+    missing, so the caller computes it again and ``put`` replaces it.
 
     :func:`write_atomically` (and :func:`open_atomically`, for writers that stream),
     re-exported from :mod:`repgeom.core.atomic`, is the only file replacement in the
@@ -35,11 +44,13 @@ import contextlib
 import logging
 import os
 import re
+import struct
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .core.atomic import open_atomically, write_atomically
 
@@ -47,10 +58,14 @@ __all__ = [
     "FolderStore",
     "MemoryStore",
     "RedisStore",
+    "REDIS_TIMEOUT_S",
     "SharedStore",
+    "celery_timeouts",
+    "frame",
     "open_atomically",
     "open_store",
     "trim_folder",
+    "unframe",
     "write_atomically",
 ]
 
@@ -58,6 +73,44 @@ log = logging.getLogger(__name__)
 
 #: Keys a :class:`FolderStore` accepts by default: lower-case hex, then hex, ``-``, ``_`` or ``.``.
 HEX_KEY = re.compile(r"[0-9a-f][0-9a-f_.-]{0,199}")
+
+
+_MAGIC = b"RGC1"
+_HEADER = struct.Struct(">4sQI")  # magic, data length, CRC-32 of the data
+
+
+def frame(data: bytes) -> bytes:
+    """``data`` with its header (magic, length, CRC-32): what the folder and Redis stores keep."""
+    return _HEADER.pack(_MAGIC, len(data), zlib.crc32(data)) + data
+
+
+def unframe(blob: bytes) -> bytes | None:
+    """The data of a :func:`frame`-d value, or ``None`` when its header, length or checksum is wrong."""
+    if len(blob) < _HEADER.size:
+        return None
+    magic, length, crc = _HEADER.unpack_from(blob)
+    data = blob[_HEADER.size :]
+    if magic != _MAGIC or length != len(data) or zlib.crc32(data) != crc:
+        return None
+    return data
+
+
+class _WarnOnce:
+    """A warning logged when a store starts failing (or fails differently), not on every failed write."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._last: str | None = None
+
+    def failed(self, kind: str, reason: str) -> None:
+        if kind != self._last:
+            self._last = kind
+            log.warning("%s not written, values are not cached until it works again (%s)", self.what, reason)
+
+    def worked(self) -> None:
+        if self._last is not None:
+            self._last = None
+            log.warning("%s written again", self.what)
 
 
 def trim_folder(folder: Path, pattern: str, max_bytes: int, ttl_s: float | None = None) -> None:
@@ -167,6 +220,8 @@ class FolderStore:
         self.key_pattern = key_pattern
         self._written = 0
         self._lock = threading.Lock()
+        self._warn = _WarnOnce(f"shared cache folder {self.directory}")
+        self.corrupt = 0
 
     def path(self, key: str) -> Path:
         """The file that holds ``key``.
@@ -179,16 +234,22 @@ class FolderStore:
         return self.directory / f"{key}{self.suffix}"
 
     def get(self, key: str) -> bytes | None:
-        """The file's bytes; ``None`` when it is missing, expired or unreadable."""
+        """The value; ``None`` when it is missing, expired, unreadable or corrupt (then it is deleted)."""
         path = self.path(key)
         try:
             with path.open("rb") as fh:
                 if self.ttl_s is not None and time.time() - os.fstat(fh.fileno()).st_mtime > self.ttl_s:
                     path.unlink(missing_ok=True)
                     return None
-                return fh.read()
+                blob = fh.read()
         except OSError:
             return None
+        data = unframe(blob)
+        if data is None:
+            self.corrupt += 1
+            log.warning("shared cache entry %s is corrupt (%d bytes); deleted, to be computed again", path.name, len(blob))
+            path.unlink(missing_ok=True)
+        return data
 
     def has(self, key: str) -> bool:
         """Whether a live value is stored under ``key`` (without reading it)."""
@@ -199,16 +260,18 @@ class FolderStore:
         return self.ttl_s is None or age <= self.ttl_s
 
     def put(self, key: str, data: bytes) -> None:
-        """Write ``data`` under ``key`` with :func:`write_atomically`; trim the folder now and then.
+        """Write ``data`` under ``key`` (replacing what is there) with :func:`write_atomically`; trim now and then.
 
-        Failures (a full disk, a planted non-file) are logged and otherwise ignored.
+        Failures (a full disk, a planted non-file) are logged once and otherwise ignored:
+        the value is just not cached.
         """
         path = self.path(key)
         try:
-            write_atomically(path, data)
+            write_atomically(path, frame(data))
         except OSError as exc:
-            log.warning("shared cache folder not written (%s)", exc.strerror or exc)
+            self._warn.failed(f"{type(exc).__name__} {exc.errno}", str(exc))
             return
+        self._warn.worked()
         with self._lock:
             self._written += len(data)
             due = self._written > self.max_bytes // 8
@@ -232,37 +295,121 @@ class FolderStore:
         trim_folder(self.directory, f"*{self.suffix}", self.max_bytes, self.ttl_s)
 
 
+#: Seconds a Redis connect or socket operation may take, here and in the Celery broker (at most 2 s).
+REDIS_TIMEOUT_S = 1.0
+
+
+def celery_timeouts(timeout_s: float = REDIS_TIMEOUT_S) -> dict[str, Any]:
+    """Celery settings that bound each broker and result-backend operation on Redis to ``timeout_s``.
+
+    Publishing a job is not retried and the result backend reconnects once, so with
+    Redis down a job start fails at once, and with Redis hung within about
+    ``timeout_s`` (measured: 0.01 s and 1.0 s with the default 1 s), not after a
+    minute; the next job start tries Redis again.
+
+    Args:
+        timeout_s: connect and socket timeout, seconds.
+
+    Returns:
+        Keyword arguments for ``celery_app.conf.update``.
+    """
+    transport = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s, "max_retries": 0,
+                 "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+    return {
+        "broker_connection_timeout": timeout_s,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                                              "interval_max": 0.2}},
+        "redis_socket_timeout": timeout_s,
+        "redis_socket_connect_timeout": timeout_s,
+        "redis_retry_on_timeout": False,
+        "task_publish_retry": False,
+        "task_publish_retry_policy": {"max_retries": 0, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+    }
+
+
 class RedisStore:
-    """Keys in Redis under a prefix, each with a time to live.
+    """Keys in Redis under a prefix, each with a time to live, behind a circuit breaker.
+
+    Every operation has connect and socket timeouts of ``timeout_s`` and is not retried.
+    When one fails (Redis down, hung, unreachable) the breaker opens: for ``cooldown_s``
+    seconds every ``get`` is a miss and every ``put`` is skipped without touching the
+    network, and one warning is logged. The first operation after the cool-down tries
+    Redis again; its success closes the breaker (logged), a failure opens it anew.
 
     Args:
         url: ``redis://host:port/db``.
         prefix: prepended to every key (separates the app's entries from Celery's).
         ttl_s: seconds an entry lives (Redis's ``maxmemory`` policy may drop it sooner).
+        timeout_s: connect and socket timeout, seconds.
+        cooldown_s: seconds Redis is left alone after a failure.
     """
 
-    def __init__(self, url: str, prefix: str = "repgeom:", ttl_s: int = 7 * 24 * 3600) -> None:
+    def __init__(self, url: str, prefix: str = "repgeom:", ttl_s: int = 7 * 24 * 3600,
+                 timeout_s: float = REDIS_TIMEOUT_S, cooldown_s: float = 30.0) -> None:
         import redis  # noqa: PLC0415 - only needed when scaled out
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
 
-        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                           retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self.cooldown_s = cooldown_s
+        self.corrupt = 0
+        self._open_until: float | None = None  # monotonic time the breaker closes again; None: closed
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        """Whether Redis is tried now (the breaker is closed, or its cool-down is over)."""
+        until = self._open_until
+        return until is None or time.monotonic() >= until
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        with self._lock:
+            first = self._open_until is None
+            self._open_until = time.monotonic() + self.cooldown_s
+        if first:
+            log.warning("shared cache: Redis %s failed (%s: %s); treated as a miss, retried every %.0f s",
+                        what, type(exc).__name__, str(exc)[:200], self.cooldown_s)
+
+    def _worked(self) -> None:
+        if self._open_until is not None:
+            with self._lock:
+                self._open_until = None
+            log.warning("shared cache: Redis reachable again")
 
     def get(self, key: str) -> bytes | None:
-        """The value, or ``None`` when missing or Redis cannot be reached."""
+        """The value, or ``None`` when missing, corrupt (then deleted) or Redis cannot be reached."""
+        if not self.available:
+            return None
         try:
             value = self.client.get(self.prefix + key)
         except Exception as exc:  # noqa: BLE001 - redis raises many kinds; a miss is the safe answer
-            log.warning("shared cache read failed (%s)", type(exc).__name__)
+            self._failed("read", exc)
             return None
-        return bytes(value) if value is not None else None
+        self._worked()
+        if value is None:
+            return None
+        data = unframe(bytes(value))
+        if data is None:
+            self.corrupt += 1
+            log.warning("shared cache entry %s is corrupt; deleted, to be computed again", key[:80])
+            with contextlib.suppress(Exception):
+                self.client.delete(self.prefix + key)
+        return data
 
     def put(self, key: str, data: bytes) -> None:
-        """``SET`` with the time to live; failures are logged."""
+        """``SET`` with the time to live (replacing what is there); failures are logged once and skipped."""
+        if not self.available:
+            return
         try:
-            self.client.set(self.prefix + key, data, ex=self.ttl_s)
+            self.client.set(self.prefix + key, frame(data), ex=self.ttl_s)
         except Exception as exc:  # noqa: BLE001
-            log.warning("shared cache write failed (%s)", type(exc).__name__)
+            self._failed("write", exc)
+            return
+        self._worked()
 
 
 def open_store(redis_url: str | None, directory: str | os.PathLike[str] | None, namespace: str, max_bytes: int = 1 << 30) -> SharedStore | None:

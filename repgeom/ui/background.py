@@ -84,8 +84,9 @@ from dash import CeleryManager
 from dash.background_callback.managers import BaseBackgroundCallbackManager
 
 from ..core.errors import RepgeomError
+from ..core.files import read_regular
 from ..settings import Settings
-from ..shared_cache import FolderStore, trim_folder
+from ..shared_cache import FolderStore, celery_timeouts, trim_folder, write_atomically
 
 __all__ = ["Background", "JobCancelled", "JobFiles", "JobSlots", "PoolManager", "app_callbacks", "default_cache_dir",
            "default_job_slots", "make_background", "make_celery"]
@@ -123,22 +124,42 @@ def default_cache_dir() -> Path:
     return path
 
 
+_SECRET = re.compile(r"[0-9a-f]{64}")
+
+
 def _shared_secret(folder: Path) -> str:
-    """A random secret kept in ``folder/secret``; the first process to arrive writes it."""
+    """A random secret kept in ``folder/secret`` (mode 0600), the same for every process that shares ``folder``.
+
+    Processes take turns under an exclusive lock on ``folder/secret.lock``: the first one
+    writes the secret (atomically), the others read it. A secret file that is empty,
+    unreadable or not 64 hex digits (left by a full disk or a crash) is replaced by a
+    new one, with a warning: pages opened before must be reloaded.
+
+    Raises:
+        RepgeomError: the secret cannot be written (a full disk, a FIFO or folder in its place).
+    """
     path = folder / "secret"
+    lock = os.open(folder / "secret.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    for _ in range(50):  # a racing writer may not have finished its 64 characters yet
-        text = path.read_text().strip()
-        if len(text) == 64:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            text = read_regular(path, max_bytes=4096, what="secret file").decode("ascii", "replace").strip()
+        except RepgeomError as exc:
+            text, why = None, str(exc)
+        else:
+            why = f"{path}: {'empty' if not text else 'not a secret of 64 hex digits'}"
+        if text is not None and _SECRET.fullmatch(text):
             return text
-        time.sleep(0.01)
-    raise RepgeomError(f"the secret file {path} is unreadable or corrupt; delete it and restart")
+        if path.exists() or path.is_symlink():
+            log.warning("the secret file is unusable (%s); writing a new one (open pages must be reloaded)", why)
+        text = secrets.token_hex(32)
+        try:
+            write_atomically(path, text.encode("ascii"), mode=0o600)
+        except OSError as exc:
+            raise RepgeomError(f"cannot write the secret file {path}: {exc}") from None
+        return text
+    finally:
+        os.close(lock)  # releases the lock
 
 
 def make_celery(redis_url: str) -> Any:
@@ -163,6 +184,7 @@ def make_celery(redis_url: str) -> Any:
         task_acks_late=False,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        **celery_timeouts(),
     )
     return app
 

@@ -121,7 +121,9 @@ def test_job_results_are_stored_as_json_never_pickled(tmp_path):
     bg.manager.files.set(key, [fig, "", {"a": 1}])
     assert bg.manager.files.load(key)[0]["data"][0]["type"] == "scatter"
     (stored,) = bg.manager.files.directory.glob("*.json.z")
-    assert json.loads(zlib.decompress(stored.read_bytes()))[2] == {"a": 1}, "zlib-compressed JSON, not a pickle"
+    from repgeom.shared_cache import unframe
+
+    assert json.loads(zlib.decompress(unframe(stored.read_bytes())))[2] == {"a": 1}, "zlib-compressed JSON, not a pickle"
     assert not list(bg.manager.files.directory.glob(".*.part")), "no temporary file left behind"
     assert bg.manager._executor is None, "no process is started before the first job"
 
@@ -493,3 +495,56 @@ def test_the_pool_is_built_from_a_picklable_recipe():
     recipe = pickle.loads(pickle.dumps(manager._build))
     assert isinstance(recipe, functools.partial) and recipe.func is background.app_callbacks
     assert recipe.args == (Settings(),)
+
+
+def test_an_empty_corrupt_or_unreadable_secret_is_replaced_safely(tmp_path, monkeypatch, caplog):
+    secret = tmp_path / "secret"
+    for left in (b"", b"\n", b"abc", b"z" * 64, b"\x00" * 200):  # a full disk leaves an empty file
+        secret.write_bytes(left)
+        new = _shared_secret(tmp_path)
+        assert len(new) == 64 and int(new, 16) >= 0 and secret.read_text() == new, left
+        assert (secret.stat().st_mode & 0o777) == 0o600 and _shared_secret(tmp_path) == new
+    assert sum("secret file is unusable" in r.getMessage() for r in caplog.records) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret", "secret.lock"], "no temporary file left"
+    kept = secret.read_text()
+
+    def unreadable(*args, **kwargs):
+        raise RepgeomError(f"{secret}: cannot open the secret file (Permission denied)")
+
+    with monkeypatch.context() as m:
+        m.setattr(background, "read_regular", unreadable)
+        assert _shared_secret(tmp_path) != kept
+    secret.unlink()
+    os.mkfifo(secret)  # never opened for reading (it would block), never replaced
+    with pytest.raises(RepgeomError, match="cannot write the secret file .*a FIFO"):
+        _shared_secret(tmp_path)
+
+
+def test_racing_processes_agree_on_a_regenerated_secret(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    (tmp_path / "secret").write_bytes(b"")
+    with ThreadPoolExecutor(8) as pool:  # each call takes its own lock descriptor, as separate processes do
+        seen = set(pool.map(lambda _: _shared_secret(tmp_path), range(32)))
+    assert len(seen) == 1 and (tmp_path / "secret").read_text() in seen
+
+
+def test_celery_redis_timeouts_are_at_most_2_s():
+    bg = make_background(Settings(redis_url="redis://127.0.0.1:1/0"), Path("/nonexistent"), "f" * 64)
+    conf = bg.celery.conf
+    assert conf.broker_connection_timeout <= 2 and conf.redis_socket_timeout <= 2 and conf.redis_socket_connect_timeout <= 2
+    assert conf.broker_transport_options["socket_timeout"] <= 2 and conf.broker_transport_options["socket_connect_timeout"] <= 2
+
+
+def test_starting_a_celery_job_with_redis_down_fails_within_3_s():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bg = make_background(Settings(redis_url=f"redis://127.0.0.1:{port}/0"), Path("/nonexistent"), "f" * 64)
+    for _ in range(2):  # and again: nothing stays broken for the next try
+        t0 = time.monotonic()
+        with pytest.raises(Exception):  # noqa: B017 - kombu's OperationalError or Celery's RuntimeError
+            bg.celery.send_task("repgeom.nothing")
+        assert time.monotonic() - t0 < 3
