@@ -41,6 +41,9 @@ Design notes:
       process killed) is answered as Dash's protocol defines it: 204 No Content, which
       the renderer takes as "nothing to update"; Dash's poll answer has no place for a
       message other than the callback's own outputs.
+    * *Redis unreachable* (scaled out: a job cannot be queued or read) is a 503 with
+      ``Retry-After`` and one line saying so, not a generic 500; the shared caches
+      themselves treat an unreachable Redis as a miss (:class:`repgeom.shared_cache.RedisStore`).
     * *Headers on every response*, assets and replayed answers included: a
       Content-Security-Policy whose ``script-src`` is ``'self'`` plus the SHA-256 of
       each inline script Dash writes into the page (``app.csp_hashes()``: the renderer
@@ -78,6 +81,7 @@ __all__ = [
     "BAD_CHUNKS",
     "CROSS_ORIGIN",
     "GENERIC_ERROR",
+    "REDIS_DOWN",
     "SECURITY_HEADERS",
     "allowed_paths",
     "content_security_policy",
@@ -93,6 +97,12 @@ GENERIC_ERROR = "internal server error; the server log has the details"
 CROSS_ORIGIN = "403 Forbidden: cross-origin request refused (POSTs must come from this server's own pages)"
 #: Why a malformed request body is refused.
 BAD_CHUNKS = "the request body could not be read (malformed chunked encoding)"
+#: The whole body of an answer that needed Redis (scaled out) while it was unreachable.
+REDIS_DOWN = "503 Service Unavailable: the shared job queue (Redis) is unreachable; try again shortly"
+_REDIS_ERRORS = frozenset({
+    "redis.exceptions.ConnectionError", "redis.exceptions.TimeoutError", "kombu.exceptions.OperationalError",
+    "celery.exceptions.TimeoutError",
+})
 #: Headers set on every response besides the Content-Security-Policy.
 SECURITY_HEADERS: Mapping[str, str] = {
     "X-Frame-Options": "DENY",
@@ -241,6 +251,17 @@ def _outputs_match(expected: Any, given: Any) -> bool:
     return True
 
 
+def _redis_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) says Redis or the Celery broker cannot be reached."""
+    seen = 0
+    while exc is not None and seen < 8:
+        names = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
+        if names & _REDIS_ERRORS or "Celery result store" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _unreadable_body(exc: BaseException) -> bool:
     """Whether ``exc`` is the WSGI server's word that the request body is malformed.
 
@@ -377,6 +398,10 @@ def install_security(app: Dash, settings: Settings) -> None:
             if isinstance(exc, HTTPException):
                 return http_error(exc)
             seen.log(exc, f"{request.method} {request.path}")
+            if _redis_unreachable(exc):
+                response = _text(REDIS_DOWN, 503)
+                response.headers["Retry-After"] = "30"
+                return response
             return _text(GENERIC_ERROR, 500)
 
     @server.after_request

@@ -609,3 +609,26 @@ def test_planted_pickle_under_gunicorn(planted, engine, dash) -> None:
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait(timeout=10)
+
+
+def test_redis_unreachable_while_serving_is_a_503_that_says_so(caplog) -> None:
+    import redis
+    from kombu.exceptions import OperationalError
+
+    from repgeom.ui.security import REDIS_DOWN
+
+    tiny = _tiny_app(Settings())
+    c = tiny.server.test_client()
+    raised = [redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379"),
+              OperationalError("timed out"), RuntimeError("Retry limit exceeded ... the Celery result store backend")]
+    for exc in raised:
+        def view(exc=exc) -> str:
+            try:
+                raise exc
+            except Exception as inner:
+                raise ValueError("wrapped") from inner
+
+        tiny.server.view_functions["/_dash-layout"] = view
+        r = c.get("/_dash-layout")
+        assert r.status_code == 503 and r.get_data(as_text=True) == REDIS_DOWN + "\n" and r.headers["Retry-After"] == "30"
+    assert _tiny_call(c).status_code == 500  # any other error stays a generic 500
