@@ -346,7 +346,8 @@ class Visitor(User):
 
         def options(cid: str) -> list[Any]:
             props = components.get(cid, ("", {}))[1]
-            return [o["value"] if isinstance(o, dict) else o for o in props.get("options") or []]
+            # a disabled option is a group header (the model list is grouped by dataset), not a choice
+            return [o["value"] if isinstance(o, dict) else o for o in props.get("options") or [] if not (isinstance(o, dict) and o.get("disabled"))]
 
         self.choices = {f: options(f.replace("_", "-")) for f in ("model", "rdm_method", "embed_methods", "condition")}
         self.props = {SELECTION: [], **_layout_values(components, self.graph)}
