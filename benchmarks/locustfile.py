@@ -298,9 +298,13 @@ class Visitor(User):
         return field.replace("_", "-") + ".value"
 
     def _buttons(self) -> list[str]:
-        """The preset buttons ("feedforward vs recurrent"): the sync callback's ``n_clicks`` inputs."""
+        """The preset buttons ("feedforward vs recurrent"): the sync callback's ``n_clicks`` inputs with dict ids.
+
+        Other buttons feed the sync callback too (the hypothesis editor's "add"); the presets
+        are the ones made per manifest entry, so their ids are dicts (``{"index": i, "type": ...}``).
+        """
         assert self.graph is not None
-        return [p for p in self.graph[SYNC].inputs if p.endswith(".n_clicks")]
+        return [p for p in self.graph[SYNC].inputs if p.endswith(".n_clicks") and p.startswith("{")]
 
     def _sync(self, changed: str | None) -> set[str]:
         """Post the URL/controls sync callback; adopt the view it answers. Returns the props it set."""

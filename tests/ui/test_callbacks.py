@@ -451,3 +451,11 @@ def test_shared_cache_folder_is_bounded(tmp_path):
     sizes = sum(f.stat().st_size for f in tmp_path.glob("*.bin"))
     assert sizes <= 3000 and store.get((bytes([9]) * 32).hex()) is not None and store.get((bytes([0]) * 32).hex()) is None
     assert not list(tmp_path.glob(".*.part")), "no half-written files are left behind"
+
+
+def test_a_preset_of_another_dataset_brings_the_view_to_that_dataset(engine):
+    i = next(k for k, p in enumerate(engine.presets) if engine.dataset_of(p.models[0]).id != engine.dataset_of(engine.defaults.model).id)
+    out = _sync_out(sync.sync(engine, preset_id(i), "", _view(engine)))
+    assert out["path_models"] == list(engine.presets[i].models) and out["model"] == engine.presets[i].models[-1]
+    view = View.parse(engine, {n: out[n] for n in out if n != "url"})
+    assert view.spec(engine, 5).dataset == engine.dataset_of(engine.presets[i].models[0]).id

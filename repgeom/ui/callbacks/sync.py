@@ -75,7 +75,8 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], h
         values, hypotheses' options)``. A bad link falls back to the defaults with a warning; a bad control
         value leaves everything as it was and shows why. A new model brings its default
         nodes (and, from another dataset, an attacked model and path models of its own
-        dataset); a preset sets the path's models and shows the paths tab.
+        dataset); a preset sets the path's models and shows the paths tab (and, for models
+        of another dataset than the view's model, makes the preset's last model the view's).
     """
     if trigger in (None, ID.URL):
         try:
@@ -92,7 +93,12 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], h
             model = engine.check_model(raw["model"] if isinstance(raw["model"], str) else type(raw["model"]).__name__)
             raw = follow_model(engine, raw, model)
         elif _is_preset(trigger):
-            raw.update(path_models=preset_models(engine, trigger), tab="paths")
+            models = preset_models(engine, trigger)
+            current = raw.get("model")
+            if not (isinstance(current, str) and current in engine.model_ids and engine.dataset_of(current) == engine.dataset_of(models[0])):
+                raw = follow_model(engine, raw, models[-1])  # a preset of another dataset brings its stimuli with it
+                raw["model"] = models[-1]
+            raw.update(path_models=models, tab="paths")
         elif trigger == ID.HYPOTHESIS_ADD:
             listed = raw.get("hypotheses")
             kept = [h for h in listed if isinstance(h, str)] if isinstance(listed, list) and len(listed) <= MAX_LIST else []
