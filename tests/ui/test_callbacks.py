@@ -412,10 +412,14 @@ def test_cache_folder_is_shared_between_app_instances(engine, tmp_path):
     body = {"view.data": _view(engine, n_rdm=2), "selection.data": []}
     first = DashClient(create_app(Settings(warm=False, cache_dir=str(tmp_path)), engine=engine)).call("rdm-grid.figure", body)
     assert first.headers["X-Repgeom-Cache"] == "miss"
+    from repgeom.shared_cache import FolderStore
+
     files = list(tmp_path.glob("responses-*/*.bin"))
-    assert len(files) == 1 and files[0].read_bytes() == first.data
+    assert len(files) == 1
+    store = FolderStore(files[0].parent)
+    assert store.get(files[0].stem) == first.data
     # a second worker (another app) replays the file: plant a marker to prove it was read
-    files[0].write_bytes(first.data + b" ")
+    store.put(files[0].stem, first.data + b" ")
     second = DashClient(create_app(Settings(warm=False, cache_dir=str(tmp_path)), engine=engine)).call("rdm-grid.figure", body)
     assert second.data == first.data + b" " and second.headers["X-Repgeom-Cache"] == "shared"
 
