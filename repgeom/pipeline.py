@@ -63,12 +63,13 @@ from .core.rdm import RDM, RDM_METHODS, centred_gram, compute_rdm
 from .core.stimuli import CONDITIONS, ImageSource, Stimuli, available_per_class, fgsm, load_source, sample_stimuli
 from .core.uncertainty import PathUncertainty, bootstrap_path, difference_rdm
 from .core.validate import check_choice, check_float, check_int
+from .settings import DEFAULT_CACHE_BYTES as _SETTINGS_CACHE_BYTES
 from .shared_cache import SharedStore
 
 __all__ = ["DEFAULT_CACHE_BYTES", "Engine", "NodeMetrics", "StimulusSpec", "ViewDefaults"]
 
 #: Default bound on an engine's cache of computed results.
-DEFAULT_CACHE_BYTES = 2 << 30
+DEFAULT_CACHE_BYTES = _SETTINGS_CACHE_BYTES
 
 T = TypeVar("T")
 
@@ -193,7 +194,7 @@ class Engine:
         data_root: torchvision root holding the dataset's full test split (default: its
             embedded probes).
         device: ``"auto"``/``None``, ``"cpu"``, ``"cuda"``...
-        cache_bytes: bound on the cache (default :data:`DEFAULT_CACHE_BYTES`, 2 GiB).
+        cache_bytes: bound on the cache (default :data:`DEFAULT_CACHE_BYTES`, 1 GiB).
         shared: where embeddings are also kept for other processes (default: nowhere).
         trust_code: also serve models whose architecture is a user's Python file (the
             command line's ``--trust-code``; the dashboard never sets it).

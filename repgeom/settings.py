@@ -44,8 +44,10 @@ _FALSE = ("0", "false", "no", "off", "")
 _UNSAFE_ENV = ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",)
 #: Oldest torch whose ``weights_only`` unpickler we trust (major, minor).
 MIN_TORCH = (2, 10)
-#: Default bound on the engine's in-process cache of computed results.
-DEFAULT_CACHE_BYTES = 2 << 30
+#: Default bound on the engine's in-process cache of computed results. With the response cache
+#: (128 MiB) and a worker's ~0.8 GB of models and libraries it stays inside gunicorn's default
+#: 3,072 MB RSS bound, so a busy worker is not recycled with its caches and jobs.
+DEFAULT_CACHE_BYTES = 1 << 30
 
 
 class ConfigError(RepgeomError):
@@ -143,9 +145,9 @@ class Settings:
         debug: Dash debug mode and dev tools (``REPGEOM_DEBUG``, default off).
         warm: precompute the default views in the background at start-up (``REPGEOM_WARM``, default on).
         response_cache_bytes: bound on the replayed-response cache per process
-            (``REPGEOM_RESPONSE_CACHE_BYTES``, default 256 MiB; 0 turns it off).
+            (``REPGEOM_RESPONSE_CACHE_BYTES``, default 128 MiB; 0 turns it off).
         cache_bytes: bound on the engine's cache of computed results per process
-            (``REPGEOM_CACHE_BYTES``, default 2 GiB).
+            (``REPGEOM_CACHE_BYTES``, default 1 GiB).
         cache_dir: folder where replayed responses and computed embeddings are also
             kept, shared by every worker on the machine and across restarts, and where
             background jobs keep their results (``REPGEOM_CACHE_DIR``; default: a
@@ -166,7 +168,7 @@ class Settings:
     device: str | None = None
     debug: bool = False
     warm: bool = True
-    response_cache_bytes: int = 256 << 20
+    response_cache_bytes: int = 128 << 20
     cache_bytes: int = DEFAULT_CACHE_BYTES
     cache_dir: str | None = None
     redis_url: str | None = None

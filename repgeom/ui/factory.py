@@ -116,7 +116,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     _prune_stale_builds(cache_dir, fingerprint)
     if engine is None:
         arrays = f"arrays-{fingerprint[:16]}"
-        engine = Engine(settings.models_dir, settings.data_root, settings.device, shared=open_store(settings.redis_url, cache_dir / arrays, arrays))
+        engine = Engine(
+            settings.models_dir, settings.data_root, settings.device, cache_bytes=settings.cache_bytes,
+            shared=open_store(settings.redis_url, cache_dir / arrays, arrays),
+        )
     for model_id, reason in engine.load_errors.items():
         log.warning("model %s refused: %s", model_id, reason)
     if not engine.model_ids:
