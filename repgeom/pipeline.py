@@ -601,11 +601,24 @@ class Engine:
                 ``group:NAME=a,b|c,d`` items (see :func:`~repgeom.core.landmarks.parse_landmarks`).
         """
         chosen, marks, seed = self._path_request(models, nodes, spec, rdm_method, compare, seed, landmarks)
+        return self._path(chosen, marks, spec, rdm_method, compare, seed)
+
+    def _path(
+        self,
+        chosen: Mapping[str, tuple[str, ...]],
+        marks: tuple[Landmark, ...],
+        spec: StimulusSpec,
+        rdm_method: str,
+        compare: str,
+        seed: int,
+        points: tuple[list[RDM], list[RDM], np.ndarray] | None = None,
+    ) -> RepPath:
+        """The cached path of validated arguments (``points``: its matrices, when the caller already has them)."""
         key = ("path", tuple(chosen.items()), spec, rdm_method, compare, seed, marks)
 
         def make() -> RepPath:
-            points, extra, last = self._path_points(chosen, spec, rdm_method, compare, marks, seed)
-            return compute_path(points, self.stimuli(spec).labels, compare, seed, landmarks=extra, labels_matrix=last)
+            nodes, extra, last = points or self._path_points(chosen, spec, rdm_method, compare, marks, seed)
+            return compute_path(nodes, self.stimuli(spec).labels, compare, seed, landmarks=extra, labels_matrix=last)
 
         return self._cache.get_or_compute(key, make)
 
@@ -629,13 +642,14 @@ class Engine:
         n_boot = check_int("bootstrap samples", n_boot, 2, 1000)
         if compare == "tau_a":
             raise RepgeomError("bootstrap intervals are not offered for tau_a (too slow); allowed: every other comparison")
-        path = self.path(models, nodes, spec, rdm_method, compare, seed, landmarks)
         chosen, marks, seed = self._path_request(models, nodes, spec, rdm_method, compare, seed, landmarks)
         key = ("path-boot", tuple(chosen.items()), spec, rdm_method, compare, seed, marks, n_boot)
 
         def make() -> PathUncertainty:
-            points, extra, last = self._path_points(chosen, spec, rdm_method, compare, marks, seed)
-            stack = torch.from_numpy(np.stack([np.asarray(r.matrix, dtype=np.float64) for r in [*points, *extra]] + [last]))
+            points = self._path_points(chosen, spec, rdm_method, compare, marks, seed)  # once, for the path and the samples
+            path = self._path(chosen, marks, spec, rdm_method, compare, seed, points)
+            node_rdms, extra, last = points
+            stack = torch.from_numpy(np.stack([np.asarray(r.matrix, dtype=np.float64) for r in [*node_rdms, *extra]] + [last]))
             return bootstrap_path(stack, self.stimuli(spec).labels, compare, path.coords, n_boot, seed)
 
         return self._cache.get_or_compute(key, make)
