@@ -4,7 +4,7 @@ from .embedding import embedding_animation, embedding_grid
 from .images import image_data_uri
 from .metrics import metrics_figure, pair_figure
 from .path import labels_distance_figure, path_figure, shepard_figure, survive_figure, training_path_figure
-from .rdm import difference_figure, rdm_grid, rdm_slider
+from .rdm import difference_figure, rdm_grid, rdm_models, rdm_slider
 
 __all__ = [
     "difference_figure",
@@ -19,5 +19,6 @@ __all__ = [
     "pair_figure",
     "path_figure",
     "rdm_grid",
+    "rdm_models",
     "rdm_slider",
 ]

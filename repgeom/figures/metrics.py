@@ -17,7 +17,12 @@ __all__ = ["metrics_figure", "pair_figure"]
 
 
 def metrics_figure(metrics: Sequence[NodeMetrics], colors: Mapping[str, str] | None = None, method: str = "correlation") -> go.Figure:
-    """Block contrast and silhouette over nodes, one line per model (two stacked panels with axis titles).
+    """Block contrast and silhouette over nodes, one line per model, all models in one plot (two stacked panels).
+
+    Models with the same nodes share an axis of node names. Models whose graphs differ
+    are drawn against relative depth (a node's place in its model's graph order, 0 = the
+    first chosen node, 1 = the last), with the node's name on hover and as the point's
+    text, so every model's line spans the same axis.
 
     Args:
         metrics: one :class:`~repgeom.pipeline.NodeMetrics` per model.
@@ -26,15 +31,24 @@ def metrics_figure(metrics: Sequence[NodeMetrics], colors: Mapping[str, str] | N
     """
     fig = make_subplots(rows=2, cols=1, shared_xaxes=False, vertical_spacing=0.18, subplot_titles=["class-block contrast", "silhouette by class"])
     palette = model_colors([m.model for m in metrics], colors)
+    by_name = len({tuple(m.nodes) for m in metrics}) <= 1
     for m in metrics:
         color = palette[m.model]
-        fig.add_trace(go.Scatter(x=m.nodes, y=m.block_contrast, mode="lines+markers", name=m.model, legendgroup=m.model, line={"color": color}), row=1, col=1)
-        fig.add_trace(
-            go.Scatter(x=m.nodes, y=m.silhouette, mode="lines+markers", name=m.model, legendgroup=m.model, showlegend=False, line={"color": color}),
-            row=2,
-            col=1,
-        )
-    fig.update_xaxes(tickangle=-45, tickfont={"size": 10}, title_text="node (graph order)")
+        x = list(m.nodes) if by_name else [k / max(len(m.nodes) - 1, 1) for k in range(len(m.nodes))]
+        hover = f"{m.model} · %{{text}}: %{{y:.3f}}<extra></extra>"
+        for row, values in ((1, m.block_contrast), (2, m.silhouette)):
+            fig.add_trace(
+                go.Scatter(
+                    x=x, y=values, text=list(m.nodes), mode="lines+markers", name=m.model, legendgroup=m.model, showlegend=row == 1,
+                    line={"color": color}, hovertemplate=hover,
+                ),
+                row=row,
+                col=1,
+            )
+    if by_name:
+        fig.update_xaxes(tickangle=-45, tickfont={"size": 10}, title_text="node (graph order)")
+    else:
+        fig.update_xaxes(range=[-0.03, 1.03], title_text="relative depth (node's place in its model's graph order: 0 first, 1 last)")
     fig.update_yaxes(title_text="(between − within) / mean", row=1, col=1)
     fig.update_yaxes(title_text="mean silhouette", range=[-1, 1], row=2, col=1)
     metric = METRIC_LABELS.get(method, method)

@@ -14,7 +14,7 @@ from .style import METRIC_LABELS, base_layout, frame_slider, play_menu
 if TYPE_CHECKING:
     from ..core.rdm import RDM
 
-__all__ = ["COLORSCALES", "NORMALISE", "class_ticks", "difference_figure", "rdm_grid", "rdm_slider"]
+__all__ = ["COLORSCALES", "NORMALISE", "class_ticks", "difference_figure", "rdm_grid", "rdm_models", "rdm_slider"]
 
 #: Colour scales offered; "magma_r"-like first (the seed: small dissimilarity is bright).
 COLORSCALES = ("Magma_r", "Viridis_r", "Greys", "Cividis_r")
@@ -140,6 +140,72 @@ def rdm_grid(
             coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
             shapes=shapes,
             height=min(560, 160 + int(1000 / max(k, 1))),
+        )
+    )
+    return fig
+
+
+def rdm_models(
+    rows: Sequence[Sequence[RDM]],
+    colorscale: str = "Magma_r",
+    title: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> go.Figure:
+    """Several models' RDM grids, one row per model, on one shared colour scale.
+
+    Every panel shows raw dissimilarities (never ÷ its own max) on one colour axis whose
+    ``cmin``/``cmax`` are the smallest and largest value over all panels, so the same
+    colour means the same dissimilarity in every model and one colour bar serves them all.
+
+    Args:
+        rows: per model, its RDMs (one stimulus set and method for all), in display order.
+        colorscale: a Plotly colour scale name.
+        title: figure title.
+        class_names: the name of each label, written at class-block centres.
+
+    Returns:
+        A figure with one ``Heatmap`` per RDM, all on ``coloraxis``; each row titled
+        ``model · node`` per panel.
+    """
+    rows = [list(r) for r in rows if r]
+    if not rows:
+        raise ValueError("rdm_models needs at least one model's RDMs")
+    cols = max(len(r) for r in rows)
+    titles = [f"{r[c].model} · {r[c].node}" if c < len(r) else "" for r in rows for c in range(cols)]
+    fig = make_subplots(rows=len(rows), cols=cols, subplot_titles=titles, horizontal_spacing=0.02 if cols > 1 else 0.1, vertical_spacing=0.12)
+    every = [rdm for r in rows for rdm in r]
+    lo = min(float(r.matrix.min()) for r in every)
+    hi = max(float(r.matrix.max()) for r in every)
+    hi = hi if hi > lo else lo + 1.0
+    method = every[0].method
+    shapes: list[dict] = []
+    for i, row in enumerate(rows, start=1):
+        for c, r in enumerate(row, start=1):
+            n = r.matrix.shape[0]
+            centres, texts, bounds = class_ticks(r.labels, class_names)
+            fig.add_trace(_heatmap(r.matrix, "coloraxis", r.name, False, r.bins is not None), row=i, col=c)
+            k = (i - 1) * cols + c
+            sfx = "" if k == 1 else str(k)
+            shapes += _grid_shapes(bounds, n, f"x{sfx}", f"y{sfx}")
+            fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain", row=i, col=c)
+            fig.update_yaxes(
+                tickvals=centres,
+                ticktext=texts if c == 1 else [""] * len(texts),
+                autorange="reversed",
+                showgrid=False,
+                zeroline=False,
+                scaleanchor=f"x{sfx}",
+                constrain="domain",
+                row=i,
+                col=c,
+            )
+    models = [r[0].model for r in rows]
+    fig.update_layout(
+        **base_layout(
+            title=title or f"RDMs of {' and '.join(models)} on one colour scale · {METRIC_LABELS[method]}",
+            coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": METRIC_LABELS[method], "side": "right"}}},
+            shapes=shapes,
+            height=80 + len(rows) * min(420, 120 + int(1000 / max(cols, 1))),
         )
     )
     return fig

@@ -74,6 +74,8 @@ class ID:
     METRICS_GRAPH = "metrics-graph"
     MODELS_TABLE = "models-table"
     MODELS_MESSAGE = "models-message"
+    SIDE_GRAPH = "side-graph"
+    SIDE_MESSAGE = "side-message"
     HOVER_PANEL = "hover-panel"
     PAIR_GRAPH = "pair-graph"
     PAIR_MESSAGE = "pair-message"
@@ -102,6 +104,7 @@ GRAPH_IDS = (
     ID.PATH_SHEPARD_GRAPH,
     ID.SURVIVE_GRAPH,
     ID.METRICS_GRAPH,
+    ID.SIDE_GRAPH,
     ID.PAIR_GRAPH,
 )
 

@@ -299,7 +299,18 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
                     _graph(ID.PATH_SHEPARD_GRAPH, 420),
                 ],
             ),
-            dcc.Tab(label="Models", value="models", children=[_message(ID.MODELS_MESSAGE), html.Div(id=ID.MODELS_TABLE), _graph(ID.METRICS_GRAPH, 560)]),
+            dcc.Tab(
+                label="Models",
+                value="models",
+                children=[
+                    _message(ID.MODELS_MESSAGE),
+                    html.Div(id=ID.MODELS_TABLE),
+                    _graph(ID.METRICS_GRAPH, 560),
+                    html.H3("Models side by side"),
+                    _message(ID.SIDE_MESSAGE),
+                    _graph(ID.SIDE_GRAPH, 600),
+                ],
+            ),
         ],
     )
 

@@ -27,6 +27,7 @@ from ..figures import (
     pair_figure,
     path_figure,
     rdm_grid,
+    rdm_models,
     rdm_slider,
     shepard_figure,
     survive_figure,
@@ -36,7 +37,7 @@ from ..figures.embedding import METHOD_NAMES
 from ..figures.images import image_data_uri
 from ..figures.style import STRESS_NAME, model_color, path_basis
 from ..pipeline import Engine
-from .state import View, split_model_node
+from .state import View, default_nodes, split_model_node
 
 __all__ = [
     "DIFF_BOOT",
@@ -44,10 +45,12 @@ __all__ = [
     "HEATMAP_CELLS",
     "PATH_BOOT",
     "SHEPARD_PAIRS",
+    "SIDE_MODELS",
     "EmbeddingViews",
     "HoverInfo",
     "PathViews",
     "difference_view",
+    "dataset_models",
     "display_side",
     "embedding_views",
     "hover_info",
@@ -61,6 +64,9 @@ __all__ = [
     "rdm_hover",
     "rdm_views",
     "selection_rows",
+    "side_by_side_view",
+    "side_models",
+    "side_nodes",
     "survive_view",
     "update_selection",
 ]
@@ -79,6 +85,8 @@ DIFF_BOOT = 50
 DIFF_MAX_N = 600
 #: Pairs drawn per Shepard diagram of an embedding (a seeded subset; a path's are all drawn).
 SHEPARD_PAIRS = 3000
+#: Most models drawn side by side (rows of RDM grids).
+SIDE_MODELS = 4
 #: Nearest points on the plot listed on hover.
 NEIGHBOURS = 3
 
@@ -345,10 +353,54 @@ def models_rows(engine: Engine) -> list[dict[str, Any]]:
     return rows
 
 
+def dataset_models(engine: Engine, view: View) -> list[str]:
+    """The loaded models of the view's model's dataset (they can share its stimuli), the view's model first."""
+    dataset = engine.dataset_of(view.model).id
+    return [view.model, *(m for m in engine.model_ids if m != view.model and engine.dataset_of(m).id == dataset)]
+
+
 def metrics_view(engine: Engine, view: View) -> go.Figure:
-    """Block contrast and silhouette over every node of the chosen model."""
+    """Block contrast and silhouette over every node of every model of the view's dataset, in one plot."""
     spec = view.spec(engine, view.n_rdm)
-    return metrics_figure([engine.node_metrics(view.model, "all", spec, view.rdm_method)], model_colors(engine), view.rdm_method)
+    metrics = [engine.node_metrics(m, "all", spec, view.rdm_method) for m in dataset_models(engine, view)]
+    return metrics_figure(metrics, model_colors(engine), view.rdm_method)
+
+
+def side_models(engine: Engine, view: View) -> list[str]:
+    """The models drawn side by side: the view's model, then the other path models of its dataset (at most :data:`SIDE_MODELS`).
+
+    With no other path model of that dataset, the first other model of the dataset joins
+    (so two models are always compared when the dataset has two).
+    """
+    same = dataset_models(engine, view)
+    chosen = [view.model, *(m for m in view.path_models if m != view.model and m in same)]
+    if len(chosen) == 1 and len(same) > 1:
+        chosen.append(same[1])
+    return chosen[:SIDE_MODELS]
+
+
+def side_nodes(engine: Engine, view: View, model: str) -> list[str]:
+    """``model``'s nodes in the side-by-side grid: the view's nodes it has, else its default nodes."""
+    have = set(engine.nodes(model))
+    kept = [n for n in view.nodes if n in have]
+    return kept or list(default_nodes(engine, model))
+
+
+def side_by_side_view(engine: Engine, view: View) -> go.Figure:
+    """Two (or more) models' RDM grids on one shared colour scale, one row per model (:func:`side_models`)."""
+    spec = view.spec(engine, view.n_rdm)
+    models = side_models(engine, view)
+    rows = [engine.rdms(m, side_nodes(engine, view, m), spec, view.rdm_method) for m in models]
+    n = rows[0][0].matrix.shape[0]
+    side = display_side(n, sum(len(r) for r in rows))
+    rows = [[r.reduced(side) for r in row] for row in rows]
+    shown = "" if rows[0][0].bins is None else f" · shown as {side}×{side} block means"
+    title = (
+        f"{' vs '.join(models)} side by side · {spec.n_per_class} per class{shown}<br>"
+        "<sup>one colour scale for every panel (same colour = same dissimilarity); "
+        "tick models under “Models in the path” to choose which</sup>"
+    )
+    return rdm_models(rows, view.colorscale, title, engine.dataset_of(view.model).class_names)
 
 
 def pair_view(engine: Engine, view: View, selection: Sequence[int]) -> go.Figure | None:

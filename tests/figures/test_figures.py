@@ -14,7 +14,7 @@ import pytest
 from repgeom.core.embedding import Embedding
 from repgeom.core.paths import RepPath
 from repgeom.core.rdm import RDM
-from repgeom.figures import embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_slider
+from repgeom.figures import embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_models, rdm_slider
 from repgeom.figures.images import image_data_uri
 from repgeom.figures.rdm import MAX_TICK_LABELS, class_ticks
 from repgeom.figures.style import CLASS_COLORS, MODEL_PALETTE, class_colors, model_colors
@@ -191,6 +191,34 @@ def test_path_figure_matrix_path_square_star_and_frames():
     lines = [t for t in coloured.data if t.type == "scatter" and t.mode == "lines+markers"]
     assert [t.line.color for t in lines] == [MODEL_PALETTE[0], "#ABCDEF"]
     assert "#ABCDEF" in "".join(coloured.layout.xaxis.ticktext)
+
+
+def test_models_side_by_side_share_one_colour_scale():
+    a = _rdms(3)
+    b = [RDM(r.matrix * 5, "feedforward", f"fc{i}", r.method, r.labels) for i, r in enumerate(_rdms(2))]
+    fig = rdm_models([a, b], "Viridis_r")
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 5 and {t.coloraxis for t in heat} == {"coloraxis"}  # one colour axis, so one colour bar
+    assert [t.name for t in heat] == ["recurrent/conv2_0", "recurrent/conv2_1", "recurrent/conv2_2", "feedforward/fc0", "feedforward/fc1"]
+    every = [r.matrix for r in a + b]
+    assert fig.layout.coloraxis.cmin == pytest.approx(min(m.min() for m in every))
+    assert fig.layout.coloraxis.cmax == pytest.approx(max(m.max() for m in every))  # b's largest: a's would look saturated
+    np.testing.assert_allclose(heat[3].z, b[0].matrix, rtol=1e-6)  # raw values, not ÷ each panel's max
+    titles = [t.text for t in fig.layout.annotations]
+    assert titles[:3] == ["recurrent · conv2_0", "recurrent · conv2_1", "recurrent · conv2_2"] and "feedforward · fc1" in titles
+    assert heat[0].xaxis == "x" and heat[3].xaxis == "x4"  # the second model sits on the second row of a 2 × 3 grid
+    assert fig.layout.coloraxis.colorbar.title.text == "correlation distance (1 − r)"
+
+
+def test_metrics_of_models_with_different_nodes_share_a_relative_depth_axis():
+    ff = NodeMetrics("feedforward", ["conv1", "fc1", "fc2"], [0.1, 0.3, 0.5], [0.0, 0.2, 0.4])
+    rec = NodeMetrics("recurrent", ["conv1", "conv2", "conv2_1", "fc"], [0.1, 0.2, 0.3, 0.6], [0.0, 0.1, 0.2, 0.5])
+    fig = metrics_figure([ff, rec])
+    assert [t.name for t in fig.data] == ["feedforward", "feedforward", "recurrent", "recurrent"]
+    assert list(fig.data[0].x) == [0.0, 0.5, 1.0] and list(fig.data[2].x) == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert list(fig.data[2].text) == rec.nodes and "%{text}" in fig.data[2].hovertemplate
+    assert [t.showlegend for t in fig.data] == [True, False, True, False]
+    assert fig.layout.xaxis.title.text.startswith("relative depth")
 
 
 def test_metrics_and_pair_figures():

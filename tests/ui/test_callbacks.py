@@ -185,7 +185,29 @@ def test_a_progress_store_that_fails_does_not_fail_the_job(engine):
 def test_models_panel(engine):
     table, metrics, message = models.models_panel(engine, _view(engine, tab="models", n_rdm=3))
     assert "2,650" in _text(table) and [r["model"] for r in views.models_rows(engine)] == engine.model_ids
-    assert len(metrics.data) == 2 and message == ""
+    mnist = [m for m in engine.model_ids if engine.dataset_of(m).id == engine.dataset_of(engine.defaults.model).id]
+    assert len(mnist) >= 2 and message == ""
+    assert [t.name for t in metrics.data[::2]] == views.dataset_models(engine, View.parse(engine, _view(engine, tab="models")))
+    assert sorted(t.name for t in metrics.data[::2]) == sorted(mnist)  # every model of the dataset, none of another
+
+
+def test_models_side_by_side_share_one_scale(engine):
+    view = _view(engine, tab="models", n_rdm=3, model="feedforward", nodes=["conv1", "fc2"], path_models=["feedforward", "recurrent"])
+    fig, message = models.side_by_side(engine, view)
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert message == "" and {t.coloraxis for t in heat} == {"coloraxis"}
+    assert [t.name for t in heat][:2] == ["feedforward/conv1", "feedforward/fc2"]
+    assert all(t.name.startswith("recurrent/") for t in heat[2:]) and len(heat) > 2
+    spec = engine.spec(3)
+    values = [engine.rdm(*t.name.split("/"), spec, "correlation").matrix for t in heat]
+    assert fig.layout.coloraxis.cmin == pytest.approx(min(v.min() for v in values))
+    assert fig.layout.coloraxis.cmax == pytest.approx(max(v.max() for v in values))
+    # one path model only: the dataset's next model joins, so two are always compared
+    alone, _ = models.side_by_side(engine, _view(engine, tab="models", n_rdm=3))
+    assert len({t.name.split("/")[0] for t in alone.data if t.type == "heatmap"}) == 2
+    assert models.side_by_side(engine, _view(engine, tab="rdms")) == (no_update, no_update)
+    bad = models.side_by_side(engine, {**view, "n_rdm": 10**9})
+    assert bad[0] is no_update and "images per class" in _text(bad[1])
 
 
 # ---------------------------------------------------------------------------- selection, pair, hover

@@ -7,7 +7,8 @@
     presets ────┼─► sync ─► view store ───┼─► embeddings (gate → job)  ├─ + selection store
     hypothesis ─┘        (validated View) ├─► paths.path_figure (path, angle to labels, Shepard)
      editor's add   + hypotheses' options ├─► paths.survive_figure (side by side), rdms.difference_figure
-                                          ├─► models.models_panel (table + metrics)
+                                          ├─► models.models_panel (table + every model's metrics)
+                                          ├─► models.side_by_side (models' RDMs, one colour scale)
                                           └─► download.download (.npz)
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
     hovers ─► selection.hover (the stimulus images)
@@ -117,6 +118,7 @@ def register(app: Dash, engine: Engine) -> None:
         [Output(ID.MODELS_TABLE, "children"), Output(ID.METRICS_GRAPH, "figure"), Output(ID.MODELS_MESSAGE, "children")],
         Input(ID.VIEW, "data"),
     )(_bind(models.models_panel, engine))
+    app.callback([Output(ID.SIDE_GRAPH, "figure"), Output(ID.SIDE_MESSAGE, "children")], Input(ID.VIEW, "data"))(_bind(models.side_by_side, engine))
 
     @app.callback(
         Output(ID.SELECTION, "data"),

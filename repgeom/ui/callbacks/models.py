@@ -1,4 +1,4 @@
-"""The models tab: a table of the loaded models and per-node metrics of the chosen one."""
+"""The models tab: a table of the loaded models, models' RDMs side by side, and per-node metrics of every model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ...pipeline import Engine
 from .. import views
 from .common import guarded, parse_view
 
-__all__ = ["models_panel", "models_table"]
+__all__ = ["models_panel", "models_table", "side_by_side"]
 
 
 def models_table(rows: list[dict[str, Any]]) -> html.Table:
@@ -27,3 +27,12 @@ def models_panel(engine: Engine, data: Any) -> tuple:
     if view is None or view.tab != "models":
         return no_update, no_update, no_update
     return models_table(views.models_rows(engine)), views.metrics_view(engine, view), ""
+
+
+@guarded(2, 1)
+def side_by_side(engine: Engine, data: Any) -> tuple:
+    """``(side-by-side RDM figure, message)``: the view's model and the other path models on one colour scale."""
+    view = parse_view(engine, data)
+    if view is None or view.tab != "models":
+        return no_update, no_update
+    return views.side_by_side_view(engine, view), ""
