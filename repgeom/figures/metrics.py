@@ -98,8 +98,8 @@ def pair_figure(
             title=f"stimulus {pair[0]} (class {classes[0]}) vs {pair[1]} (class {classes[1]}) in {model}",
             height=320,
             yaxis={"title": {"text": f"{method} dissimilarity"}},
-            xaxis={"tickangle": -45, "tickfont": {"size": 10}},
-            margin={"l": 60, "r": 20, "t": 60, "b": 90},
+            xaxis={"tickangle": -45, "tickfont": {"size": 10}, "title": {"text": "node (graph order)", "font": {"size": 11}}},
+            margin={"l": 60, "r": 20, "t": 60, "b": 110},
         )
     )
     return fig

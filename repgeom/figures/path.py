@@ -157,6 +157,7 @@ def _matrix(fig: go.Figure, path: RepPath, colors: Mapping[str, str], uncertaint
         col=1,
     )
     tick = {"tickvals": list(range(len(rows))), "ticktext": ticktext, "tickfont": {"size": 9}, "showgrid": False}
+    tick["title_text"] = "path point (node, coloured by model)"
     fig.update_xaxes(**tick, tickangle=-83, row=1, col=1)
     fig.update_yaxes(**tick, autorange="reversed", scaleanchor="x", row=1, col=1)
 
@@ -548,7 +549,7 @@ def survive_figure(paths: Sequence[RepPath], aligned: Sequence[np.ndarray], colo
         )
         anchor = "x" if k == 1 else f"x{k}"
         fig.update_xaxes(range=[c - h, c + h], title_text="dim 1 (rad)", zeroline=False, row=1, col=k)
-        fig.update_yaxes(range=[c - h, c + h], title_text="dim 2 (rad)" if k == 1 else None, zeroline=False, scaleanchor=anchor, row=1, col=k)
+        fig.update_yaxes(range=[c - h, c + h], title_text="dim 2 (rad)", zeroline=False, scaleanchor=anchor, row=1, col=k)
     metric = path_basis(paths[0].rdm_method, paths[0].compare).split(" · ")[0]
     fig.update_layout(
         **base_layout(

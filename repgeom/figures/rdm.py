@@ -14,13 +14,15 @@ from .style import METRIC_LABELS, base_layout, frame_slider, play_menu
 if TYPE_CHECKING:
     from ..core.rdm import RDM
 
-__all__ = ["COLORSCALES", "NORMALISE", "class_ticks", "difference_figure", "rdm_grid", "rdm_models", "rdm_slider"]
+__all__ = ["COLORSCALES", "NORMALISE", "STIMULUS_AXIS", "class_ticks", "difference_figure", "rdm_grid", "rdm_models", "rdm_slider"]
 
 #: Colour scales offered; "magma_r"-like first (the seed: small dissimilarity is bright).
 COLORSCALES = ("Magma_r", "Viridis_r", "Greys", "Cividis_r")
 NORMALISE = ("per", "shared")
 #: At most this many class names are written along an axis; with more classes every k-th is.
 MAX_TICK_LABELS = 20
+#: The title of an RDM's rows and columns.
+STIMULUS_AXIS = "stimulus (sorted by class)"
 
 
 def class_ticks(labels: np.ndarray, class_names: Sequence[str] | None = None) -> tuple[list[float], list[str], list[float]]:
@@ -122,10 +124,21 @@ def rdm_grid(
         sfx = "" if c == 1 else str(c)
         shapes += _grid_shapes(bounds, n, f"x{sfx}", f"y{sfx}")
         shapes += _selection_shapes(selection, f"x{sfx}", f"y{sfx}")
-        fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain", row=1, col=c)
-        fig.update_yaxes(
+        fig.update_xaxes(
             tickvals=centres,
-            ticktext=texts if c == 1 else [""] * len(texts),
+            ticktext=texts,
+            title={"text": STIMULUS_AXIS, "font": {"size": 11}},
+            showgrid=False,
+            zeroline=False,
+            constrain="domain",
+            row=1,
+            col=c,
+        )
+        fig.update_yaxes(  # the rows of every panel are the first panel's: named once, at the left
+            tickvals=centres,
+            ticktext=texts,
+            showticklabels=c == 1,
+            title={"text": STIMULUS_AXIS if c == 1 else "", "font": {"size": 11}},
             autorange="reversed",
             showgrid=False,
             zeroline=False,
@@ -187,10 +200,21 @@ def rdm_models(
             k = (i - 1) * cols + c
             sfx = "" if k == 1 else str(k)
             shapes += _grid_shapes(bounds, n, f"x{sfx}", f"y{sfx}")
-            fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain", row=i, col=c)
-            fig.update_yaxes(
+            fig.update_xaxes(
                 tickvals=centres,
-                ticktext=texts if c == 1 else [""] * len(texts),
+                ticktext=texts,
+                title={"text": STIMULUS_AXIS, "font": {"size": 11}},
+                showgrid=False,
+                zeroline=False,
+                constrain="domain",
+                row=i,
+                col=c,
+            )
+            fig.update_yaxes(  # a row's panels share the rows of its first panel: named once, at the left
+                tickvals=centres,
+                ticktext=texts,
+                showticklabels=c == 1,
+                title={"text": STIMULUS_AXIS if c == 1 else "", "font": {"size": 11}},
                 autorange="reversed",
                 showgrid=False,
                 zeroline=False,
@@ -248,8 +272,10 @@ def rdm_slider(
             updatemenus=[play_menu(500)],
         )
     )
-    fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain")
-    fig.update_yaxes(tickvals=centres, ticktext=texts, autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
+    fig.update_xaxes(tickvals=centres, ticktext=texts, title_text=STIMULUS_AXIS, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(
+        tickvals=centres, ticktext=texts, title_text=STIMULUS_AXIS, autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain"
+    )
     return fig
 
 
@@ -309,6 +335,8 @@ def difference_figure(
             margin={"l": 60, "r": 30, "t": 120, "b": 50},
         )
     )
-    fig.update_xaxes(tickvals=centres, ticktext=texts, showgrid=False, zeroline=False, constrain="domain")
-    fig.update_yaxes(tickvals=centres, ticktext=texts, autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
+    fig.update_xaxes(tickvals=centres, ticktext=texts, title_text=STIMULUS_AXIS, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(
+        tickvals=centres, ticktext=texts, title_text=STIMULUS_AXIS, autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain"
+    )
     return fig

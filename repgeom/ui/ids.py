@@ -7,7 +7,7 @@ spells an id.
 
 from __future__ import annotations
 
-__all__ = ["CONTROL_IDS", "GRAPH_IDS", "ID", "preset_id"]
+__all__ = ["CONTROL_IDS", "GRAPH_IDS", "ID", "note_id", "preset_id"]
 
 
 class ID:
@@ -49,6 +49,9 @@ class ID:
     NODES_HINT = "nodes-hint"
     #: the ``type`` of the preset buttons' dict ids (see :func:`preset_id`)
     PRESET = "preset"
+    #: the ``type`` of the figures' ⓘ notes' dict ids (see :func:`note_id`)
+    FIGURE_NOTE = "figure-note"
+    GLOSSARY = "glossary"
     # views
     RDM_GRID = "rdm-grid"
     RDM_SLIDER = "rdm-slider"
@@ -89,6 +92,11 @@ class ID:
 def preset_id(index: int) -> dict[str, str | int]:
     """The id of the button for the manifest's ``index``-th preset."""
     return {"type": ID.PRESET, "index": index}
+
+
+def note_id(graph_id: str) -> dict[str, str]:
+    """The id of the ⓘ note beside the figure ``graph_id``."""
+    return {"type": ID.FIGURE_NOTE, "index": graph_id}
 
 
 #: Every figure on the page (their toolbar's image format follows ``ID.IMAGE_FORMAT``).

@@ -19,10 +19,11 @@ from ..figures.embedding import METHOD_NAMES
 from ..figures.rdm import COLORSCALES
 from ..figures.style import COMPARE_LABELS
 from ..pipeline import Engine
-from .ids import ID, preset_id
+from .explanations import FIGURE_NOTES, GLOSSARY
+from .ids import ID, note_id, preset_id
 from .state import LANDMARK_CHOICES, SURVIVE_COMPARISONS, View, per_class_limit
 
-__all__ = ["IMAGE_FORMATS", "build_layout", "graph_config", "hypothesis_options", "model_options", "node_pairs", "steps_hint"]
+__all__ = ["IMAGE_FORMATS", "build_layout", "figure_note", "glossary_panel", "graph_config", "hypothesis_options", "model_options", "node_pairs", "steps_hint"]
 
 IMAGE_FORMATS = ("png", "svg")
 
@@ -89,12 +90,47 @@ def _presets(engine: Engine) -> list[html.Button]:
     return [html.Button(p.label, id=preset_id(i), className="button", n_clicks=0, disabled=not set(p.models) <= loaded) for i, p in enumerate(engine.presets)]
 
 
-def _graph(graph_id: str, height: int) -> dcc.Loading:
-    return dcc.Loading(
-        dcc.Graph(id=graph_id, config=_GRAPH_CONFIG, style={"minHeight": f"{height}px"}),
-        type="dot",
-        delay_show=150,
+def figure_note(graph_id: str) -> html.Details:
+    """The ⓘ note beside figure ``graph_id``: what is plotted, how to read it, what to be careful about (closed until clicked)."""
+    note = FIGURE_NOTES[graph_id]
+    return html.Details(
+        id=note_id(graph_id),
+        className="figure-note",
+        children=[
+            html.Summary([html.Span("ⓘ", className="figure-note-icon", **{"aria-hidden": "true"}), f" What am I looking at? {note.title}"]),
+            html.Dl(
+                [
+                    html.Dt("What is plotted"),
+                    html.Dd(note.what),
+                    html.Dt("How to read it"),
+                    html.Dd(note.read),
+                    html.Dt("Be careful"),
+                    html.Dd(note.careful),
+                ]
+            ),
+        ],
     )
+
+
+def glossary_panel() -> html.Div:
+    """Every term the page shows, with its meaning (the glossary tab)."""
+    entries: list[Any] = []
+    for entry in sorted(GLOSSARY, key=lambda e: e.term.lower()):
+        also = f" (also: {', '.join(entry.aliases)})" if entry.aliases else ""
+        entries += [html.Dt([entry.term, html.Span(also, className="glossary-aliases")]), html.Dd(entry.definition)]
+    return html.Div(id=ID.GLOSSARY, className="glossary", children=[html.H3("Glossary"), html.Dl(entries)])
+
+
+def _graph(graph_id: str, height: int) -> html.Div:
+    children: list[Any] = [figure_note(graph_id)] if graph_id in FIGURE_NOTES else []
+    children.append(
+        dcc.Loading(
+            dcc.Graph(id=graph_id, config=_GRAPH_CONFIG, style={"minHeight": f"{height}px"}),
+            type="dot",
+            delay_show=150,
+        )
+    )
+    return html.Div(children, className="figure-block")
 
 
 def _message(message_id: str) -> html.Div:
@@ -311,6 +347,7 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
                     _graph(ID.SIDE_GRAPH, 600),
                 ],
             ),
+            dcc.Tab(label="Glossary", value="glossary", children=[glossary_panel()]),
         ],
     )
 
@@ -354,6 +391,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                             html.H2("Selected pair"),
                             html.Div("Click an RDM cell, or two points, to follow a pair through the nodes.", className="field-hint"),
                             _message(ID.PAIR_MESSAGE),
+                            figure_note(ID.PAIR_GRAPH),
                             dcc.Graph(id=ID.PAIR_GRAPH, config=_GRAPH_CONFIG, style={"height": "340px"}),
                             html.Button("clear selection", id=ID.CLEAR_SELECTION, className="button", n_clicks=0),
                         ],
