@@ -159,6 +159,10 @@ class Settings:
         job_processes: background-job processes this server process starts
             (``REPGEOM_JOB_PROCESSES``; default: one per core; under gunicorn each worker
             gets ``cores // workers``, at least 1).
+        max_jobs: background jobs queued or running on the machine at once; beyond it a
+            page is told the server is busy and nothing starts (``REPGEOM_MAX_JOBS``, default 64).
+        max_client_jobs: of those, how many one client address may have
+            (``REPGEOM_MAX_CLIENT_JOBS``, default 4; visitors behind one proxy share it).
     """
 
     host: str = "127.0.0.1"
@@ -174,6 +178,8 @@ class Settings:
     redis_url: str | None = None
     max_body_bytes: int = 4 << 20
     job_processes: int | None = None
+    max_jobs: int = 64
+    max_client_jobs: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -216,6 +222,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         cache_bytes = _whole(env, "REPGEOM_CACHE_BYTES", Settings.cache_bytes, 0, 1 << 50, "of bytes")
         body_bytes = _whole(env, "REPGEOM_MAX_BODY_BYTES", Settings.max_body_bytes, 1 << 16, 1 << 40, "of bytes")
         job_processes = _whole(env, "REPGEOM_JOB_PROCESSES", 0, 0, 64) or None
+        max_jobs = _whole(env, "REPGEOM_MAX_JOBS", Settings.max_jobs, 1, 10_000)
+        max_client_jobs = _whole(env, "REPGEOM_MAX_CLIENT_JOBS", Settings.max_client_jobs, 1, 10_000)
     except ConfigError as exc:
         p.error(str(exc))
     if a.redis_url and not a.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -223,7 +231,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     return Settings(
         host=host, port=port, models_dir=a.models_dir, data_root=a.data_root, device=a.device, debug=a.debug,
         warm=a.warm, response_cache_bytes=response_bytes, cache_bytes=cache_bytes, cache_dir=a.cache_dir,
-        redis_url=a.redis_url, max_body_bytes=body_bytes, job_processes=job_processes,
+        redis_url=a.redis_url, max_body_bytes=body_bytes, job_processes=job_processes, max_jobs=max_jobs,
+        max_client_jobs=max_client_jobs,
     )
 
 

@@ -23,9 +23,12 @@ def test_defaults_env_and_flags():
         "REPGEOM_WARM": "0",
         "REPGEOM_MODELS_DIR": "/m",
         "REPGEOM_DATA_ROOT": "/d",
+        "REPGEOM_MAX_JOBS": "12",
+        "REPGEOM_MAX_CLIENT_JOBS": "2",
     }
     s = parse_settings([], env)
     assert (s.port, s.host, s.device, s.debug, s.warm, s.models_dir, s.data_root) == (9000, "0.0.0.0", "cpu", True, False, "/m", "/d")
+    assert (s.max_jobs, s.max_client_jobs) == (12, 2)
     assert parse_settings(["--port", "8123", "--host", "127.0.0.2"], env).port == 8123
     assert Settings().debug is False
     assert parse_settings([], {"REDIS_URL": "redis://127.0.0.1:6379/0"}).redis_url == "redis://127.0.0.1:6379/0"
@@ -39,6 +42,7 @@ def test_defaults_env_and_flags():
         ([], {"REPGEOM_PORT": "http"}, "REPGEOM_PORT must be a whole number from 1 to 65535"),
         ([], {"REPGEOM_RESPONSE_CACHE_BYTES": "-5"}, "REPGEOM_RESPONSE_CACHE_BYTES must be a whole number"),
         (["--bogus"], {}, "unrecognized arguments: --bogus"),
+        ([], {"REPGEOM_MAX_CLIENT_JOBS": "0"}, "REPGEOM_MAX_CLIENT_JOBS must be a whole number from 1 to 10000"),
         ([], {"REDIS_URL": "http://x"}, "REDIS_URL must start with redis://, rediss:// or unix://"),
     ],
 )

@@ -88,13 +88,15 @@ from ..core.files import read_regular
 from ..settings import Settings
 from ..shared_cache import FolderStore, celery_timeouts, trim_folder, write_atomically
 
-__all__ = ["Background", "JobCancelled", "JobFiles", "JobSlots", "PoolManager", "app_callbacks", "default_cache_dir",
-           "default_job_slots", "make_background", "make_celery"]
+__all__ = ["BUSY_NOTICE", "LOST_NOTICE", "REFUSED", "Background", "JobBounds", "JobCancelled", "JobFiles", "JobSlots", "PoolManager",
+           "app_callbacks", "client_id", "default_cache_dir", "default_job_slots", "make_background", "make_celery", "notices_to"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a job's result or progress stays stored when nobody reads it.
 RESULT_TTL_S = 3600
+#: Bound on a job process's engine cache (the server's default is 1 GiB: its requests repeat, jobs rarely do).
+JOB_CACHE_BYTES = 256 << 20
 #: How much lower a background job's CPU priority is than its server worker's.
 JOB_NICENESS = 10
 #: Lock files that keep identical jobs from computing at once (a bounded set: keys hash onto them).
@@ -103,6 +105,13 @@ FLIGHT_STRIPES = 256
 _JOB_KEY = re.compile(r"[0-9a-f]{64}(-progress|-set_props)?")
 #: A job token, as :meth:`PoolManager.call_job_fn` makes them.
 _TOKEN = re.compile(r"[0-9a-f]{32}")
+#: The handle of a job that was refused (over a bound): it never runs, its page is told why.
+REFUSED = "refused"
+#: What a page is told when its job is refused; ``{why}`` says which bound.
+BUSY_NOTICE = "The server is busy: {why}. Nothing was started; try again in a minute."
+#: What a page is told when its job ended without a result and may not restart again (its process was stopped or ran out of memory).
+LOST_NOTICE = ("This computation stopped before it finished (the server stopped its process, or memory ran out). "
+               "Change a control to try again, or use the command line (python -m repgeom export) for large views.")
 
 
 def default_cache_dir() -> Path:
@@ -203,6 +212,40 @@ class JobCancelled(BaseException):  # noqa: N818 - an outcome, like KeyboardInte
 
 def _never() -> bool:
     return False
+
+
+@dataclass(frozen=True)
+class JobBounds:
+    """How much background work the machine accepts; beyond it a page is told "busy" and nothing starts.
+
+    Attributes:
+        total: jobs queued or running on the machine at once (every worker's together).
+        per_client: of those, the jobs one client address may have.
+        restarts: how often a job whose process ended without a result (a recycled worker,
+            a killed process) is started again by the next poll of its page.
+    """
+
+    total: int = 64
+    per_client: int = 4
+    restarts: int = 1
+
+
+def notices_to(fn: Callable[..., Any], component_id: str, prop: str = "children") -> Callable[..., Any]:
+    """Mark the background callback ``fn``: a refused or lost job's notice is shown in ``component_id.prop``.
+
+    Returns:
+        ``fn`` itself (marked).
+    """
+    fn.repgeom_notices = (component_id, prop)  # type: ignore[attr-defined]
+    return fn
+
+
+def client_id() -> str:
+    """Who asks, for the per-client bound: a hash of the request's peer address ("local" outside a request)."""
+    from flask import has_request_context, request  # noqa: PLC0415 - Flask comes with Dash
+
+    address = request.remote_addr if has_request_context() else None
+    return hashlib.sha256((address or "local").encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -344,14 +387,16 @@ class PoolManager(BaseBackgroundCallbackManager):
             has its own pool, so the configuration gives each ``slots // workers``: every
             process holds the models (about 0.45 GB of its own), and more processes than
             slots would only wait.
+        bounds: how many jobs the machine and one client may have queued or running.
 
     Attributes:
         callbacks: ``{Dash's key: (function, has progress)}`` of every background callback.
     """
 
     def __init__(self, files: JobFiles, build: Callable[[], Callbacks], cache_by: list[Callable[[], Any]] | None = None,
-                 slots: int | None = None, processes: int | None = None) -> None:
+                 slots: int | None = None, processes: int | None = None, bounds: JobBounds | None = None) -> None:
         self.files = files
+        self.bounds = bounds or JobBounds()
         self.callbacks: dict[str, tuple[Callable[..., Any], bool]] = {}
         self.slots = slots or default_job_slots()
         self.processes = min(self.slots, processes or self.slots)
@@ -413,16 +458,37 @@ class PoolManager(BaseBackgroundCallbackManager):
         return _Job(key, bool(progress))
 
     def call_job_fn(self, key: str, job_fn: _Job, args: Any, context: Any) -> str | int:
-        """Queue the job on the pool; its token, or ``0`` when its result is already stored."""
+        """Queue the job on the pool; its token, ``0`` when its result is already stored, :data:`REFUSED` over a bound.
+
+        A refused job starts nothing; its page is told why (see :func:`notices_to`).
+        """
         if self.files.has(key):
             return 0  # stored: the first poll reads it, there is no job to wait for
-        token = secrets.token_hex(16)
-        payload = json.dumps([args, dict(context)])
+        client = client_id()
+        with self._admission():
+            live = [spec for _, spec in self._live_jobs()]
+            mine = sum(spec.get("client") == client for spec in live)
+            if len(live) >= self.bounds.total:
+                why = f"{len(live)} computations are queued or running, the most this server takes"
+            elif mine >= self.bounds.per_client:
+                why = f"you already have {mine} computations queued or running, the most one visitor may have"
+            else:
+                token = secrets.token_hex(16)
+                spec = {"callback": job_fn.key, "result": key, "payload": json.dumps([args, dict(context)]), "client": client, "restarts": 0}
+                write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
+                self._launch(token, spec)
+                return token
+        log.warning("background job refused: %s", why)
+        self._notify(job_fn.key, key, BUSY_NOTICE.format(why=why))
+        return REFUSED
+
+    def _launch(self, token: str, spec: dict[str, Any]) -> None:
+        """Mark the job running (its lock, held shared until it ends) and queue it on this server's pool."""
         lock = self.files.directory / f"run-{token}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         fcntl.flock(fd, fcntl.LOCK_SH)  # "running" from now on, for every worker
         try:
-            future = self._submit(_run_job, job_fn.key, key, self._make_progress_key(key), payload, token, self._id)
+            future = self._submit(_run_job, spec["callback"], spec["result"], self._make_progress_key(spec["result"]), spec["payload"], token, self._id)
         except BaseException:
             os.close(fd)
             lock.unlink(missing_ok=True)
@@ -430,17 +496,80 @@ class PoolManager(BaseBackgroundCallbackManager):
         with self._lock:
             self._futures[token] = future
         future.add_done_callback(functools.partial(self._ended, token, fd))
-        return token
 
-    def _ended(self, token: str, fd: int, future: concurrent.futures.Future[None]) -> None:
+    def _ended(self, token: str, fd: int, future: concurrent.futures.Future[str]) -> None:
         with self._lock:
             self._futures.pop(token, None)
+        folder = self.files.directory
+        cancelled = (folder / f"run-{token}.cancel").exists()
+        failed = None if future.cancelled() else future.exception()
+        finished = not future.cancelled() and failed is None and future.result() == _DONE
+        if finished or cancelled:
+            self._spec_path(token).unlink(missing_ok=True)  # else it stays: the next poll starts the job again
         os.close(fd)
         for suffix in ("lock", "cancel"):
             with contextlib.suppress(OSError):
-                (self.files.directory / f"run-{token}.{suffix}").unlink()
-        if not future.cancelled() and future.exception() is not None:
-            log.error("background job %s failed outside its callback: %r", token[:8], future.exception())
+                (folder / f"run-{token}.{suffix}").unlink()
+        if failed is not None:
+            log.error("background job %s failed outside its callback: %r", token[:8], failed)
+
+    @contextlib.contextmanager
+    def _admission(self) -> Iterator[None]:
+        """Hold the machine's admission lock: counting jobs and starting one is one step for every worker."""
+        fd = os.open(self.files.directory / "admission.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _spec_path(self, token: str) -> Path:
+        return self.files.directory / f"run-{token}.json"
+
+    def _read_spec(self, token: str) -> dict[str, Any] | None:
+        try:
+            spec = json.loads(read_regular(self._spec_path(token), max_bytes=self.files.max_bytes, what="job"))
+        except (RepgeomError, ValueError):
+            return None
+        return spec if isinstance(spec, dict) and isinstance(spec.get("callback"), str) and isinstance(spec.get("result"), str) else None
+
+    def _live_jobs(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(token, spec)`` of every job queued or running on the machine."""
+        live = []
+        for path in self.files.directory.glob("run-*.json"):
+            token = path.name[len("run-") : -len(".json")]
+            if _TOKEN.fullmatch(token) and self.job_running(token):
+                spec = self._read_spec(token)
+                if spec is not None:
+                    live.append((token, spec))
+        return live
+
+    def _notify(self, callback_key: str, key: str, text: str) -> None:
+        """Tell the page waiting on result ``key`` ``text``, where its callback shows notices (else only the log)."""
+        fn = self.callbacks.get(callback_key, (None, False))[0]
+        target = getattr(fn, "repgeom_notices", None)
+        if target is not None:
+            component_id, prop = target
+            with contextlib.suppress(OSError):
+                self.files.set(self._make_set_props_key(key), {component_id: {prop: text}})
+
+    def _restart(self, token: str, key: str) -> None:
+        """A job that ended without a result (its worker recycled, its process killed): start it again, or say it is lost."""
+        with self._admission():
+            if self.job_running(token) or self.files.has(key) or (self.files.directory / f"run-{token}.cancel").exists():
+                return
+            spec = self._read_spec(token)
+            if spec is None or spec["result"] != key:
+                return
+            if int(spec.get("restarts", 0)) >= self.bounds.restarts:
+                self._spec_path(token).unlink(missing_ok=True)
+                log.warning("background job %s ended without a result %d times; giving up", token[:8], int(spec.get("restarts", 0)) + 1)
+                self._notify(spec["callback"], key, LOST_NOTICE)
+                return
+            spec["restarts"] = int(spec.get("restarts", 0)) + 1
+            write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
+            log.info("background job %s ended without a result; starting it again", token[:8])
+            self._launch(token, spec)
 
     def terminate_job(self, job: Any) -> None:
         """Cancel the job (any worker's): a queued one never starts, a running one stops at its next progress update."""
@@ -485,10 +614,17 @@ class PoolManager(BaseBackgroundCallbackManager):
         return self.files.has(key)
 
     def get_result(self, key: str, job: Any) -> Any:
-        """The stored result (kept for the next visitor who asks the same), else ``UNDEFINED``."""
+        """The stored result (kept for the next visitor who asks the same), else ``UNDEFINED``.
+
+        A job found ended without a result, and not cancelled, is started again here (at most
+        :attr:`JobBounds.restarts` times): queued jobs of a recycled worker are not lost.
+        """
         result = self.files.load(key, self.UNDEFINED)
-        if result is self.UNDEFINED and job is not None and not self.job_running(job):
+        token = _token(job)
+        if result is self.UNDEFINED and token is not None and not self.job_running(token):
             result = self.files.load(key, self.UNDEFINED)  # it may have ended right after the first look
+            if result is self.UNDEFINED:
+                self._restart(token, key)
         if result is not self.UNDEFINED:
             self.files.touch(key)
             self.files.delete(self._make_progress_key(key))
@@ -567,8 +703,16 @@ class _Checked:
         self.files.set(key, value)
 
 
-def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str, token: str, server: str) -> None:
-    """Run one job in a pool process: single flight, a slot, Dash's job body; the result goes to the files."""
+#: What :func:`_run_job` returns when the job ran to its end (or found its result stored); else :data:`_SKIPPED`.
+_DONE, _SKIPPED = "done", "skipped"
+
+
+def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str, token: str, server: str) -> str:
+    """Run one job in a pool process: single flight, a slot, Dash's job body; the result goes to the files.
+
+    Returns:
+        :data:`_DONE`, or :data:`_SKIPPED` when it was cancelled or its server closed first.
+    """
     from dash.background_callback.managers.diskcache_manager import _make_job_fn  # noqa: PLC0415
 
     (process,) = _PROCESS
@@ -591,15 +735,17 @@ def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str
     process.busy.acquire()
     try:
         if cancelled() or (folder / f"run-closed-{server}").exists():
-            return
+            return _SKIPPED
         args, context = json.loads(payload)
         with _single_flight(folder, result_key, note("the same view is being computed for someone else…"), cancelled):
             if files.has(result_key):  # the job we waited for stored it
-                return
+                return _DONE
             with process.slots.hold(note("waiting for a free slot…"), cancelled=cancelled):
                 _make_job_fn(fn, _Checked(files, progress_key, cancelled), progress)(result_key, progress_key, args, context)
+        return _DONE
     except JobCancelled:
         log.info("background job %s cancelled", token[:8])
+        return _SKIPPED
     finally:
         files.delete(progress_key)
         os.close(fd)
@@ -609,11 +755,14 @@ def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str
 def app_callbacks(settings: Settings) -> Callbacks:
     """Build the dashboard from ``settings`` in this process and return its background callbacks by Dash's key.
 
-    What a pool process runs: the same app as the server's, so the same keys.
+    What a pool process runs: the same app as the server's, so the same keys. A job
+    process computes only what it is sent (no warm-up), serves no responses (no response
+    cache), and keeps at most :data:`JOB_CACHE_BYTES` of engine results: its results are
+    kept in the shared folder, so its own cache only spares recomputing a job's features.
     """
     from .factory import create_app  # noqa: PLC0415 - the factory imports this module
 
-    app = create_app(replace(settings, warm=False))  # a job process computes only what it is sent
+    app = create_app(replace(settings, warm=False, response_cache_bytes=0, cache_bytes=min(settings.cache_bytes, JOB_CACHE_BYTES)))
     return app.server.extensions["repgeom.background"].manager.callbacks
 
 
@@ -665,5 +814,5 @@ def make_background(
     files = JobFiles(cache_dir / f"jobs-{fingerprint[:16]}")
     files.trim()
     manager = PoolManager(files, build or functools.partial(app_callbacks, settings), cache_by=keep, slots=slots,
-                          processes=settings.job_processes)
+                          processes=settings.job_processes, bounds=JobBounds(settings.max_jobs, settings.max_client_jobs))
     return Background(manager, "pool", secret=_shared_secret(cache_dir))

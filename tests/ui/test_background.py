@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import flask
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -25,9 +26,22 @@ import pytest
 from repgeom.core.errors import RepgeomError
 from repgeom.settings import Settings
 from repgeom.ui import background
-from repgeom.ui.background import JobFiles, JobSlots, PoolManager, _shared_secret, default_cache_dir, make_background
+from repgeom.ui.background import (
+    BUSY_NOTICE,
+    LOST_NOTICE,
+    REFUSED,
+    JobBounds,
+    JobFiles,
+    JobSlots,
+    PoolManager,
+    _shared_secret,
+    default_cache_dir,
+    make_background,
+    notices_to,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
+_REQUESTS = flask.Flask(__name__)  # request contexts: who asks for a job
 MARKER = "repgeom_test_server_only"  # a module only the server process has: a forked job would have it too
 
 
@@ -53,9 +67,17 @@ def work(set_progress: Callable[[list[str]], None], spec: dict) -> dict:
     return result
 
 
+def noticed_work(set_progress: Callable[[list[str]], None], spec: dict) -> dict:
+    """:func:`work`, marked to show refused and lost jobs' notices in ``notice-board``."""
+    return work(set_progress, spec)
+
+
+notices_to(noticed_work, "notice-board")
+
+
 def job_callbacks() -> dict:
     """What a pool process of these tests runs (its ``build``)."""
-    return {"work": (work, True)}
+    return {"work": (work, True), "noticed": (noticed_work, True)}
 
 
 def _key(name: str) -> str:
@@ -66,10 +88,11 @@ def _manager(folder: Path, slots: int = 2, **kwargs) -> PoolManager:
     return PoolManager(JobFiles(folder), job_callbacks, cache_by=[lambda: "test"], slots=slots, **kwargs)
 
 
-def _start(manager: PoolManager, folder: Path, name: str, **spec) -> tuple[str, str]:
-    """Start job ``name``; returns ``(result key, job token)``."""
+def _start(manager: PoolManager, folder: Path, name: str, client: str = "127.0.0.1", **spec) -> tuple[str, str]:
+    """Start job ``name`` (of :func:`noticed_work`) as asked by ``client``; returns ``(result key, job token)``."""
     key = _key(name)
-    job = manager.call_job_fn(key, manager.make_job_fn(work, True, "work"), [{"dir": str(folder), "name": name, **spec}], {})
+    with _REQUESTS.test_request_context(environ_base={"REMOTE_ADDR": client}):
+        job = manager.call_job_fn(key, manager.make_job_fn(noticed_work, True, "noticed"), [{"dir": str(folder), "name": name, **spec}], {})
     return key, job
 
 
@@ -397,6 +420,91 @@ def test_a_server_that_exits_cancels_its_queued_jobs_and_lets_the_running_one_fi
     assert files.load(_key("running"))["name"] == "running", "the running job was lost"
     assert [n for w, n, _ in _log(tmp_path) if w == "start"] == ["running"], "a queued job ran after its server left"
     assert not any(files.has(_key(f"queued-{i}")) for i in range(3))
+
+
+def _notice(manager: PoolManager, key: str) -> str | None:
+    return manager.get_updated_props(key).get("notice-board", {}).get("children")
+
+
+def test_jobs_beyond_the_machines_bound_are_refused_and_their_page_told_why(tmp_path):
+    manager = _manager(tmp_path, slots=1, bounds=JobBounds(total=2, per_client=10))
+    try:
+        running = [_start(manager, tmp_path, f"long-{i}", client=f"10.0.0.{i}", seconds=30, steps=300) for i in range(2)]
+        key, job = _start(manager, tmp_path, "one-too-many", client="10.0.0.9")
+        assert job == REFUSED and not manager.job_running(job)
+        assert manager.get_result(key, job) is manager.UNDEFINED
+        notice = _notice(manager, key)
+        assert notice is not None and notice.startswith(BUSY_NOTICE.split("{")[0]) and "2 computations are queued or running" in notice
+        assert _notice(manager, key) is None, "a notice is told once"
+        for _, token in running:
+            manager.terminate_job(token)
+        _wait("cancelled jobs still count", lambda: not any(manager.job_running(t) for _, t in running), 30)
+        key, job = _start(manager, tmp_path, "after-the-rush", client="10.0.0.9")
+        assert job != REFUSED, "the bound counts live jobs only"
+        _wait("no result", lambda: manager.result_ready(key))
+        assert "one-too-many" not in {n for _, n, _ in _log(tmp_path)}, "a refused job started"
+    finally:
+        manager.close()
+
+
+def test_one_client_may_have_only_its_share_of_jobs(tmp_path):
+    manager = _manager(tmp_path, slots=1, bounds=JobBounds(total=10, per_client=2))
+    try:
+        mine = [_start(manager, tmp_path, f"mine-{i}", client="10.0.0.1", seconds=30, steps=300)[1] for i in range(2)]
+        key, job = _start(manager, tmp_path, "mine-again", client="10.0.0.1")
+        assert job == REFUSED and "you already have 2 computations" in _notice(manager, key)
+        _, other = _start(manager, tmp_path, "someone-else", client="10.0.0.2")
+        assert other != REFUSED and manager.job_running(other)
+        for token in (*mine, other):
+            manager.terminate_job(token)
+    finally:
+        manager.close()
+
+
+def test_a_recycled_workers_queued_job_is_started_again_by_the_next_poll(tmp_path):
+    """gunicorn recycles a worker (memory bound): its queued jobs must not end as an empty answer."""
+    leaving = _manager(tmp_path, slots=1)
+    running = _start(leaving, tmp_path, "running", seconds=1, steps=4)
+    _wait("the first job never started", lambda: leaving.get_progress(running[0]) is not None)
+    key, job = _start(leaving, tmp_path, "queued")
+    leaving.close()  # as the worker leaves
+    _wait("the running job was lost", lambda: JobFiles(tmp_path).has(running[0]))
+    time.sleep(0.5)
+    assert not leaving.job_running(job) and [n for w, n, _ in _log(tmp_path) if w == "start"] == ["running"]
+    other = _manager(tmp_path, slots=1)
+    try:
+        assert other.get_result(key, job) is other.UNDEFINED
+        assert other.job_running(job), "the poll did not start the lost job again"
+        _wait("the restarted job never ended", lambda: other.get_result(key, job) is not other.UNDEFINED)
+        assert other.get_result(key, job)["name"] == "queued"
+        assert [n for w, n, _ in _log(tmp_path) if w == "start"] == ["running", "queued"]
+    finally:
+        other.close()
+
+
+def test_a_job_lost_more_often_than_it_may_restart_tells_its_page(tmp_path):
+    leaving = _manager(tmp_path, slots=1)
+    running = _start(leaving, tmp_path, "running", seconds=1, steps=4)
+    _wait("the first job never started", lambda: leaving.get_progress(running[0]) is not None)
+    key, job = _start(leaving, tmp_path, "queued")
+    leaving.close()
+    other = _manager(tmp_path, slots=1, bounds=JobBounds(restarts=0))
+    other.make_job_fn(noticed_work, True, "noticed")  # as every worker's app registers its callbacks
+    try:
+        _wait("the lost job still counts as running", lambda: not other.job_running(job), 30)
+        assert other.get_result(key, job) is other.UNDEFINED and not other.job_running(job)
+        assert _notice(other, key) == LOST_NOTICE
+        assert other.get_result(key, job) is other.UNDEFINED and _notice(other, key) is None, "told once, not restarted"
+    finally:
+        other.close()
+
+
+def test_a_cancelled_job_is_not_started_again(pool, tmp_path):
+    key, job = _start(pool, tmp_path, "cancel-me", seconds=30, steps=300)
+    _wait("no progress", lambda: pool.get_progress(key) is not None)
+    pool.terminate_job(job)
+    _wait("a cancelled job still runs", lambda: not pool.job_running(job), 10)
+    assert pool.get_result(key, job) is pool.UNDEFINED and not pool.job_running(job)
 
 
 def test_a_killed_servers_job_finishes_and_its_pool_processes_leave(tmp_path):

@@ -14,6 +14,9 @@
     hovers ─► selection.hover (the stimulus images)
     image format ─► download.image_format ─► every graph's camera button
 
+A background callback is marked with :func:`~repgeom.ui.background.notices_to`: where its
+page is told that its job was refused (the server is busy) or lost.
+
 Each function takes the engine first, then the values Dash sends (already in the order
 of its inputs and states); callbacks that several inputs trigger also take the id that
 fired (``dash.ctx.triggered_id``). Tests call them directly; :func:`register` is the only
@@ -32,6 +35,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, ctx
 
 from ...pipeline import Engine
+from ..background import notices_to
 from ..ids import CONTROL_IDS, GRAPH_IDS, ID, preset_id
 from . import download, embeddings, models, paths, rdms, selection, sync
 
@@ -100,7 +104,7 @@ def register(app: Dash, engine: Engine) -> None:
         cancel=[Input(ID.EMBED_CANCEL, "n_clicks")],
         interval=500,
         prevent_initial_call=True,
-    )(_bind(embeddings.embedding_figures, engine))
+    )(notices_to(_bind(embeddings.embedding_figures, engine), ID.EMBED_MESSAGE))
 
     app.callback(
         [
