@@ -59,14 +59,15 @@ from .core.features import NodeExtractor, repeated_steps, resolve_device, select
 from .core.landmarks import Landmark, landmark_features, parse_landmarks
 from .core.metrics import block_contrast, silhouette
 from .core.paths import RepPath, compute_path
+from .core.probe import dissimilarity_rows, pca_project, place_by_neighbours
 from .core.rdm import RDM, RDM_METHODS, centred_gram, compute_rdm
-from .core.stimuli import CONDITIONS, ImageSource, Stimuli, available_per_class, fgsm, load_source, sample_stimuli
+from .core.stimuli import CONDITIONS, ImageSource, Stimuli, available_per_class, fgsm, load_source, normalize, sample_stimuli
 from .core.uncertainty import PathUncertainty, bootstrap_path, difference_rdm
 from .core.validate import check_choice, check_float, check_int
 from .settings import DEFAULT_CACHE_BYTES as _SETTINGS_CACHE_BYTES
 from .shared_cache import SharedStore
 
-__all__ = ["DEFAULT_CACHE_BYTES", "Engine", "NodeMetrics", "StimulusSpec", "ViewDefaults"]
+__all__ = ["DEFAULT_CACHE_BYTES", "PROBE_NEIGHBOURS", "Engine", "NodeMetrics", "ProbePlace", "ProbeResult", "StimulusSpec", "ViewDefaults"]
 
 #: Default bound on an engine's cache of computed results.
 DEFAULT_CACHE_BYTES = _SETTINGS_CACHE_BYTES
@@ -101,6 +102,51 @@ class NodeMetrics:
     nodes: list[str]
     block_contrast: list[float]
     silhouette: list[float]
+
+
+#: Stimuli whose mean 2-D position places a new image in an MDS or t-SNE embedding.
+PROBE_NEIGHBOURS = 5
+
+
+@dataclass(frozen=True)
+class ProbePlace:
+    """Where a new image lands in one node's embedding.
+
+    Attributes:
+        embedding: the stimuli's embedding (method, node, coordinates, labels).
+        xy: (2,) the new image's position.
+        neighbours: stimulus rows whose mean position is ``xy`` (MDS, t-SNE), nearest
+            first; empty for PCA, where the image is projected.
+    """
+
+    embedding: Embedding
+    xy: np.ndarray
+    neighbours: np.ndarray
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A new image passed through a model.
+
+    Attributes:
+        model: the model's id.
+        pixels: (C, H, W) float32 in [0, 1], what the model saw (before normalisation).
+        probabilities: (K,) the model's class probabilities.
+        nodes: the nodes looked at, in graph order.
+        rows: per node, (N,) the image's dissimilarity to each stimulus (``method``).
+        method: the RDM method of ``rows``.
+        places: per embedding method, one :class:`ProbePlace` per node.
+        stimuli: the stimuli it is compared with.
+    """
+
+    model: str
+    pixels: np.ndarray
+    probabilities: np.ndarray
+    nodes: list[str]
+    rows: dict[str, np.ndarray]
+    method: str
+    places: dict[str, list[ProbePlace]]
+    stimuli: Stimuli
 
 
 def _nbytes(value: Any) -> int:
@@ -750,6 +796,69 @@ class Engine:
             [r.node for r in rdms],
             [block_contrast(r.matrix, labels) for r in rdms],
             [silhouette(r.matrix, labels, r.method) for r in rdms],
+        )
+
+    def probe(
+        self,
+        model: str,
+        pixels: np.ndarray,
+        nodes: str | Sequence[str] | None,
+        spec: StimulusSpec,
+        rdm_method: str = "correlation",
+        methods: Sequence[str] = ("pca",),
+        perplexity: float = DEFAULT_PERPLEXITY,
+        neighbours: int = PROBE_NEIGHBOURS,
+    ) -> ProbeResult:
+        """Pass one new image through ``model``: its class probabilities, and where it lands among ``spec``'s stimuli.
+
+        Args:
+            model: a loaded model id.
+            pixels: (C, H, W) pixels in [0, 1] of the model's dataset's shape (see
+                :func:`~repgeom.core.probe.prepare_image`); normalised here like every stimulus.
+            nodes: the nodes to place it at.
+            spec: the stimuli to compare with (the embeddings tab's).
+            rdm_method: the dissimilarity of its rows to the stimuli.
+            methods: embeddings to place it in: projected into PCA, at the mean of its
+                ``neighbours`` nearest stimuli (feature space) in MDS and t-SNE.
+            perplexity: t-SNE's.
+            neighbours: ``k`` of that placement.
+
+        Raises:
+            RepgeomError: unknown model, nodes or methods, stimuli of another dataset, or
+                pixels of the wrong shape or range.
+        """
+        chosen = self.select_nodes(model, nodes)
+        self._same_dataset(model, spec)
+        self.check_choice("RDM method", rdm_method, RDM_METHODS)
+        methods = [self.check_choice("embedding method", m, EMBED_METHODS) for m in dict.fromkeys(methods)]
+        seed, perplexity = self._embed_args("tsne", 0, perplexity)
+        neighbours = check_int("neighbours", neighbours, 1, 100)
+        dataset = self.dataset_of(model)
+        pixels = np.asarray(pixels, dtype=np.float32)
+        if pixels.shape != dataset.input_shape or not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1:
+            raise RepgeomError(f"a probe image must be {dataset.input_shape} pixels in [0, 1] for {dataset.name}, got shape {pixels.shape}")
+        x = normalize(torch.from_numpy(pixels[None]).to(self.device), dataset)
+        loaded = self.models[model]
+        with torch.no_grad():
+            out = loaded.module(x)
+            probs = torch.softmax(out, dim=1) if loaded.entry.output == "logits" else out
+        new = self._extractors[model](x, chosen)
+        self.prefetch_features(model, chosen, spec)
+        feats = {n: self.features(model, n, spec) for n in chosen}
+        rows = {n: dissimilarity_rows(feats[n], new[n], rdm_method)[0] for n in chosen}
+        places: dict[str, list[ProbePlace]] = {}
+        for method in methods:
+            embs = self.embeddings(model, chosen, spec, method, seed, perplexity)
+            placed = []
+            for n, e in zip(chosen, embs, strict=True):
+                if method == "pca":
+                    placed.append(ProbePlace(e, pca_project(feats[n], e.coords, new[n])[0], np.zeros(0, dtype=np.int64)))
+                else:
+                    xy, near, _ = place_by_neighbours(feats[n], e.coords, new[n], neighbours)
+                    placed.append(ProbePlace(e, xy[0], near[0]))
+            places[method] = placed
+        return ProbeResult(
+            model, pixels, probs[0].double().cpu().numpy(), chosen, rows, rdm_method, places, self.stimuli(spec)
         )
 
     def cache_info(self) -> dict[str, int]:

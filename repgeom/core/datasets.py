@@ -25,11 +25,13 @@ import numpy as np
 
 from .errors import RepgeomError, choice_error
 
-__all__ = ["DatasetInfo", "builtin_datasets", "get_dataset"]
+__all__ = ["CENTRINGS", "DatasetInfo", "builtin_datasets", "get_dataset"]
 
 #: Limits a dataset descriptor must respect (2 to 100 classes, images up to 512 pixels a side).
 MAX_CLASSES = 100
 MAX_SIDE = 512
+#: Where a new image's content is placed: by its centre of mass or its bounding box.
+CENTRINGS = ("mass", "box")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 
 
@@ -52,6 +54,11 @@ class DatasetInfo:
         probes_sha256: for a registered dataset, the SHA-256 its probe file must have
             (empty for a built-in one, which ships inside the package).
         credit: the attribution line the dashboard shows ("" if none).
+        content_box: side, in pixels, of the box an image's content is scaled to fit
+            (MNIST: 20, inside 28 × 28); 0: the whole image. A new image (a drawing, an
+            upload) is prepared this way before a model sees it.
+        centring: where that box sits: ``"mass"`` (its centre of mass at the image's
+            centre, as MNIST) or ``"box"`` (its bounding box centred).
     """
 
     id: str
@@ -65,6 +72,8 @@ class DatasetInfo:
     idx_folder: str = ""
     probes_sha256: str = ""
     credit: str = ""
+    content_box: int = 0
+    centring: str = "box"
 
     @property
     def n_classes(self) -> int:
@@ -96,6 +105,8 @@ class DatasetInfo:
                 idx_folder=str(raw.get("idx_folder", "")),
                 probes_sha256=str(raw.get("probes_sha256", "")).lower(),
                 credit=str(raw.get("credit", ""))[:300],
+                content_box=int(raw.get("content_box", 0)),
+                centring=str(raw.get("centring", "box")),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RepgeomError(f"dataset descriptor {str(raw)[:60]!r} is malformed (missing or bad {exc})") from None
@@ -108,6 +119,10 @@ class DatasetInfo:
         for what, values in (("mean", info.mean), ("std", info.std)):
             if len(values) not in (1, info.channels):
                 raise RepgeomError(f"dataset {info.id!r}: {what} needs 1 or {info.channels} values, got {len(values)}")
+        if not 0 <= info.content_box <= min(info.image_size):
+            raise RepgeomError(f"dataset {info.id!r}: content_box must be 0 (the whole image) to {min(info.image_size)} pixels, got {info.content_box}")
+        if info.centring not in CENTRINGS:
+            raise choice_error(f"centring of dataset {info.id!r}", info.centring, CENTRINGS)
         if any(s <= 0 for s in info.std):
             raise RepgeomError(f"dataset {info.id!r}: std must be positive, got {info.std}")
         if not _ID.fullmatch(info.id):
@@ -122,9 +137,11 @@ class DatasetInfo:
             "id": self.id, "name": self.name, "class_names": list(self.class_names), "channels": self.channels,
             "image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std),
         }
-        for key in ("probes", "idx_folder", "probes_sha256", "credit"):
+        for key in ("probes", "idx_folder", "probes_sha256", "credit", "content_box"):
             if getattr(self, key):
                 doc[key] = getattr(self, key)
+        if self.centring != "box":
+            doc["centring"] = self.centring
         return doc
 
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
