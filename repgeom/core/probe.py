@@ -144,7 +144,7 @@ def read_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
         raise
     except Image.DecompressionBombError:  # Pillow's own bound, far above ours, hit while reading the header
         raise RepgeomError(f"the image declares too many pixels; allowed: sides up to {limits.max_side} and up to {limits.max_pixels:,} pixels") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, MemoryError):
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError):
         raise RepgeomError("the image could not be read as PNG or JPEG (damaged or truncated file)") from None
     arr = np.asarray(rgba, dtype=np.float32) / np.float32(255.0)
     alpha = arr[..., 3:4]

@@ -144,6 +144,33 @@ FIGURE_NOTES: dict[str, FigureNote] = {
         "Raw dissimilarities of nodes with very different sizes can differ in level for reasons unrelated to "
         "class structure; compare patterns as well as colours.",
     ),
+    ID.PROBE_PROBS: FigureNote(
+        "What the model says about your image",
+        "The chosen model's probability for each class, for the image you drew or uploaded, after it was prepared like "
+        "the dataset's images (the small picture shows what the model saw).",
+        "The tallest bar is the prediction. A confident wrong answer is as informative as a right one: compare the "
+        "prepared image with the dataset's stimuli in the hover panel.",
+        "A drawing is not a dataset image: strokes that are thicker, thinner or off-centre can fool a model that is "
+        "accurate on its test set. Probabilities near 1 do not mean the model is right.",
+    ),
+    ID.PROBE_EMBED: FigureNote(
+        "Where your image lands",
+        "Each chosen node's embeddings of the stimuli (dots, by class) with your image as a black star. In PCA it is "
+        "projected exactly onto the stimuli's principal axes; MDS and t-SNE have no such map, so it is placed at the "
+        "mean 2-D position of its nearest stimuli in feature space, joined to them by dotted lines.",
+        "A star inside one class's cloud means the node represents your image like that class's stimuli; follow the "
+        "panels left to right to see where that happens.",
+        "MDS and t-SNE positions are a placement, not a projection: the star sits among its feature-space neighbours "
+        "by construction, even when the 2-D picture distorts them.",
+    ),
+    ID.PROBE_ROWS: FigureNote(
+        "Your image's dissimilarities",
+        "One row per chosen node: your image's dissimilarity (the sidebar's measure) to every stimulus, the stimuli "
+        "sorted by class, as one extra row of that node's RDM.",
+        "A bright band over one class means the node finds your image similar to that class's stimuli.",
+        "All rows share one colour scale; with Euclidean dissimilarity nodes of different sizes differ in level, "
+        "so compare the pattern along a row as well as its colour.",
+    ),
     ID.PAIR_GRAPH: FigureNote(
         "The selected pair through the nodes",
         "The dissimilarity of the two selected stimuli at every node of the chosen model.",

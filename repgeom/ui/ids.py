@@ -78,6 +78,17 @@ class ID:
     MODELS_TABLE = "models-table"
     MODELS_MESSAGE = "models-message"
     SIDE_GRAPH = "side-graph"
+    PROBE_CANVAS = "probe-canvas"
+    PROBE_CLEAR = "probe-clear"
+    PROBE_UPLOAD = "probe-upload"
+    PROBE_IMAGE = "probe-image"
+    PROBE_SEEN = "probe-seen"
+    PROBE_NOTE = "probe-note"
+    PROBE_MESSAGE = "probe-message"
+    PROBE_UPLOAD_MESSAGE = "probe-upload-message"
+    PROBE_PROBS = "probe-probs"
+    PROBE_EMBED = "probe-embed"
+    PROBE_ROWS = "probe-rows"
     SIDE_MESSAGE = "side-message"
     HOVER_PANEL = "hover-panel"
     PAIR_GRAPH = "pair-graph"
@@ -113,6 +124,9 @@ GRAPH_IDS = (
     ID.SURVIVE_GRAPH,
     ID.METRICS_GRAPH,
     ID.SIDE_GRAPH,
+    ID.PROBE_PROBS,
+    ID.PROBE_EMBED,
+    ID.PROBE_ROWS,
     ID.PAIR_GRAPH,
 )
 

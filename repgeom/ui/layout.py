@@ -14,6 +14,7 @@ from dash import dcc, html
 
 from ..core.comparisons import COMPARISON_DEFINITIONS, PATH_COMPARISONS
 from ..core.embedding import EMBED_METHODS, PERPLEXITY_RANGE
+from ..core.probe import ImageLimits
 from ..core.rdm import RDM_METHODS
 from ..figures.embedding import METHOD_NAMES
 from ..figures.rdm import COLORSCALES
@@ -23,9 +24,22 @@ from .explanations import FIGURE_NOTES, GLOSSARY
 from .ids import ID, note_id, preset_id
 from .state import LANDMARK_CHOICES, SURVIVE_COMPARISONS, View, per_class_limit
 
-__all__ = ["IMAGE_FORMATS", "build_layout", "figure_note", "glossary_panel", "graph_config", "hypothesis_options", "model_options", "node_pairs", "steps_hint"]
+__all__ = [
+    "IMAGE_FORMATS",
+    "PROBE_LIMITS",
+    "build_layout",
+    "figure_note",
+    "glossary_panel",
+    "graph_config",
+    "hypothesis_options",
+    "model_options",
+    "node_pairs",
+    "steps_hint",
+]
 
 IMAGE_FORMATS = ("png", "svg")
+#: Bounds on a probe image (the upload control's own bound; the server checks them again).
+PROBE_LIMITS = ImageLimits()
 
 
 def graph_config(image_format: str = "png") -> dict[str, Any]:
@@ -291,6 +305,59 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
     )
 
 
+def _probe_panel() -> list[Any]:
+    """The live probe: a canvas to draw on (``assets/probe.js``), an upload, what the model sees, and three figures."""
+    return [
+        html.Div(
+            className="probe-input",
+            children=[
+                html.Div(
+                    className="probe-draw",
+                    children=[
+                        html.Label("Draw with the mouse (or a finger)", className="field-label"),
+                        html.Canvas(id=ID.PROBE_CANVAS, width=280, height=280, className="probe-canvas"),
+                        html.Div(
+                            className="probe-buttons",
+                            children=[
+                                html.Button("clear", id=ID.PROBE_CLEAR, className="button", n_clicks=0),
+                                dcc.Upload(
+                                    html.Button("…or upload a PNG/JPEG", className="button"),
+                                    id=ID.PROBE_UPLOAD,
+                                    accept="image/png,image/jpeg",
+                                    max_size=PROBE_LIMITS.max_bytes,
+                                    multiple=False,
+                                ),
+                            ],
+                        ),
+                    ],
+                ),
+                html.Div(
+                    className="probe-seen",
+                    children=[
+                        html.Label("What the model sees", className="field-label"),
+                        html.Img(id=ID.PROBE_SEEN, className="probe-seen-image", alt="your image, prepared like the dataset's"),
+                        html.Div(
+                            "Drawn or uploaded images are prepared like the dataset's images (ink made bright, fitted to the dataset's box, "
+                            "centred, normalised with its mean and std).",
+                            id=ID.PROBE_NOTE,
+                            className="field-hint",
+                        ),
+                        html.Div(
+                            "The sidebar's model, nodes, dissimilarity, embedding methods and images per class (embeddings) apply here.",
+                            className="field-hint",
+                        ),
+                    ],
+                ),
+            ],
+        ),
+        _message(ID.PROBE_UPLOAD_MESSAGE),
+        _message(ID.PROBE_MESSAGE),
+        _graph(ID.PROBE_PROBS, 320),
+        _graph(ID.PROBE_EMBED, 500),
+        _graph(ID.PROBE_ROWS, 300),
+    ]
+
+
 def _tabs(engine: Engine, view: View) -> dcc.Tabs:
     pairs = node_pairs(engine)
     return dcc.Tabs(
@@ -347,6 +414,7 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
                     _graph(ID.SIDE_GRAPH, 600),
                 ],
             ),
+            dcc.Tab(label="Live probe", value="probe", children=_probe_panel()),
             dcc.Tab(label="Glossary", value="glossary", children=[glossary_panel()]),
         ],
     )
@@ -364,6 +432,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
             dcc.Store(id=ID.SELECTION, data=[]),
             dcc.Store(id=ID.VIEW, data=None),
             dcc.Store(id=ID.EMBED_REQUEST, data=None),
+            dcc.Store(id=ID.PROBE_IMAGE, data=None),
             html.Header(
                 className="header",
                 children=[

@@ -43,7 +43,7 @@ __all__ = [
     "split_model_node",
 ]
 
-TABS = ("rdms", "embeddings", "paths", "models", "glossary")
+TABS = ("rdms", "embeddings", "paths", "models", "probe", "glossary")
 #: Reference landmarks a path can add beside ``labels`` (class-group hypotheses come separately).
 LANDMARK_CHOICES = ("noise", "shuffled")
 #: At most this many class-group hypotheses in a path.

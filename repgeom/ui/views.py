@@ -26,6 +26,9 @@ from ..figures import (
     metrics_figure,
     pair_figure,
     path_figure,
+    probe_embedding_figure,
+    probe_probabilities_figure,
+    probe_rows_figure,
     rdm_grid,
     rdm_models,
     rdm_slider,
@@ -36,7 +39,7 @@ from ..figures import (
 from ..figures.embedding import METHOD_NAMES
 from ..figures.images import image_data_uri
 from ..figures.style import STRESS_NAME, model_color, path_basis
-from ..pipeline import Engine
+from ..pipeline import PROBE_NEIGHBOURS, Engine
 from .state import View, default_nodes, split_model_node
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "EmbeddingViews",
     "HoverInfo",
     "PathViews",
+    "ProbeViews",
     "difference_view",
     "dataset_models",
     "display_side",
@@ -60,6 +64,8 @@ __all__ = [
     "models_rows",
     "pair_view",
     "path_view",
+    "probe_note",
+    "probe_views",
     "rdm_cell_rows",
     "rdm_hover",
     "rdm_views",
@@ -479,3 +485,51 @@ def rdm_hover(engine: Engine, view: View, x: int, y: int, panel: int | None, sho
     else:
         summary = f"{view.rdm_method} dissimilarity {shown:.4g}" + (" of the max" if view.normalise == "per" else "") if shown is not None else ""
     return hover_info(engine, view, [int(stim.indices[i]), int(stim.indices[j])], summary)
+
+
+@dataclass(frozen=True)
+class ProbeViews:
+    """The live probe's outputs: what the model saw (a PNG data URI), a note on how it was prepared, and three figures."""
+
+    seen: str
+    note: str
+    probabilities: go.Figure
+    embedding: go.Figure
+    rows: go.Figure
+
+
+def probe_note(engine: Engine, model: str) -> str:
+    """How an image is prepared for ``model``, in the words of its dataset's descriptor."""
+    d = engine.dataset_of(model)
+    box = d.content_box or min(d.image_size)
+    centred = "its centre of mass" if d.centring == "mass" else "its bounding box"
+    return (
+        f"Prepared like {d.name}'s images: ink made bright, its bounding box scaled to fit {box} × {box} pixels in a "
+        f"{d.image_size[0]} × {d.image_size[1]} image ({'grey' if d.channels == 1 else 'RGB'}), centred by {centred}, "
+        f"then normalised with the dataset's mean and std."
+    )
+
+
+def probe_views(engine: Engine, view: View, pixels: np.ndarray) -> ProbeViews:
+    """A prepared image through the view's model: probabilities, its place in each chosen embedding, its dissimilarity rows.
+
+    The stimuli are the embeddings tab's (``view.n_embed`` per class), so the embeddings
+    it lands in are the ones that tab shows (computed once for both).
+
+    Args:
+        engine: the engine.
+        view: a validated view (model, nodes, RDM method, embedding methods, perplexity).
+        pixels: (C, H, W) in [0, 1], prepared by :func:`~repgeom.core.probe.prepare_image`.
+    """
+    spec = view.spec(engine, view.n_embed)
+    result = engine.probe(view.model, pixels, list(view.nodes), spec, view.rdm_method, view.embed_methods, view.perplexity)
+    names = engine.dataset_of(view.model).class_names
+    stim = result.stimuli
+    places = {m: [(p.embedding, p.xy, p.neighbours) for p in placed] for m, placed in result.places.items()}
+    return ProbeViews(
+        image_data_uri(result.pixels, size=112),
+        probe_note(engine, view.model),
+        probe_probabilities_figure(result.probabilities, names, view.model),
+        probe_embedding_figure(places, stim.indices, names, PROBE_NEIGHBOURS),
+        probe_rows_figure(result.rows, stim.labels, stim.indices, result.method, names, view.model),
+    )

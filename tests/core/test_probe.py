@@ -162,7 +162,8 @@ def test_pca_projection_matches_sklearn_transform():
     wide = rng.normal(size=(12, 40))  # N < D: the scores come from the Gram matrix
     wc = pca_2d(torch.from_numpy(wide)).numpy()
     sk = PCA(2).fit(wide)
-    np.testing.assert_allclose(pca_project(wide, wc, new[:, :1].repeat(40, 1)), sk.transform(new[:, :1].repeat(40, 1)) * np.sign((sk.transform(wide) * wc).sum(0)), atol=1e-9)
+    other = rng.normal(size=(3, 40))
+    np.testing.assert_allclose(pca_project(wide, wc, other), sk.transform(other) * np.sign((sk.transform(wide) * wc).sum(0)), atol=1e-9)
 
 
 def test_placement_is_the_mean_of_sklearns_nearest_neighbours():

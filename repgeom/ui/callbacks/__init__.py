@@ -13,6 +13,7 @@
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
     hovers ─► selection.hover (the stimulus images)
     image format ─► download.image_format ─► every graph's camera button
+    canvas (assets/probe.js), upload ─► probe image store ─► probe.probe_figures (+ view; bounded per client)
 
 A background callback is marked with :func:`~repgeom.ui.background.notices_to`: where its
 page is told that its job was refused (the server is busy) or lost.
@@ -33,11 +34,12 @@ from collections.abc import Callable
 from typing import Any
 
 from dash import Dash, Input, Output, State, ctx
+from flask import has_request_context, request
 
 from ...pipeline import Engine
 from ..background import notices_to
 from ..ids import CONTROL_IDS, GRAPH_IDS, ID, preset_id
-from . import download, embeddings, models, paths, rdms, selection, sync
+from . import download, embeddings, models, paths, probe, rdms, selection, sync
 
 __all__ = ["register"]
 
@@ -123,6 +125,27 @@ def register(app: Dash, engine: Engine) -> None:
         Input(ID.VIEW, "data"),
     )(_bind(models.models_panel, engine))
     app.callback([Output(ID.SIDE_GRAPH, "figure"), Output(ID.SIDE_MESSAGE, "children")], Input(ID.VIEW, "data"))(_bind(models.side_by_side, engine))
+
+    limiter = probe.RateLimit()  # per app, so per server worker
+
+    app.callback([Output(ID.PROBE_IMAGE, "data"), Output(ID.PROBE_UPLOAD_MESSAGE, "children")], Input(ID.PROBE_UPLOAD, "contents"), prevent_initial_call=True)(
+        _bind(probe.take_upload, engine)
+    )
+
+    @app.callback(
+        [
+            Output(ID.PROBE_SEEN, "src"),
+            Output(ID.PROBE_NOTE, "children"),
+            Output(ID.PROBE_PROBS, "figure"),
+            Output(ID.PROBE_EMBED, "figure"),
+            Output(ID.PROBE_ROWS, "figure"),
+            Output(ID.PROBE_MESSAGE, "children"),
+        ],
+        [Input(ID.PROBE_IMAGE, "data"), Input(ID.VIEW, "data")],
+    )
+    def live_probe(image: Any, data: Any) -> tuple:
+        client = (request.remote_addr or "") if has_request_context() else ""
+        return probe.probe_figures(engine, image, data, client, limiter)
 
     @app.callback(
         Output(ID.SELECTION, "data"),
