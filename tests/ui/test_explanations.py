@@ -38,7 +38,7 @@ JARGON = (
     "perplexity",
 )
 #: Upper-case words on the page that are not jargon: file formats, a checksum, the address bar, licence names.
-NOT_JARGON = {"PNG", "SVG", "SHA-256", "URL", "ID", "CC", "MIT"}
+NOT_JARGON = {"PNG", "JPEG", "SVG", "SHA-256", "URL", "ID", "CC", "MIT"}
 
 
 def _walk(component: Any, parents: tuple[Any, ...] = ()):
@@ -109,6 +109,7 @@ def figures(engine) -> dict[str, go.Figure]:
     grid, slider = views.rdm_views(engine, view, pair)
     emb = views.embedding_views(engine, view, pair)
     path = views.path_view(engine, view, bootstrap=False)
+    probe = views.probe_views(engine, view, stim.pixels[0])
     return {
         ID.RDM_GRID: grid,
         ID.RDM_SLIDER: slider,
@@ -123,6 +124,9 @@ def figures(engine) -> dict[str, go.Figure]:
         ID.METRICS_GRAPH: views.metrics_view(engine, view),
         ID.SIDE_GRAPH: views.side_by_side_view(engine, view),
         ID.PAIR_GRAPH: views.pair_view(engine, view, pair),
+        ID.PROBE_PROBS: probe.probabilities,
+        ID.PROBE_EMBED: probe.embedding,
+        ID.PROBE_ROWS: probe.rows,
     }
 
 
