@@ -98,6 +98,7 @@ class ID:
     DOWNLOAD = "download"
     DOWNLOAD_MESSAGE = "download-message"
     IMAGE_FORMAT = "image-format"
+    GRAPH_CONFIGS = "graph-configs"
 
 
 def preset_id(index: int) -> dict[str, str | int]:

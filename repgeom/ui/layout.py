@@ -42,9 +42,19 @@ IMAGE_FORMATS = ("png", "svg")
 PROBE_LIMITS = ImageLimits()
 
 
-def graph_config(image_format: str = "png") -> dict[str, Any]:
-    """Plotly toolbar settings: no logo; the camera button saves ``image_format``."""
-    return {"displaylogo": False, "toImageButtonOptions": {"format": image_format, "scale": 2, "filename": "repgeom"}}
+#: Toolbar buttons that are never offered: sharing to Plotly's cloud (which the page's security policy blocks anyway).
+_CLOUD_BUTTONS = ["sendChartToCloud", "sendDataToCloud", "editInChartStudio"]
+
+
+def graph_config(image_format: str = "png", filename: str = "repgeom") -> dict[str, Any]:
+    """Plotly toolbar settings: no logo, no cloud sharing; the camera button saves ``filename.image_format``."""
+    return {
+        "displaylogo": False,
+        "showSendToCloud": False,
+        "showEditInChartStudio": False,
+        "modeBarButtonsToRemove": list(_CLOUD_BUTTONS),
+        "toImageButtonOptions": {"format": image_format, "scale": 2, "filename": filename},
+    }
 
 
 _GRAPH_CONFIG = graph_config()
@@ -433,6 +443,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
             dcc.Store(id=ID.VIEW, data=None),
             dcc.Store(id=ID.EMBED_REQUEST, data=None),
             dcc.Store(id=ID.PROBE_IMAGE, data=None),
+            dcc.Store(id=ID.GRAPH_CONFIGS, data=None),
             html.Header(
                 className="header",
                 children=[

@@ -217,6 +217,8 @@ def _envelope_error(body: Any, callback_map: Mapping[str, Any]) -> str | None:
     if not isinstance(output, str) or output not in callback_map:
         return "unknown callback output"
     spec = callback_map[output]
+    if "callback" not in spec:  # a clientside callback: Dash would fail looking for its Python function (a 500)
+        return f"{output[:80]} is computed in the browser, not by the server"
     if not _outputs_match(spec.get("output"), body.get("outputs")):
         return f"the outputs do not match the callback {output[:80]}"
     for key in ("inputs", "state"):

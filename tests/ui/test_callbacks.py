@@ -279,11 +279,11 @@ def test_download_is_the_engine_export(engine):
     assert download.download(engine, None) == (no_update, no_update)
 
 
-def test_figure_downloads_switch_between_png_and_svg():
-    out = download.image_format("svg")
-    assert len(out) == len(GRAPH_IDS) and all(v["toImageButtonOptions"]["format"] == "svg" for v in out)
-    assert all(v is no_update for v in download.image_format("exe"))
-    assert all(v is no_update for v in download.image_format(["svg"]))
+def test_figure_downloads_switch_between_png_and_svg(engine):
+    out = download.graph_configs(engine, "svg", _view(engine))
+    assert set(out) == set(GRAPH_IDS) and all(v["toImageButtonOptions"]["format"] == "svg" for v in out.values())
+    assert download.graph_configs(engine, "exe", _view(engine)) is no_update
+    assert download.graph_configs(engine, ["svg"], _view(engine)) is no_update
 
 
 def test_large_rdms_are_sent_as_block_means(engine):
@@ -391,7 +391,8 @@ def test_clicks_and_hovers_reach_the_right_graph_over_http(dash, engine):
         "hover-panel.children", {"rdm-grid.hoverData": {"points": [{"x": 3, "y": 150, "curveNumber": 4}]}, "view.data": view}, changed=["rdm-grid.hoverData"]
     )
     assert json.dumps(out["hover-panel.children"]).count("data:image/png;base64") == 2
-    assert dash.outputs("rdm-grid.config", {"image-format.value": "svg"})["pair-graph.config"]["toImageButtonOptions"]["format"] == "svg"
+    configs = dash.outputs("graph-configs.data", {"image-format.value": "svg", "view.data": view})["graph-configs.data"]
+    assert configs["pair-graph"]["toImageButtonOptions"]["format"] == "svg"
 
 
 def test_the_embeddings_run_as_a_polled_background_job(dash, engine):

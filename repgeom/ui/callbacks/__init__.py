@@ -12,7 +12,7 @@
                                           └─► download.download (.npz)
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
     hovers ─► selection.hover (the stimulus images)
-    image format ─► download.image_format ─► every graph's camera button
+    image format, view ─► download.graph_configs ─► configs store ─► (clientside) every graph's camera button
     canvas (assets/probe.js), upload ─► probe image store ─► probe.probe_figures (+ view; bounded per client)
 
 A background callback is marked with :func:`~repgeom.ui.background.notices_to`: where its
@@ -30,6 +30,7 @@ consumer parses it again: any client can post any JSON to any callback.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -183,4 +184,29 @@ def register(app: Dash, engine: Engine) -> None:
     def download_view(_clicks: Any, data: Any) -> tuple:
         return download.download(engine, data)
 
-    app.callback([Output(g, "config") for g in GRAPH_IDS], Input(ID.IMAGE_FORMAT, "value"), prevent_initial_call=True)(download.image_format)
+    app.callback(Output(ID.GRAPH_CONFIGS, "data"), [Input(ID.IMAGE_FORMAT, "value"), Input(ID.VIEW, "data")])(_bind(download.graph_configs, engine))
+    app.clientside_callback(_APPLY_CONFIGS % json.dumps(list(GRAPH_IDS)), [Output(g, "config") for g in GRAPH_IDS], Input(ID.GRAPH_CONFIGS, "data"))
+
+
+#: Puts each figure's new toolbar settings on its live plot (Plotly reads them when the camera
+#: button is clicked; the graph would pass a new ``config`` on only at its next redraw),
+#: relabels the camera button, and returns them as every graph's ``config`` for later redraws.
+_APPLY_CONFIGS = """
+function (configs) {
+    const ids = %s;
+    const skip = window.dash_clientside.no_update;
+    if (!configs || typeof configs !== "object") { return ids.map(() => skip); }
+    return ids.map(function (id) {
+        const config = configs[id];
+        if (!config || typeof config !== "object") { return skip; }
+        const host = document.getElementById(id);
+        const plot = host && host.querySelector(".js-plotly-plot");
+        if (plot && plot._context) {
+            plot._context.toImageButtonOptions = Object.assign({}, config.toImageButtonOptions);
+            const camera = plot.querySelector(".modebar-btn[data-title^='Download plot']");
+            if (camera) { camera.setAttribute("data-title", "Download plot as a " + String(config.toImageButtonOptions.format).toUpperCase()); }
+        }
+        return config;
+    });
+}
+"""

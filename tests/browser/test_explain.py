@@ -1,0 +1,79 @@
+"""Explanations and the smaller defects of issue 13, in a real Chromium: the ⓘ notes, the glossary, the toolbar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from dash import Dash
+
+from repgeom.settings import Settings
+from repgeom.ui import create_app
+from repgeom.ui.explanations import FIGURE_NOTES
+
+if TYPE_CHECKING:
+    from .conftest import BrowserPage
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT = 120_000  # ms: computing a view from a cold cache on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def dashboard(engine) -> Dash:
+    return create_app(Settings(warm=False), engine=engine)
+
+
+def test_an_info_note_opens_beside_its_figure_and_the_glossary_tab_explains_the_terms(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto_dash(live_server(dashboard) + "?n_rdm=5", timeout_ms=TIMEOUT)
+    note = page.page.locator("#rdm-grid").locator("xpath=ancestor::div[contains(@class, 'figure-block')]").locator("details.figure-note")
+    body = note.locator("dl")
+    expect(body).to_be_hidden()  # closed until asked
+    note.locator("summary").click()
+    expect(body).to_be_visible()
+    expect(body).to_contain_text(FIGURE_NOTES["rdm-grid"].careful[:60])
+    expect(body).to_contain_text("How to read it")
+    page.page.screenshot(path=screenshot_dir / "explain_rdm_note.png", full_page=True)
+    note.locator("summary").click()
+    expect(body).to_be_hidden()
+
+    page.page.locator("#tab").get_by_text("Glossary", exact=True).click()
+    glossary = page.page.locator(".glossary")
+    expect(glossary).to_be_visible()
+    expect(glossary).to_contain_text("trustworthiness")
+    expect(glossary).to_contain_text("Kruskal stress-1")
+    assert "tab=glossary" in page.page.url
+    page.page.screenshot(path=screenshot_dir / "explain_glossary.png", full_page=True)
+    page.assert_no_errors()
+
+
+def test_the_image_format_switch_acts_at_once_and_downloads_are_named_after_the_view(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto_dash(live_server(dashboard) + "?n_rdm=5", timeout_ms=TIMEOUT)
+    plot = page.page.locator("#rdm-grid .js-plotly-plot")
+    expect(plot.locator(".gtitle")).to_contain_text("RDMs of recurrent", timeout=TIMEOUT)
+    plot.hover()
+    titles = plot.locator(".modebar-btn").evaluate_all("bs => bs.map(b => b.getAttribute('data-title'))")
+    assert titles and not any("Share" in t or "Cloud" in t or "Chart Studio" in t for t in titles), titles
+
+    with page.page.expect_download() as first:
+        plot.locator(".modebar-btn[data-title^='Download plot']").click()
+    assert first.value.suggested_filename == "repgeom_rdms_recurrent_conv2-to-conv2_4-5nodes_correlation.png"
+
+    page.page.locator("#image-format").get_by_text("SVG").click()  # no figure is redrawn by this
+    page.wait_for_dash_idle(TIMEOUT)
+    plot.hover()
+    expect(plot.locator(".modebar-btn[data-title='Download plot as a SVG']")).to_have_count(1)
+    with page.page.expect_download() as second:
+        plot.locator(".modebar-btn[data-title^='Download plot']").click()
+    assert second.value.suggested_filename == "repgeom_rdms_recurrent_conv2-to-conv2_4-5nodes_correlation.svg"
+    page.assert_no_errors()
