@@ -14,9 +14,14 @@ Design notes:
       torch threads x workers <= cores whenever workers <= cores. Cores are those this
       process may use: CPU affinity and a cgroup CPU quota (a container's ``--cpus``).
       Request threads (``gthread``) mostly wait on I/O or on those torch threads.
-    * *Memory is bounded per worker.* After each request ``post_request`` reads the
-      worker's RSS (pages shared with the master included, so it errs on the safe
-      side); above ``REPGEOM_MAX_WORKER_RSS_MB`` it logs a warning and marks the
+    * *Slow clients cost a socket, not a thread.* The worker class is
+      :class:`repgeom.gunicorn_worker.BufferingWorker`: ``gthread`` that receives each
+      request in its event loop and gives a thread only to one that has fully arrived
+      (within 20 s), with ``/healthz`` on a lane of its own.
+    * *Memory is bounded per worker.* Each worker's allocator is tuned to give large
+      arrays back when they are freed (:mod:`repgeom.memory`). After each request
+      ``post_request`` reads the worker's RSS (pages shared with the master included, so
+      it errs on the safe side); above ``REPGEOM_MAX_WORKER_RSS_MB`` it logs a warning and marks the
       worker not alive, so gunicorn finishes its in-flight requests and forks a fresh
       one. ``max_requests`` (with jitter) recycles workers too, but rarely: a recycled
       worker loses its in-process caches (``REPGEOM_CACHE_DIR`` survives it), and every
@@ -65,6 +70,9 @@ def torch_threads(cores: int, workers: int) -> int:
 def check_worker_memory(worker: Any, limit_mb: int) -> float:
     """Read the worker's RSS; above ``limit_mb`` (0: no limit) warn once and mark it for replacement.
 
+    Above three quarters of the bound, free heap pages are first given back to the system
+    (:func:`repgeom.memory.release_free_memory`), so only memory in use counts.
+
     Args:
         worker: the gunicorn worker (``alive``, ``pid``, ``log``).
         limit_mb: the bound in MB.
@@ -74,7 +82,13 @@ def check_worker_memory(worker: Any, limit_mb: int) -> float:
     """
     import psutil
 
-    rss_mb = psutil.Process().memory_info().rss / 2**20
+    from .memory import release_free_memory
+
+    me = psutil.Process()
+    rss_mb = me.memory_info().rss / 2**20
+    if limit_mb and rss_mb > 0.75 * limit_mb:  # free heap pages are not memory the worker uses
+        release_free_memory()
+        rss_mb = me.memory_info().rss / 2**20
     if limit_mb and rss_mb > limit_mb and worker.alive:
         worker.log.warning(
             "worker %s: RSS %.0f MB above REPGEOM_MAX_WORKER_RSS_MB=%d; replacing it after its current requests",
@@ -105,7 +119,7 @@ _OPTIONS = _load()
 wsgi_app = "app:server"
 bind = [_OPTIONS.bind]
 workers = _OPTIONS.workers
-worker_class = "gthread"
+worker_class = "repgeom.gunicorn_worker.BufferingWorker"  # gthread that threads only whole requests
 threads = _OPTIONS.threads
 preload_app = False
 timeout = _OPTIONS.timeout
@@ -130,7 +144,7 @@ def when_ready(server: Any) -> None:
     """Log the plan once the master listens."""
     n = server.num_workers
     server.log.info(
-        "repgeom: %d workers x %d threads (gthread), %d cores, worker RSS limit %s, recycling after ~%s requests",
+        "repgeom: %d workers x %d threads (buffering gthread), %d cores, worker RSS limit %s, recycling after ~%s requests",
         n, server.cfg.threads, _OPTIONS.cores,
         f"{_OPTIONS.max_worker_rss_mb} MB" if _OPTIONS.max_worker_rss_mb else "off",
         server.cfg.max_requests or "no",
@@ -140,7 +154,10 @@ def when_ready(server: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """In the new worker, before the app loads: share the cores among the workers."""
+    """In the new worker, before the app loads: tune its allocator, share the cores among the workers."""
+    from .memory import tune_allocator
+
+    tune_allocator()
     n_workers = server.num_workers
     n = torch_threads(_OPTIONS.cores, n_workers)
     for var in _THREAD_VARS:  # for subprocesses and libraries not loaded yet

@@ -284,7 +284,7 @@ def test_the_config_module_sets_gunicorn_settings_that_gunicorn_accepts():
     ours = {k for k in vars(gconf) if k in settings}
     assert {"bind", "workers", "threads", "worker_class", "timeout", "graceful_timeout", "preload_app",
             "max_requests", "max_requests_jitter", "post_fork", "post_request", "worker_exit"} <= ours
-    assert gconf.preload_app is False and gconf.worker_class == "gthread"
+    assert gconf.preload_app is False and gconf.worker_class == "repgeom.gunicorn_worker.BufferingWorker"
     assert 0 < gconf.max_requests_jitter < gconf.max_requests
     for name in ours:  # gunicorn's own validators accept every value
         Config().set(name, getattr(gconf, name))

@@ -665,6 +665,9 @@ def _start_pool_process(build: Callable[[], Callbacks], folder: str, ttl_s: int,
     """A pool process's initializer: lower priority, the server's torch threads, then the callbacks."""
     import torch  # noqa: PLC0415
 
+    from ..memory import tune_allocator  # noqa: PLC0415
+
+    tune_allocator()
     with contextlib.suppress(OSError):
         os.nice(JOB_NICENESS)  # a page's quick callbacks go before a long t-SNE
     torch.set_num_threads(threads)
