@@ -13,31 +13,44 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import STRESS_NAME, base_layout, class_colors, frame_slider, play_menu
+from .style import CONTROLS_PAD, STRESS_NAME, base_layout, class_colors, frame_slider, grid_shape, panel_px, play_menu, wrap_label
 
 if TYPE_CHECKING:
     from ..core.distortion import NeighbourDistortion
     from ..core.embedding import Embedding
 
-__all__ = ["METHOD_NAMES", "default_class_names", "embedding_animation", "embedding_grid", "quality_text"]
+__all__ = ["METHOD_NAMES", "default_class_names", "embedding_animation", "embedding_grid", "quality_lines", "quality_text"]
 
 METHOD_NAMES = {"pca": "PCA", "mds": "MDS", "tsne": "t-SNE"}
 _GL_THRESHOLD = 2000  # above this many points per panel, draw with WebGL
 
 
-def quality_text(e: Embedding, trust_k: int = 5) -> str:
-    """``trustworthiness (k=5) 0.93`` plus ``Kruskal stress-1 0.21`` for MDS or ``perp 40`` for t-SNE.
+def quality_lines(e: Embedding, trust_k: int = 5) -> list[str]:
+    """``trustworthiness (k=5) 0.93``, then ``Kruskal stress-1 0.21`` for MDS or ``perp 40`` for t-SNE.
 
     Args:
         e: the embedding.
         trust_k: the neighbours its trustworthiness counted (the engine's rule: 5, fewer for tiny N).
+
+    Returns:
+        One short line per measure (panel titles stack them, so none runs into another).
     """
-    text = f"trustworthiness (k={trust_k}) {e.trustworthiness:.3f}"
+    lines = [f"trustworthiness (k={trust_k}) {e.trustworthiness:.3f}"]
     if e.stress is not None:
-        text += f" · {STRESS_NAME} {e.stress:.3f}"
+        lines.append(f"{STRESS_NAME} {e.stress:.3f}")
     if e.perplexity is not None:
-        text += f" · perp {e.perplexity:.3g}"
-    return text
+        lines.append(f"perp {e.perplexity:.3g}")
+    return lines
+
+
+def quality_text(e: Embedding, trust_k: int = 5) -> str:
+    """The measures of :func:`quality_lines` on one line, separated by `` · ``."""
+    return " · ".join(quality_lines(e, trust_k))
+
+
+def _panel_title(e: Embedding, trust_k: int, method: bool = False) -> str:
+    head = f"<b>{METHOD_NAMES[e.method]}</b> · {wrap_label(e.node)}" if method else wrap_label(e.node)
+    return head + "".join(f"<br><sup>{line}</sup>" for line in quality_lines(e, trust_k))
 
 
 def default_class_names(labels: np.ndarray) -> tuple[str, ...]:
@@ -125,6 +138,16 @@ def _square_range(coords: np.ndarray) -> list[float]:
     return [centre - half, centre + half]
 
 
+def _class_legend() -> dict:
+    """A horizontal class legend under the panels: it wraps into lines and never needs a scrollbar."""
+    return {"title": {"text": "class"}, "itemsizing": "constant", "orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "top"}
+
+
+def _legend_px(n_classes: int) -> int:
+    """Pixels below the panels for :func:`_class_legend` (about eight classes a line at 1366 px)."""
+    return 30 + 24 * -(-n_classes // 8)
+
+
 def embedding_grid(
     grid: Sequence[Sequence[Embedding]],
     indices: np.ndarray,
@@ -133,7 +156,12 @@ def embedding_grid(
     distortions: Sequence[Sequence[NeighbourDistortion | None]] | None = None,
     trust_k: int = 5,
 ) -> go.Figure:
-    """Rows = methods, columns = nodes; points coloured by class; quality under each panel title.
+    """Methods × nodes panels; points coloured by class; each panel's quality measures under its title.
+
+    Nodes are wrapped into blocks of at most :data:`~.style.MAX_GRID_COLS` columns; each
+    block has one row per method (named at the left), so panels keep a readable size at
+    any node count. A single node puts its methods side by side in one row, each panel
+    titled with its method. The class legend runs horizontally under the panels.
 
     Args:
         grid: ``grid[row][col]`` embeddings; every row one method over the same nodes.
@@ -147,35 +175,57 @@ def embedding_grid(
         ValueError: when a label has no class name.
     """
     names = _check_names(grid[0][0].labels, class_names)
-    rows, cols = len(grid), len(grid[0])
-    titles = [f"{e.node}<br><sup>{quality_text(e, trust_k)}</sup>" for row in grid for e in row]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.1 / max(rows, 1) + 0.04)
-    for r, row in enumerate(grid, start=1):
-        for c, e in enumerate(row, start=1):
-            dist = distortions[r - 1][c - 1] if distortions is not None else None
-            for t in _class_traces(e, indices, names, r == 1 and c == 1, selection, dist):
-                fig.add_trace(t, row=r, col=c)
-            rng = _square_range(e.coords)
-            fig.update_xaxes(range=rng, visible=False, row=r, col=c)
-            fig.update_yaxes(range=rng, visible=False, scaleanchor=f"x{'' if (r - 1) * cols + c == 1 else (r - 1) * cols + c}", row=r, col=c)
-        fig.add_annotation(
-            text=f"<b>{METHOD_NAMES[row[0].method]}</b>",
-            xref="paper",
-            yref="paper",
-            x=-0.01,
-            xanchor="right",
-            y=1 - (r - 0.5) / rows,
-            textangle=-90,
-            showarrow=False,
-            font={"size": 14},
-        )
+    n_methods, n_nodes = len(grid), len(grid[0])
+    single = n_nodes == 1
+    if single:
+        blocks, cols, rows = 1, n_methods, 1
+    else:
+        blocks, cols = grid_shape(n_nodes)
+        rows = blocks * n_methods
+    # panel (method m, node j) -> (row, col), 1-based
+    place = {(m, j): (1, m + 1) if single else ((j // cols) * n_methods + m + 1, j % cols + 1) for m in range(n_methods) for j in range(n_nodes)}
+    at = {rc: mj for mj, rc in place.items()}
+    titles = [_panel_title(grid[at[(r, c)][0]][at[(r, c)][1]], trust_k, single) if (r, c) in at else "" for r in range(1, rows + 1) for c in range(1, cols + 1)]
+    lines = max(t.count("<br>") + 1 for t in titles)
+    side, gap, top, bottom = panel_px(cols), 20 * lines + 12, 66 + 20 * lines, _legend_px(len(names))
+    plot = rows * side + (rows - 1) * gap
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.04 if cols > 1 else 0.1, vertical_spacing=gap / plot if rows > 1 else 0.0
+    )
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            fig.update_xaxes(visible=False, row=r, col=c)
+            fig.update_yaxes(visible=False, row=r, col=c)
+    for (m, j), (r, c) in place.items():
+        e = grid[m][j]
+        dist = distortions[m][j] if distortions is not None else None
+        for t in _class_traces(e, indices, names, m == 0 and j == 0, selection, dist):
+            fig.add_trace(t, row=r, col=c)
+        rng = _square_range(e.coords)
+        k = (r - 1) * cols + c
+        fig.update_xaxes(range=rng, constrain="domain", row=r, col=c)
+        fig.update_yaxes(range=rng, scaleanchor=f"x{'' if k == 1 else k}", constrain="domain", constraintoward="top", row=r, col=c)
+    if not single:
+        for r in range(1, rows + 1):
+            y0, y1 = fig.get_subplot(r, 1).yaxis.domain
+            fig.add_annotation(
+                text=f"<b>{METHOD_NAMES[grid[(r - 1) % n_methods][0].method]}</b>",
+                xref="paper",
+                yref="paper",
+                x=-0.01,
+                xanchor="right",
+                y=(y0 + y1) / 2,
+                textangle=-90,
+                showarrow=False,
+                font={"size": 14},
+            )
     fig.update_layout(
         **base_layout(
             title=f"Embeddings of {grid[0][0].model} ({len(indices)} stimuli)<br><sup>from the Euclidean distances of each node's features · "
             "trustworthiness counts the k nearest neighbours kept</sup>",
-            height=120 + 260 * rows,
-            legend={"title": {"text": "class"}, "itemsizing": "constant"},
-            margin={"l": 60, "r": 30, "t": 100, "b": 30},
+            height=top + plot + bottom,
+            legend=_class_legend(),
+            margin={"l": 40, "r": 20, "t": top, "b": bottom},
         )
     )
     return fig
@@ -215,12 +265,13 @@ def embedding_animation(
     fig.update_layout(
         **base_layout(
             title=_anim_title(first, radii[0], rescaled, trust_k),
-            height=680,
+            height=720,
             xaxis={"range": rng, "visible": False},
             yaxis={"range": rng, "visible": False, "scaleanchor": "x"},
             legend={"title": {"text": "class"}, "itemsizing": "constant"},
-            sliders=[frame_slider([e.node for e in frames], 0, "node: ", redraw=False)],
-            updatemenus=[play_menu(900)],
+            sliders=[frame_slider([e.node for e in frames], 0, "node: ", redraw=False, lead=0.0, pad_top=CONTROLS_PAD[1] - 30)],
+            updatemenus=[play_menu(900, pad_top=CONTROLS_PAD[0] - 30)],
+            margin={"l": 50, "r": 30, "t": 80, "b": CONTROLS_PAD[1] + 50},
         )
     )
     return fig

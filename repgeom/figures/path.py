@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import COMPARE_LABELS, STRESS_NAME, base_layout, frame_slider, model_colors, path_basis, play_menu
+from .style import COMPARE_LABELS, CONTROLS_PAD, STRESS_NAME, base_layout, frame_slider, model_colors, path_basis, play_menu
 
 if TYPE_CHECKING:
     from ..core.distortion import NeighbourDistortion
@@ -38,6 +38,14 @@ LABELS_COLOR = "#CC00CC"  # the seed's magenta 'm'
 LANDMARK_COLOR = "#555555"
 #: Marker of each landmark kind in the path (``labels`` is the star).
 LANDMARK_SYMBOLS = {"noise": "diamond-open", "shuffled": "x-thin-open", "group": "triangle-up-open"}
+#: The angle matrix's node names: 12 px, and at most this many written (every k-th beyond), so they stay readable.
+TICK_FONT_PX = 12
+MAX_NODE_TICKS = 18
+#: Both axes of the angle matrix.
+MATRIX_AXIS = "path point (node, coloured by model)"
+#: The two panels' domains (paper fractions): the angle matrix, then the path.
+MATRIX_DOMAIN = (0.0, 0.42)
+PATH_DOMAIN = (0.58, 1.0)
 
 
 def _kind(name: str) -> str:
@@ -137,7 +145,8 @@ def _matrix(fig: go.Figure, path: RepPath, colors: Mapping[str, str], uncertaint
             return "#000000"
         return LANDMARK_COLOR if path.models[i] == "landmark" else colors.get(path.models[i], LABELS_COLOR)
 
-    ticktext = [f'<span style="color:{tick_color(i)}">{path.nodes[i]}</span>' for i in rows]
+    every = -(-len(rows) // MAX_NODE_TICKS)
+    ticktext = [f'<span style="color:{tick_color(i)}">{path.nodes[i]}</span>' if k % every == 0 else "" for k, i in enumerate(rows)]
     sub = path.distances[np.ix_(rows, rows)]
     hover = np.array(
         [[f"{names[a]} ↔ {names[b]}<br>{sub[a, b]:.3f} rad{_ci(uncertainty, i, j)}" for b, j in enumerate(rows)] for a, i in enumerate(rows)],
@@ -149,34 +158,71 @@ def _matrix(fig: go.Figure, path: RepPath, colors: Mapping[str, str], uncertaint
             x=list(range(len(rows))),
             y=list(range(len(rows))),
             colorscale="Viridis_r",
-            colorbar={"x": 0.39, "len": 0.8, "thickness": 14, "title": {"text": f"{COMPARE_LABELS.get(path.compare, path.compare)} (rad)", "side": "right"}},
+            # beside the matrix with a one-word title on top: nothing of it reaches the path's axis titles
+            colorbar={"x": MATRIX_DOMAIN[1] + 0.01, "xanchor": "left", "len": 0.8, "thickness": 14, "title": {"text": "rad", "side": "top"}},
             customdata=hover,
             hovertemplate="%{customdata}<extra></extra>",
         ),
         row=1,
         col=1,
     )
-    tick = {"tickvals": list(range(len(rows))), "ticktext": ticktext, "tickfont": {"size": 9}, "showgrid": False}
-    tick["title_text"] = "path point (node, coloured by model)"
-    fig.update_xaxes(**tick, tickangle=-83, row=1, col=1)
-    fig.update_yaxes(**tick, autorange="reversed", scaleanchor="x", row=1, col=1)
+    # the matrix is symmetric: the rows name the nodes, the columns (named on hover) need no labels
+    fig.update_xaxes(tickvals=list(range(len(rows))), showticklabels=False, showgrid=False, title_text=MATRIX_AXIS, row=1, col=1)
+    fig.update_yaxes(
+        tickvals=list(range(len(rows))),
+        ticktext=ticktext,
+        tickfont={"size": TICK_FONT_PX},
+        title_text=MATRIX_AXIS,
+        automargin=True,
+        showgrid=False,
+        autorange="reversed",
+        scaleanchor="x",
+        constrain="domain",
+        row=1,
+        col=1,
+    )
 
 
-def _two_panels() -> go.Figure:
-    return make_subplots(
+def _two_panels(compare: str) -> go.Figure:
+    fig = make_subplots(
         rows=1,
         cols=2,
-        column_widths=[0.5, 0.5],
-        horizontal_spacing=0.24,
-        subplot_titles=["Angles between the path's points", "Representational path (metric MDS of the angles)"],
+        subplot_titles=[
+            f"Angles between the path's points<br><sup>{COMPARE_LABELS.get(compare, compare)}</sup>",
+            "Representational path<br><sup>metric MDS of the angles</sup>",
+        ],
     )
+    fig.update_xaxes(domain=list(MATRIX_DOMAIN), row=1, col=1)
+    fig.update_xaxes(domain=list(PATH_DOMAIN), row=1, col=2)
+    for a, d in zip(fig.layout.annotations, (MATRIX_DOMAIN, PATH_DOMAIN), strict=True):
+        a.x = (d[0] + d[1]) / 2
+    return fig
+
+
+#: Right of the path's dim-2 axis title (about 70 px at 1366 px wide): the legend needs no scrollbar for a dozen entries.
+_LEGEND = {"x": 1.13, "xanchor": "left", "y": 1, "font": {"size": 12}}
+
+
+def _controls(labels: list[str], active: int, prefix: str, duration: int) -> dict:
+    """The play buttons, then the slider in a row of its own, both under the path panel.
+
+    The frames change only the path's traces; every step redraws the figure and none tweens:
+    Plotly leaves the angle matrix blank after a frame drawn without a redraw, and while a
+    tween runs.
+    """
+    x, length = PATH_DOMAIN[0], PATH_DOMAIN[1] - PATH_DOMAIN[0]
+    return {
+        "sliders": [frame_slider(labels, active, prefix, redraw=True, x=x, length=length, lead=0.0, pad_top=CONTROLS_PAD[1] + 15)],
+        "updatemenus": [play_menu(duration, transition=0, x=x, pad_top=CONTROLS_PAD[0] + 15)],
+    }
 
 
 def _square_axes(fig: go.Figure, coords: np.ndarray) -> None:
     lo, hi = float(np.nanmin(coords)), float(np.nanmax(coords))
     c, h = (lo + hi) / 2, max(hi - lo, 1e-9) * 5 / 8
     fig.update_xaxes(range=[c - h, c + h], title_text="MDS dim 1 (rad)", zeroline=False, row=1, col=2)
-    fig.update_yaxes(range=[c - h, c + h], title_text="MDS dim 2 (rad)", zeroline=False, scaleanchor="x2", row=1, col=2)
+    # dim 2 on the right: the matrix's colour bar sits between the panels, clear of this axis's title
+    fig.update_yaxes(range=[c - h, c + h], title_text="MDS dim 2 (rad)", side="right", zeroline=False, scaleanchor="x2", row=1, col=2)
 
 
 def _landmark_traces(path: RepPath, notes: Sequence[str]) -> list[go.Scatter]:
@@ -254,13 +300,15 @@ def path_figure(
     order = _model_order(path)
     colors = model_colors(order, colors) | {"labels": LABELS_COLOR}
     notes = _point_notes(path, uncertainty, distortion)
-    fig = _two_panels()
+    fig = _two_panels(path.compare)
     _matrix(fig, path, colors, uncertainty)
     longest = max(len(path.rows_of(m)) for m in order)
     for t in _path_traces(path, longest, colors, notes) + _landmark_traces(path, notes) + _ellipse_traces(path, ellipses or [], colors):
         fig.add_trace(t)
     n_dynamic = len(order)
-    fig.frames = [go.Frame(name=str(k), data=_path_traces(path, k, colors, notes), traces=list(range(1, 1 + n_dynamic))) for k in range(1, longest + 1)]
+    fig.frames = [
+        go.Frame(name=str(k), data=_path_traces(path, k, colors, notes), traces=list(range(1, 1 + n_dynamic))) for k in range(1, longest + 1)
+    ]
     outlines = [o for o in (ellipses or []) if o is not None]
     _square_axes(fig, np.concatenate([path.coords, *outlines]) if outlines else path.coords)
     boot = f"<br><sup>ellipses: 95 % of {uncertainty.n_boot} bootstrap samples, Procrustes-aligned</sup>" if uncertainty is not None and outlines else ""
@@ -271,11 +319,10 @@ def path_figure(
     fig.update_layout(
         **base_layout(
             title=title or default,
-            height=660,
-            legend={"x": 1.02, "y": 1, "font": {"size": 11}},
-            sliders=[frame_slider([str(k) for k in range(1, longest + 1)], longest - 1, "steps shown: ", redraw=False, x=0.6, length=0.4, lead=0.45)],
-            updatemenus=[{**play_menu(350), "x": 0.6}],
-            margin={"l": 110, "r": 30, "t": 120, "b": 120},
+            height=760,
+            legend=_LEGEND,
+            **_controls([str(k) for k in range(1, longest + 1)], longest - 1, "steps shown: ", 350),
+            margin={"l": 110, "r": 30, "t": 160, "b": CONTROLS_PAD[1] + 90},
         )
     )
     return fig
@@ -323,7 +370,7 @@ def training_path_figure(path: RepPath, model: str, epochs: Sequence[int], title
     shades = sample_colorscale("Viridis", [0.9 * k / max(len(epochs) - 1, 1) for k in range(len(epochs))])
     colors = dict(zip(models, shades, strict=True)) | {"labels": LABELS_COLOR}
     notes = _point_notes(path, None, None)
-    fig = _two_panels()
+    fig = _two_panels(path.compare)
     _matrix(fig, path, colors, None)
     last = len(epochs) - 1
     for t in _epoch_traces(path, models, epochs, last, shades, notes) + _landmark_traces(path, notes):
@@ -341,11 +388,10 @@ def training_path_figure(path: RepPath, model: str, epochs: Sequence[int], title
     fig.update_layout(
         **base_layout(
             title=title or _training_title(path, model, epochs[-1]),
-            height=660,
-            legend={"x": 1.02, "y": 1, "font": {"size": 11}},
-            sliders=[frame_slider([str(e) for e in epochs], last, "epoch: ", redraw=False, x=0.6, length=0.4, lead=0.45)],
-            updatemenus=[{**play_menu(600), "x": 0.6}],
-            margin={"l": 110, "r": 30, "t": 100, "b": 120},
+            height=760,
+            legend=_LEGEND,
+            **_controls([str(e) for e in epochs], last, "epoch: ", 600),
+            margin={"l": 110, "r": 30, "t": 160, "b": CONTROLS_PAD[1] + 90},
         )
     )
     return fig

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import METRIC_LABELS, base_layout, frame_slider, play_menu
+from .style import CONTROLS_PAD, METRIC_LABELS, base_layout, frame_slider, grid_shape, panel_px, play_menu, wrap_label
 
 if TYPE_CHECKING:
     from ..core.rdm import RDM
@@ -91,6 +91,18 @@ def _heatmap(mat: np.ndarray, coloraxis: str, name: str, scaled: bool, binned: b
     )
 
 
+def _grid_geometry(k: int, top: int, bottom: int, gap: int) -> tuple[int, int, float, int]:
+    """``(rows, cols, vertical spacing, figure height)`` of ``k`` panels wrapped into rows.
+
+    Every row is :func:`~.style.panel_px` pixels high whatever the number of rows, and
+    ``gap`` pixels separate rows (room for the next row's titles).
+    """
+    rows, cols = grid_shape(k)
+    side = panel_px(cols)
+    plot = rows * side + (rows - 1) * gap
+    return rows, cols, (gap / plot if rows > 1 else 0.0), plot + top + bottom
+
+
 def rdm_grid(
     rdms: Sequence[RDM],
     normalise: str = "per",
@@ -99,7 +111,11 @@ def rdm_grid(
     title: str | None = None,
     class_names: Sequence[str] | None = None,
 ) -> go.Figure:
-    """One row of square RDM heat maps, one per node (the seed's ``plot_rdms``).
+    """Square RDM heat maps, one per node (the seed's ``plot_rdms``), wrapped into rows.
+
+    At most :data:`~.style.MAX_GRID_COLS` panels share a row, so every panel keeps a
+    readable size (about 200 px or more on a 1366 px screen) at any node count; each row
+    has the same height and the figure grows with the rows.
 
     Args:
         rdms: RDMs of one stimulus set, in display order.
@@ -111,48 +127,68 @@ def rdm_grid(
 
     Returns:
         A figure with one ``Heatmap`` per RDM sharing one colour axis, rows from the top,
-        class names at class-block centres and class-block grid lines.
+        class names at class-block centres (down the first column, and under the lowest
+        panel of each column) and class-block grid lines.
     """
     k = len(rdms)
-    fig = make_subplots(rows=1, cols=k, subplot_titles=[r.node for r in rdms], horizontal_spacing=0.02 if k > 1 else 0.1)
+    top, bottom, gap = 90, 60, 48
+    rows, cols, vspace, height = _grid_geometry(k, top, bottom, gap)
+    titles = [wrap_label(r.node) for r in rdms] + [""] * (rows * cols - k)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03 if cols > 1 else 0.1, vertical_spacing=vspace)
     mats, lo, hi, cbar = _scaled(rdms, normalise)
     n = rdms[0].matrix.shape[0]
     centres, texts, bounds = class_ticks(rdms[0].labels, class_names)
     shapes: list[dict] = []
-    for c, (r, mat) in enumerate(zip(rdms, mats, strict=False), start=1):
-        fig.add_trace(_heatmap(mat, "coloraxis", r.name, normalise == "per", r.bins is not None), row=1, col=c)
-        sfx = "" if c == 1 else str(c)
+    for p in range(rows * cols):
+        row, col = p // cols + 1, p % cols + 1
+        sfx = "" if p == 0 else str(p + 1)
+        if p >= k:  # the last row's empty cells
+            fig.update_xaxes(visible=False, row=row, col=col)
+            fig.update_yaxes(visible=False, row=row, col=col)
+            continue
+        r, mat = rdms[p], mats[p]
+        fig.add_trace(_heatmap(mat, "coloraxis", r.name, normalise == "per", r.bins is not None), row=row, col=col)
         shapes += _grid_shapes(bounds, n, f"x{sfx}", f"y{sfx}")
         shapes += _selection_shapes(selection, f"x{sfx}", f"y{sfx}")
+        lowest = p + cols >= k  # no panel below this one: its class names and axis title do not run into another's title
         fig.update_xaxes(
             tickvals=centres,
-            ticktext=texts,
-            title={"text": STIMULUS_AXIS, "font": {"size": 11}},
+            ticktext=texts if lowest else [""] * len(texts),
+            title={"text": STIMULUS_AXIS if lowest else "", "font": {"size": 11}},
             showgrid=False,
             zeroline=False,
             constrain="domain",
-            row=1,
-            col=c,
+            row=row,
+            col=col,
         )
-        fig.update_yaxes(  # the rows of every panel are the first panel's: named once, at the left
+        fig.update_yaxes(  # the rows of every panel are the first panel's: named once, at the left of each row
             tickvals=centres,
             ticktext=texts,
-            showticklabels=c == 1,
-            title={"text": STIMULUS_AXIS if c == 1 else "", "font": {"size": 11}},
+            showticklabels=col == 1,
+            title={"text": STIMULUS_AXIS if col == 1 else "", "font": {"size": 11}},
+            automargin=True,
             autorange="reversed",
             showgrid=False,
             zeroline=False,
             scaleanchor=f"x{sfx}",
             constrain="domain",
-            row=1,
-            col=c,
+            constraintoward="top",
+            row=row,
+            col=col,
         )
+    fig.update_annotations(font={"size": 14})
     fig.update_layout(
         **base_layout(
             title=title or f"RDMs of {rdms[0].model} ({n} stimuli) · {METRIC_LABELS[rdms[0].method]}",
-            coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
+            coloraxis={
+                "colorscale": colorscale,
+                "cmin": lo,
+                "cmax": hi,
+                "colorbar": {"title": {"text": cbar, "side": "right"}, "len": min(1.0, 420 / (height - top - bottom)), "y": 1, "yanchor": "top"},
+            },
             shapes=shapes,
-            height=min(560, 160 + int(1000 / max(k, 1))),
+            height=height,
+            margin={"l": 60, "r": 30, "t": top, "b": bottom},
         )
     )
     return fig
@@ -267,9 +303,10 @@ def rdm_slider(
             title=_slider_title(rdms[active]),
             coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
             shapes=_grid_shapes(bounds, n, "x", "y") + _selection_shapes(selection, "x", "y"),
-            height=700,
-            sliders=[frame_slider([r.node for r in rdms], active, "node: ")],
-            updatemenus=[play_menu(500)],
+            height=760,
+            sliders=[frame_slider([r.node for r in rdms], active, "node: ", lead=0.0, pad_top=CONTROLS_PAD[1])],
+            updatemenus=[play_menu(500, transition=0, pad_top=CONTROLS_PAD[0])],
+            margin={"l": 60, "r": 30, "t": 70, "b": CONTROLS_PAD[1] + 80},
         )
     )
     fig.update_xaxes(tickvals=centres, ticktext=texts, title_text=STIMULUS_AXIS, showgrid=False, zeroline=False, constrain="domain")

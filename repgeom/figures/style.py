@@ -15,16 +15,21 @@ from typing import Any
 __all__ = [
     "CLASS_COLORS",
     "COMPARE_LABELS",
+    "CONTROLS_PAD",
+    "MAX_GRID_COLS",
     "METRIC_LABELS",
     "STRESS_NAME",
     "MODEL_PALETTE",
     "base_layout",
     "class_colors",
     "frame_slider",
+    "grid_shape",
     "model_color",
     "model_colors",
+    "panel_px",
     "path_basis",
     "play_menu",
+    "wrap_label",
 ]
 
 #: Up to ten classes, colour-blind safe: Paul Tol's "muted" scheme (9 colours) plus a mid grey.
@@ -121,19 +126,82 @@ def base_layout(**overrides: Any) -> dict[str, Any]:
         "hoverlabel": {"font": {"size": 13}},
     }
     layout.update(overrides)
+    if isinstance(layout.get("title"), str):  # at the top of the figure, not centred in the margin, so subplot titles below it keep clear
+        layout["title"] = {"text": layout["title"], "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}}
     return layout
 
 
-def play_menu(duration: int) -> dict:
-    """Play/pause buttons for a figure's frames, placed left of a slider made by :func:`frame_slider`."""
+#: Pixels below the plot area to the play buttons' row, and to the slider's row under it
+#: (room for the x-axis tick labels and title above them): the buttons never cover the slider.
+CONTROLS_PAD = (45, 95)
+#: Panels per row in a wrapped grid: at 1366 px the main column holds three panels of at least 180 px.
+MAX_GRID_COLS = 3
+#: Pixel heights of a wrapped grid's rows: the panel side by the number of columns (1, 2, 3 ...).
+PANEL_PX = (440, 330, 240)
+
+
+def grid_shape(k: int, max_cols: int = MAX_GRID_COLS) -> tuple[int, int]:
+    """``(rows, cols)`` for ``k`` panels wrapped into rows of at most ``max_cols``, as even as possible.
+
+    Args:
+        k: number of panels (at least 1).
+        max_cols: most panels per row.
+
+    Returns:
+        The fewest rows that hold ``k`` panels, and the fewest columns that fill them
+        (5 panels in rows of 3: 2 rows of 3 and 2; 22 panels: 8 rows of 3).
+    """
+    k = max(int(k), 1)
+    rows = -(-k // max_cols)
+    return rows, -(-k // rows)
+
+
+def panel_px(cols: int) -> int:
+    """The side in pixels a wrapped grid gives each row when it has ``cols`` columns."""
+    return PANEL_PX[min(max(cols, 1), len(PANEL_PX)) - 1]
+
+
+def wrap_label(text: str, width: int = 18) -> str:
+    """``text`` broken into lines (``<br>``) of about ``width`` characters at ``.``, ``_``, space or ``/``.
+
+    Node names such as ``readout.flatten`` stay whole up to ``width``; longer ones are
+    broken after a separator (or, with none, every ``width`` characters) so that a panel
+    title never runs into its neighbour's.
+    """
+    if len(text) <= width:
+        return text
+    lines: list[str] = []
+    rest = text
+    while len(rest) > width:
+        cut = max(rest.rfind(sep, 1, width) for sep in "._ /")
+        cut = cut + 1 if cut > 0 else width
+        lines.append(rest[:cut])
+        rest = rest[cut:]
+    return "<br>".join([*lines, rest] if rest else lines)
+
+
+def play_menu(duration: int, transition: int | None = None, x: float = 0.0, pad_top: int = 70, redraw: bool = True) -> dict:
+    """Play/pause buttons for a figure's frames, placed left of a slider made by :func:`frame_slider`.
+
+    Args:
+        duration: milliseconds per frame.
+        transition: milliseconds of the tween between frames (default half a frame). Use 0
+            for figures with heat maps: Plotly tweens only scatter traces and leaves every
+            other trace blank while a tween runs.
+        x: the buttons' left edge (paper fraction).
+        pad_top: pixels between the plot area's bottom and the buttons.
+        redraw: whether each frame redraws the whole figure (needed when frames change a heat map).
+    """
+    tween = duration // 2 if transition is None else transition
     return {
         "type": "buttons",
         "direction": "left",
-        "x": 0.0,
+        "x": x,
         "y": 0,
         "xanchor": "left",
         "yanchor": "top",
-        "pad": {"r": 10, "t": 70},
+        "pad": {"r": 10, "t": pad_top},
+        "font": {"size": 13},
         "showactive": False,
         "buttons": [
             {
@@ -141,7 +209,7 @@ def play_menu(duration: int) -> dict:
                 "method": "animate",
                 "args": [
                     None,
-                    {"frame": {"duration": duration, "redraw": True}, "transition": {"duration": duration // 2}, "fromcurrent": True, "mode": "immediate"},
+                    {"frame": {"duration": duration, "redraw": redraw}, "transition": {"duration": tween}, "fromcurrent": True, "mode": "immediate"},
                 ],
             },
             {"label": "❚❚ pause", "method": "animate", "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]},
@@ -149,8 +217,14 @@ def play_menu(duration: int) -> dict:
     }
 
 
-def frame_slider(labels: list[str], active: int, prefix: str, redraw: bool = True, x: float = 0.0, length: float = 1.0, lead: float = 0.2) -> dict:
-    """A slider with one step per frame name; its first ``lead`` of ``length`` is left to the play buttons."""
+def frame_slider(
+    labels: list[str], active: int, prefix: str, redraw: bool = True, x: float = 0.0, length: float = 1.0, lead: float = 0.2, pad_top: int = 50
+) -> dict:
+    """A slider with one step per frame name; its first ``lead`` of ``length`` is left to the play buttons.
+
+    With ``lead=0`` the slider spans ``length`` and ``pad_top`` (pixels below the plot area)
+    should put it under the buttons of :func:`play_menu`, in a row of its own.
+    """
     steps = [
         {
             "label": label,
@@ -162,10 +236,11 @@ def frame_slider(labels: list[str], active: int, prefix: str, redraw: bool = Tru
     return {
         "active": active,
         "steps": steps,
-        "currentvalue": {"prefix": prefix},
+        "currentvalue": {"prefix": prefix, "font": {"size": 13}},
+        "font": {"size": 12},
         "x": x + lead * length,
         "len": (1 - lead) * length,
         "y": 0,
         "yanchor": "top",
-        "pad": {"t": 50, "b": 10},
+        "pad": {"t": pad_top, "b": 10},
     }

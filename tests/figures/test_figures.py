@@ -190,7 +190,7 @@ def test_path_figure_matrix_path_square_star_and_frames():
     coloured = path_figure(_path(), colors={"recurrent": "#ABCDEF"})
     lines = [t for t in coloured.data if t.type == "scatter" and t.mode == "lines+markers"]
     assert [t.line.color for t in lines] == [MODEL_PALETTE[0], "#ABCDEF"]
-    assert "#ABCDEF" in "".join(coloured.layout.xaxis.ticktext)
+    assert "#ABCDEF" in "".join(coloured.layout.yaxis.ticktext)
 
 
 def test_models_side_by_side_share_one_colour_scale():
@@ -274,3 +274,109 @@ def test_figure_modules_never_import_the_engine_or_the_numerics_at_run_time():
                 module = "." * node.level + (node.module or "")
                 assert not module.startswith(".."), f"{path.name} imports {module} outside TYPE_CHECKING"
                 assert module.split(".")[0] not in ("torch", "dash", "repgeom"), f"{path.name} imports {module}"
+
+
+# ----------------------------------------------------------------- layouts that scale (issue 13)
+from repgeom.figures.path import MATRIX_DOMAIN, MAX_NODE_TICKS, PATH_DOMAIN, TICK_FONT_PX  # noqa: E402
+from repgeom.figures.style import CONTROLS_PAD, MAX_GRID_COLS, grid_shape, wrap_label  # noqa: E402
+
+#: The narrowest figure the dashboard draws (the main column at 1366 px, less padding), and a character's width at 14 px.
+NARROW_PX, CHAR_PX = 780, 8.0
+
+
+def _disjoint(boxes):
+    """No two (x0, x1, y0, y1) boxes share any area."""
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            if min(a[1], b[1]) - max(a[0], b[0]) > 1e-9 and min(a[3], b[3]) - max(a[2], b[2]) > 1e-9:
+                return False
+    return True
+
+
+@pytest.mark.parametrize(("k", "shape"), [(1, (1, 1)), (2, (1, 2)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3)), (22, (8, 3))])
+def test_grids_wrap_into_rows_of_at_most_three(k, shape):
+    assert grid_shape(k) == shape and shape[1] <= MAX_GRID_COLS
+
+
+def test_long_node_names_break_at_separators():
+    assert wrap_label("conv2_1") == "conv2_1"
+    assert wrap_label("readout.classifier.final_linear_layer") == "readout.<br>classifier.final_<br>linear_layer"
+    assert all(len(line) <= 18 for line in wrap_label("x" * 50).split("<br>"))
+
+
+def _panel_boxes(fig):
+    boxes = []
+    for t in fig.data:
+        xa = fig.layout["xaxis" + (t.xaxis or "x")[1:]]
+        ya = fig.layout["yaxis" + (t.yaxis or "y")[1:]]
+        boxes.append((*xa.domain, *ya.domain))
+    return list(dict.fromkeys(boxes))
+
+
+@pytest.mark.parametrize("k", [1, 5, 22])
+def test_rdm_grid_wraps_with_readable_panels_and_titles_that_fit(k):
+    fig = rdm_grid(_rdms(k))
+    rows, cols = grid_shape(k)
+    boxes = _panel_boxes(fig)
+    assert len(boxes) == k and _disjoint(boxes)
+    assert len({b[2] for b in boxes}) == rows and len({b[0] for b in boxes}) == cols
+    width = (boxes[0][1] - boxes[0][0]) * (NARROW_PX - fig.layout.margin.l - fig.layout.margin.r - 100)  # less the colour bar
+    height = (boxes[0][3] - boxes[0][2]) * (fig.layout.height - fig.layout.margin.t - fig.layout.margin.b)
+    assert min(width, height) >= 180, (width, height)
+    titles = [a for a in fig.layout.annotations if a.text]
+    assert [a.text for a in titles] == [r.node for r in _rdms(k)]
+    for a in titles:  # a title fits over its own panel, so it cannot reach a neighbour's
+        assert max(len(line) for line in a.text.split("<br>")) * CHAR_PX <= width
+    # the gap between rows holds a title; class names are written under the lowest panel of each column only
+    if rows > 1:
+        gap_px = (boxes[0][2] - boxes[cols][3]) * (fig.layout.height - fig.layout.margin.t - fig.layout.margin.b)
+        assert gap_px >= 40
+        assert list(fig.layout.xaxis.ticktext) == [""] * 10 and list(fig.layout[f"xaxis{k}"].ticktext) == [str(d) for d in range(10)]
+
+
+@pytest.mark.parametrize("k", [1, 5, 22])
+def test_embedding_grid_wraps_nodes_and_stacks_each_panels_measures(k):
+    methods = ("pca", "mds", "tsne")
+    grid = [[_emb(f"node_{j}", m) for j in range(k)] for m in methods]
+    fig = embedding_grid(grid, np.arange(30))
+    boxes = _panel_boxes(fig)
+    assert len(boxes) == 3 * k and _disjoint(boxes)
+    titles = [a.text for a in fig.layout.annotations if "<sup>" in a.text]
+    assert len(titles) == 3 * k
+    # every measure on a line of its own: "Kruskal stress-1 0.200" never runs into "trustworthiness"
+    mds = [t for t in titles if "stress" in t]
+    assert mds and all("<br><sup>Kruskal stress-1 0.200</sup>" in t for t in mds)
+    assert all(max(len(p) for p in t.replace("<sup>", "").replace("</sup>", "").replace("<b>", "").replace("</b>", "").split("<br>")) <= 30 for t in titles)
+    rows = len({b[2] for b in boxes})
+    assert rows == (1 if k == 1 else 3 * grid_shape(k)[0])
+    # the class legend lies under the panels, horizontally (it wraps; it never scrolls)
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y <= min(b[2] for b in boxes)
+    if k > 1:
+        assert sorted(a.text for a in fig.layout.annotations if a.textangle == -90) == sorted(["<b>PCA</b>", "<b>MDS</b>", "<b>t-SNE</b>"] * grid_shape(k)[0])
+
+
+def test_path_figure_keeps_colour_bar_axis_titles_and_controls_apart():
+    names = [f"m/n{k}" for k in range(30)] + ["labels"]
+    rng = np.random.default_rng(2)
+    coords = rng.normal(size=(31, 2))
+    d = np.sqrt(((coords[:, None] - coords[None]) ** 2).sum(-1))
+    path = RepPath(names, ["m"] * 30 + ["labels"], [n.split("/")[1] for n in names[:-1]] + ["labels"], d, coords, 0.1, "euclidean", "cosine", np.arange(31))
+    fig = path_figure(path)
+    heat = fig.data[0]
+    assert tuple(fig.layout.xaxis.domain) == MATRIX_DOMAIN and tuple(fig.layout.xaxis2.domain) == PATH_DOMAIN
+    # the colour bar sits in the gap between the panels; the path's dim-2 title is on the far side
+    assert MATRIX_DOMAIN[1] <= heat.colorbar.x < PATH_DOMAIN[0] and fig.layout.yaxis2.side == "right"
+    assert heat.colorbar.title.side == "top" and len(heat.colorbar.title.text) <= 4
+    assert fig.layout.legend.x > 1.1  # right of the dim-2 axis title
+    # node names: 12 px, at most MAX_NODE_TICKS written
+    assert fig.layout.yaxis.tickfont.size == TICK_FONT_PX >= 12
+    assert 0 < sum(bool(t) for t in fig.layout.yaxis.ticktext) <= MAX_NODE_TICKS and fig.layout.xaxis.showticklabels is False
+    # the buttons' row is above the slider's row: the slider starts at least a button's height below them
+    menu, slider = fig.layout.updatemenus[0], fig.layout.sliders[0]
+    assert slider.pad.t - menu.pad.t >= 40 and slider.x >= menu.x and slider.pad.t - CONTROLS_PAD[1] == menu.pad.t - CONTROLS_PAD[0]
+    assert fig.layout.margin.b >= slider.pad.t + 60
+    # every step and Play redraw without a tween (a tween or a frame without redraw blanks the matrix)
+    play = menu.buttons[0].args[1]
+    assert play["frame"]["redraw"] is True and play["transition"]["duration"] == 0
+    assert all(s.args[1]["frame"]["redraw"] is True and s.args[1]["transition"]["duration"] == 0 for s in slider.steps)
+    assert all(0 not in f.traces for f in fig.frames)  # the frames leave the matrix's data alone

@@ -56,7 +56,7 @@ def test_path_figure_draws_landmarks_ellipses_intervals_and_names_its_basis():
     assert len({marks[n].marker.symbol for n in marks}) == 5
     # the landmarks are rows of the matrix too (display rows: duplicate input dropped)
     heat = fig.data[0]
-    assert np.asarray(heat.z).shape == (9, 9) and "noise" in "".join(fig.layout.xaxis.ticktext)
+    assert np.asarray(heat.z).shape == (9, 9) and "noise" in "".join(fig.layout.yaxis.ticktext)
     lo, hi = unc.low[1, 9], unc.high[1, 9]
     assert f"95 % CI {lo:.3f}–{hi:.3f}" in heat.customdata[1][-1]
     # ellipses: one outline trace per model and one for the landmarks, each outline on its point's 1.96-sigma contour

@@ -82,7 +82,7 @@ def test_the_page_names_the_dataset_and_offers_no_presets(tiles):
 def test_rdms_ticks_and_the_pair_use_the_class_names(tiles):
     view = _view(tiles, n_rdm=3)
     grid, slider, message = rdms.rdm_figures(tiles, view, [])
-    assert message == "" and list(grid.layout.xaxis.ticktext) == CLASSES and list(slider.layout.yaxis.ticktext) == CLASSES
+    assert message == "" and list(grid.layout.yaxis.ticktext) == CLASSES and list(slider.layout.yaxis.ticktext) == CLASSES
     assert len([s for s in grid.layout.shapes if s.type == "line"]) == len(grid.data) * 2 * 11
     stim = tiles.stimuli(tiles.spec(3))
     sel = selection.select(tiles, ID.RDM_GRID, {"points": [{"x": 34, "y": 1}]}, [], view)
@@ -169,7 +169,7 @@ def test_switching_to_a_model_of_another_dataset_brings_its_stimuli_and_names(mi
     view = out[1]
     assert (view["model"], view["attack_model"], view["path_models"], view["n_rdm"], view["n_embed"]) == ("ff12", "ff12", ["ff12"], 3, 3)
     grid, _slider, message = rdms.rdm_figures(mixed, {**view, "n_rdm": 2}, [])
-    assert message == "" and list(grid.layout.xaxis.ticktext) == CLASSES
+    assert message == "" and list(grid.layout.yaxis.ticktext) == CLASSES
     assert "FGSM ε=0.2 against ff12" in grid.layout.title.text
     back = sync.sync(mixed, ID.MODEL, "", {**view, "model": "recurrent"})[1]
     assert (back["attack_model"], back["path_models"], back["n_rdm"]) == ("feedforward", ["recurrent"], 3)

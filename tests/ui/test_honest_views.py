@@ -99,7 +99,7 @@ def test_path_tab_with_landmarks_and_hypotheses(engine):
     assert message == ""
     names = [t.name for t in fig.data]
     assert {"noise", "shuffled", "group:odd", "labels", "input"} <= set(names)
-    assert "group:odd" in "".join(fig.layout.xaxis.ticktext)
+    assert "group:odd" in "".join(fig.layout.yaxis.ticktext)
     assert {a.text.split(" ")[0] for a in to_labels.layout.annotations} >= {"noise", "shuffled", "group:odd"}
     assert "recurrent ± seed variability" not in [t.name for t in to_labels.data]  # no second seed of recurrent
     assert "Kruskal stress-1" in shepard.layout.annotations[0].text

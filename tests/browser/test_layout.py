@@ -1,0 +1,186 @@
+"""Layouts that scale, the path animation and presentation mode, measured in a real Chromium.
+
+Every check reads the boxes Chromium drew (panels, titles, colour bars, buttons, sliders)
+and fails on any overlap; screenshots land in ``artifacts/screenshots/layout-*.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from dash import Dash
+
+from repgeom.settings import Settings
+from repgeom.ui import create_app
+
+if TYPE_CHECKING:
+    from .conftest import BrowserPage
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT = 180_000  # ms: a cold cache on a busy 2-core machine
+VIEWPORTS = {"1366x768": (1366, 768), "1920x1080": (1920, 1080)}
+#: The smallest side a grid panel may have, in CSS pixels.
+MIN_PANEL_PX = 180
+
+# Boxes (x, y, width, height) of what a Plotly graph drew: each subplot's plot area, each
+# annotation (subplot titles, row labels) and the figure's title, the colour bars and the legend (with its
+# visible and full heights: Plotly scrolls a legend whose items do not fit).
+_BOXES_JS = """(sel) => {
+    const gd = document.querySelector(sel + ' .js-plotly-plot');
+    if (!gd) return null;
+    const box = (el) => { const r = el.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; };
+    const texts = (q) => Array.from(gd.querySelectorAll(q)).filter((el) => el.textContent.trim() !== '');
+    const legend = gd._fullLayout.legend;
+    return {
+        panels: Array.from(gd.querySelectorAll('.nsewdrag')).map(box).filter((b) => b[2] > 1 && b[3] > 1),
+        visiblePanels: Object.keys(gd._fullLayout._plots).filter((k) => {
+            const p = gd._fullLayout._plots[k];
+            return p.xaxis.visible !== false || (gd._fullData.some((t) => (t.xaxis || 'x') === p.xaxis._id && (t.yaxis || 'y') === p.yaxis._id));
+        }).map((k) => {
+            const p = gd._fullLayout._plots[k];
+            const r = gd.getBoundingClientRect();
+            return [r.x + p.xaxis._offset, r.y + p.yaxis._offset, p.xaxis._length, p.yaxis._length];
+        }),
+        annotations: texts('.annotation, .g-gtitle').map(box),
+        ytick: texts('.ytick text').map(box),
+        yticksizes: texts('.ytick text').map((el) => parseFloat(getComputedStyle(el).fontSize)),
+        colorbars: Array.from(gd.querySelectorAll('.colorbar')).map(box),
+        axistitles: Array.from(gd.querySelectorAll('.g-xtitle, .g-ytitle, .g-x2title, .g-y2title')).filter((el) => el.textContent.trim()).map(box),
+        buttons: Array.from(gd.querySelectorAll('.updatemenu-button')).map(box),
+        sliders: Array.from(gd.querySelectorAll('.slider-group')).map(box),
+        legend: legend && legend._height ? { box: box(gd.querySelector('.legend')), full: legend._height, shown: legend._effHeight } : null,
+    };
+}"""
+
+
+def _overlap(a: list[float], b: list[float]) -> float:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def _clashes(boxes: list[list[float]], others: list[list[float]] | None = None, slack: float = 2.0) -> list[tuple[Any, Any]]:
+    """Pairs of boxes that overlap by more than ``slack`` px² (within one list, or between two)."""
+    if others is None:
+        return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if _overlap(a, b) > slack]
+    return [(a, b) for a in boxes for b in others if _overlap(a, b) > slack]
+
+
+@pytest.fixture(scope="module")
+def dashboard(engine) -> Dash:
+    return create_app(Settings(warm=False), engine=engine)
+
+
+@pytest.fixture(scope="module")
+def node_sets(engine) -> dict[int, list[str]]:
+    """1, 5 and every ("Select All") node of the default model, in graph order."""
+    every = list(engine.nodes(engine.defaults.model))
+    return {1: every[-1:], 5: every[1 : len(every) : len(every) // 5][:5], len(every): every}
+
+
+def _open(page: BrowserPage, url: str, size: tuple[int, int]) -> None:
+    page.page.set_viewport_size({"width": size[0], "height": size[1]})
+    page.goto_dash(url, timeout_ms=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)
+
+
+def _measure(page: BrowserPage, graph: str) -> dict[str, Any]:
+    from playwright.sync_api import expect
+
+    expect(page.page.locator(f"#{graph} .js-plotly-plot .gtitle")).to_have_count(1, timeout=TIMEOUT)
+    page.page.wait_for_timeout(300)  # Plotly's autosize after the last callback
+    out = page.page.evaluate(_BOXES_JS, f"#{graph}")
+    assert out is not None, f"#{graph} drew no figure"
+    return out
+
+
+def _assert_grid_reads(m: dict[str, Any], n_panels: int, what: str) -> None:
+    panels = m["visiblePanels"]
+    assert len(panels) == n_panels, f"{what}: {len(panels)} panels drawn, {n_panels} expected"
+    small = [p for p in panels if min(p[2], p[3]) < MIN_PANEL_PX]
+    assert not small, f"{what}: panels under {MIN_PANEL_PX} px: {small[:3]}"
+    assert not _clashes(panels), f"{what}: panels overlap: {_clashes(panels)[:3]}"
+    assert not _clashes(m["annotations"]), f"{what}: titles overlap: {_clashes(m['annotations'])[:3]}"
+    assert not _clashes(m["annotations"], panels), f"{what}: titles run into panels: {_clashes(m['annotations'], panels)[:3]}"
+    if m["legend"] is not None:
+        assert m["legend"]["shown"] >= m["legend"]["full"] - 1, f"{what}: the legend scrolls ({m['legend']})"
+        assert not _clashes([m["legend"]["box"]], panels), f"{what}: the legend covers a panel"
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.parametrize("count", ["1", "5", "all"])
+def test_rdm_and_embedding_grids_wrap_into_readable_panels(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path, node_sets: dict[int, list[str]], count: str, viewport: str
+) -> None:
+    nodes = node_sets[max(node_sets)] if count == "all" else node_sets[int(count)]
+    query = f"?nodes={','.join(nodes)}&n_rdm=5&n_embed=3"
+    base = live_server(dashboard)
+    size = VIEWPORTS[viewport]
+    name = f"{len(nodes)}nodes-{viewport}"
+
+    _open(page, base + query, size)
+    grid = _measure(page, "rdm-grid")
+    page.page.screenshot(path=screenshot_dir / f"layout-rdms-{name}.png", full_page=True)
+    _assert_grid_reads(grid, len(nodes), f"RDM grid, {name}")
+
+    _open(page, base + query + "&tab=embeddings", size)
+    emb = _measure(page, "embed-grid")
+    page.page.screenshot(path=screenshot_dir / f"layout-embeddings-{name}.png", full_page=True)
+    _assert_grid_reads(emb, 3 * len(nodes), f"embedding grid, {name}")
+    page.assert_no_errors()
+
+
+# The heat map's drawn image (Plotly paints a heat map as one <image>) and its data, now.
+_HEAT_JS = """() => {
+    const gd = document.querySelector('#path-graph .js-plotly-plot');
+    const img = gd.querySelector('.hm image, .heatmaplayer image');
+    const z = gd._fullData[0].z;
+    return [gd._fullData[0].type, img ? (img.getAttribute('href') || '').length : 0, z ? z.length : 0];
+}"""
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_the_path_animation_keeps_its_matrix_and_readable_controls(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path, viewport: str
+) -> None:
+    _open(page, live_server(dashboard) + "?tab=paths&n_embed=5&survive=", VIEWPORTS[viewport])
+    m = _measure(page, "path-graph")
+    page.page.screenshot(path=screenshot_dir / f"layout-path-{viewport}.png", full_page=True)
+    # node names of the matrix: at least 12 px, none over another; the colour bar clear of every axis title
+    assert m["yticksizes"] and min(m["yticksizes"]) >= 12, m["yticksizes"]
+    assert not _clashes(m["ytick"]), f"node names overlap: {_clashes(m['ytick'])[:3]}"
+    assert len(m["colorbars"]) == 1 and not _clashes(m["colorbars"], m["axistitles"]), (m["colorbars"], m["axistitles"])
+    assert not _clashes(m["annotations"]), f"titles overlap: {_clashes(m['annotations'])}"
+    # play and pause sit apart from the slider
+    assert len(m["buttons"]) == 2 and len(m["sliders"]) == 1
+    assert not _clashes(m["buttons"], m["sliders"]), (m["buttons"], m["sliders"])
+    assert m["legend"] is not None and m["legend"]["shown"] >= m["legend"]["full"] - 1
+
+    # step every frame as the slider does (its own steps' arguments): the matrix beside the path keeps its data and its image
+    frames = page.page.evaluate("() => document.querySelector('#path-graph .js-plotly-plot').layout.sliders[0].steps.length")
+    assert frames > 3
+    for step in range(frames):
+        page.page.evaluate(
+            """(k) => { const gd = document.querySelector('#path-graph .js-plotly-plot');
+                        return Plotly.animate(gd, ...gd.layout.sliders[0].steps[k].args); }""",
+            step,
+        )
+        page.page.wait_for_timeout(60)
+        name = step
+        kind, href, rows = page.page.evaluate(_HEAT_JS)
+        assert kind == "heatmap" and href > 0 and rows > 0, f"frame {name}: the matrix is blank ({kind}, {href}, {rows})"
+    # and while Play runs: after every frame is drawn (Plotly's redraw event), the matrix has its image
+    page.page.evaluate(
+        """() => { const gd = document.querySelector('#path-graph .js-plotly-plot'); window.__frames = [];
+                   gd.on('plotly_redraw', () => { const im = gd.querySelector('.hm image');
+                       window.__frames.push(im ? (im.getAttribute('href') || '').length : 0); }); }"""
+    )
+    page.page.locator("#path-graph .updatemenu-button").first.click()
+    page.page.wait_for_function("(n) => window.__frames.length >= n", arg=frames - 1, timeout=60_000)
+    drawn = page.page.evaluate("() => window.__frames")
+    assert all(h > 0 for h in drawn), f"the matrix was blank after {sum(h == 0 for h in drawn)} of {len(drawn)} frames while playing"
+    page.assert_no_errors()
