@@ -41,8 +41,9 @@ LANDMARK_SYMBOLS = {"noise": "diamond-open", "shuffled": "x-thin-open", "group":
 #: The angle matrix's node names: 12 px, and at most this many written (every k-th beyond), so they stay readable.
 TICK_FONT_PX = 12
 MAX_NODE_TICKS = 18
-#: Both axes of the angle matrix.
+#: The angle matrix's axis titles: rows named by node (in the model's colour), columns the same points.
 MATRIX_AXIS = "path point (node, coloured by model)"
+MATRIX_X_AXIS = "path point"
 #: The two panels' domains (paper fractions): the angle matrix, then the path.
 MATRIX_DOMAIN = (0.0, 0.42)
 PATH_DOMAIN = (0.58, 1.0)
@@ -159,7 +160,15 @@ def _matrix(fig: go.Figure, path: RepPath, colors: Mapping[str, str], uncertaint
             y=list(range(len(rows))),
             colorscale="Viridis_r",
             # beside the matrix with a one-word title on top: nothing of it reaches the path's axis titles
-            colorbar={"x": MATRIX_DOMAIN[1] + 0.01, "xanchor": "left", "len": 0.8, "thickness": 14, "title": {"text": "rad", "side": "top"}},
+            colorbar={
+                "x": MATRIX_DOMAIN[1] + 0.01,
+                "xanchor": "left",
+                "y": 1,
+                "yanchor": "top",
+                "len": 0.6,
+                "thickness": 14,
+                "title": {"text": "rad", "side": "top"},
+            },
             customdata=hover,
             hovertemplate="%{customdata}<extra></extra>",
         ),
@@ -167,7 +176,7 @@ def _matrix(fig: go.Figure, path: RepPath, colors: Mapping[str, str], uncertaint
         col=1,
     )
     # the matrix is symmetric: the rows name the nodes, the columns (named on hover) need no labels
-    fig.update_xaxes(tickvals=list(range(len(rows))), showticklabels=False, showgrid=False, title_text=MATRIX_AXIS, row=1, col=1)
+    fig.update_xaxes(tickvals=list(range(len(rows))), showticklabels=False, showgrid=False, title_text=MATRIX_X_AXIS, row=1, col=1)
     fig.update_yaxes(
         tickvals=list(range(len(rows))),
         ticktext=ticktext,
