@@ -95,11 +95,22 @@ def pair_figure(
     )
     fig.update_layout(
         **base_layout(
-            title=f"stimulus {pair[0]} (class {classes[0]}) vs {pair[1]} (class {classes[1]}) in {model}",
-            height=320,
+            # the inspector is about 220 px wide: one short line per stimulus, so the title is never cut off
+            title={
+                "text": f"stimulus {pair[0]} (class {classes[0]})<br>vs {pair[1]} (class {classes[1]})<br><sup>in {model}</sup>",
+                "font": {"size": 13},
+                "x": 0,
+                "xref": "paper",
+                "xanchor": "left",
+                "y": 1,
+                "yref": "container",
+                "yanchor": "top",
+                "pad": {"t": 16},
+            },
+            height=340,
             yaxis={"title": {"text": f"{method} dissimilarity"}},
             xaxis={"tickangle": -45, "tickfont": {"size": 10}, "title": {"text": "node (graph order)", "font": {"size": 11}}},
-            margin={"l": 60, "r": 20, "t": 60, "b": 110},
+            margin={"l": 60, "r": 20, "t": 90, "b": 110},
         )
     )
     return fig

@@ -184,3 +184,25 @@ def test_the_path_animation_keeps_its_matrix_and_readable_controls(
     drawn = page.page.evaluate("() => window.__frames")
     assert all(h > 0 for h in drawn), f"the matrix was blank after {sum(h == 0 for h in drawn)} of {len(drawn)} frames while playing"
     page.assert_no_errors()
+
+
+@pytest.mark.parametrize("viewport", ["1366x768"])
+def test_the_pair_plot_title_is_not_cut_off(live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, viewport: str) -> None:
+    from playwright.sync_api import expect
+
+    _open(page, live_server(dashboard) + "?n_rdm=5", VIEWPORTS[viewport])
+    box = page.page.locator("#rdm-grid .nsewdrag").first.bounding_box()
+    assert box is not None
+    page.page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.75)
+    title = page.page.locator("#pair-graph .js-plotly-plot .gtitle")
+    expect(title).to_contain_text("vs", timeout=TIMEOUT)
+    svg = page.page.locator("#pair-graph .js-plotly-plot .main-svg").first.bounding_box()
+    inside = page.page.evaluate(
+        """() => Array.from(document.querySelectorAll('#pair-graph .gtitle tspan, #pair-graph .gtitle')).map((el) => {
+               const r = el.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; })"""
+    )
+    assert svg is not None and inside
+    for left, right, top, _bottom in inside:
+        assert left >= svg["x"] - 1 and right <= svg["x"] + svg["width"] + 1 and top >= svg["y"] - 1, (inside, svg)
+    page.page.screenshot(path=Path(__file__).resolve().parents[2] / "artifacts" / "screenshots" / f"layout-pair-{viewport}.png")
+    page.assert_no_errors()

@@ -228,7 +228,10 @@ def test_metrics_and_pair_figures():
     assert fig.data[0].line.color == fig.data[1].line.color == "#ABCDEF"
     assert "silhouette by class" in [a.text for a in fig.layout.annotations]
     p = pair_figure("recurrent", ["a", "b"], [0.5, 0.9], (4, 9), ("cat", "dog"), "correlation", color="#ABCDEF")
-    assert list(p.data[0].y) == [0.5, 0.9] and "stimulus 4 (class cat) vs 9 (class dog)" in p.layout.title.text
+    assert list(p.data[0].y) == [0.5, 0.9] and "stimulus 4 (class cat)<br>vs 9 (class dog)" in p.layout.title.text
+    # every title line fits the inspector's graph (about 220 px at 13 px, so 30 characters)
+    assert all(len(line.replace("<sup>", "").replace("</sup>", "")) <= 30 for line in p.layout.title.text.split("<br>"))
+    assert p.layout.title.xanchor == "left" and p.layout.margin.t >= 3 * 20
     assert p.data[0].line.color == "#ABCDEF"
 
 
