@@ -533,6 +533,28 @@ class Engine:
         key = self._embed_key(model, node, spec, method, seed, perplexity)
         return self._cache.get_or_compute(key, lambda: self._shared_or(key, make))
 
+    def embedding_if_computed(
+        self,
+        model: str,
+        node: str,
+        spec: StimulusSpec,
+        method: str = "pca",
+        seed: int = 0,
+        perplexity: float = DEFAULT_PERPLEXITY,
+    ) -> Embedding | None:
+        """The embedding :meth:`embedding` would give, if this process or the shared store already holds it, else ``None``.
+
+        For requests that must stay quick (a click on a point): they never start a t-SNE.
+        """
+        self.check_choice("embedding method", method, EMBED_METHODS)
+        seed, perplexity = self._embed_args(method, seed, perplexity)
+        self.select_nodes(model, [node])
+        key = self._embed_key(model, node, spec, method, seed, perplexity)
+        if self._cached(key):
+            return self.embedding(model, node, spec, method, seed, perplexity)
+        found = self._from_shared(key)
+        return None if found is None else self._cache.get_or_compute(key, lambda: found)
+
     @staticmethod
     def _embed_args(method: str, seed: Any, perplexity: Any) -> tuple[int, float]:
         seed = check_int("seed", seed, 0, 2**31 - 1)

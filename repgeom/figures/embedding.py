@@ -2,6 +2,15 @@
 
 Points are coloured by class; the class names and the images' indices come in as
 arguments, so the same figures draw any dataset.
+
+Design notes:
+    Every point carries ``customdata = [image index, node, method]`` as plain JSON lists.
+    Plotly encodes a NumPy array as a typed array, and the browser's hover and click
+    events then hold that point's row as a typed array, which Dash sends as an object
+    (``{"0": ..., "1": ...}``): the server would get events without the point's ids.
+    Highlights (search matches, the selected pair) are extra ring traces that take no
+    hover; an isolated group is drawn with Plotly's ``selectedpoints`` (the other points
+    dimmed), in every panel and every frame alike.
 """
 
 from __future__ import annotations
@@ -19,10 +28,16 @@ if TYPE_CHECKING:
     from ..core.distortion import NeighbourDistortion
     from ..core.embedding import Embedding
 
-__all__ = ["METHOD_NAMES", "default_class_names", "embedding_animation", "embedding_grid", "quality_lines", "quality_text"]
+__all__ = ["DIMMED_OPACITY", "METHOD_NAMES", "POINT_FIELDS", "default_class_names", "embedding_animation", "embedding_grid", "quality_lines", "quality_text"]
 
 METHOD_NAMES = {"pca": "PCA", "mds": "MDS", "tsne": "t-SNE"}
 _GL_THRESHOLD = 2000  # above this many points per panel, draw with WebGL
+#: What each point's ``customdata`` holds, in order (the hover and click callbacks read it back).
+POINT_FIELDS = ("index", "node", "method")
+#: Opacity of the points outside an isolated group.
+DIMMED_OPACITY = 0.08
+_SEARCH_COLOR = "#D50000"
+_SELECTED_COLOR = "#00B8D4"
 
 
 def quality_lines(e: Embedding, trust_k: int = 5) -> list[str]:
@@ -65,17 +80,33 @@ def _check_names(labels: np.ndarray, class_names: Sequence[str] | None) -> tuple
     return names
 
 
-def _distortion_notes(d: NeighbourDistortion | None, n: int) -> np.ndarray:
-    """Per stimulus, its stress-1 share and its nearest points on the plot, true vs plotted (feature distances)."""
+def _distortion_notes(d: NeighbourDistortion | None, indices: np.ndarray) -> np.ndarray:
+    """Per stimulus, its stress-1 share and its nearest points on the plot (by image index), true vs plotted (feature distances)."""
+    n = len(indices)
     if d is None:
         return np.full(n, "", dtype=object)
     return np.array(
         [
             f"<br>{STRESS_NAME} of this point {d.stress[i]:.3f}; nearest on the plot: "
-            + ", ".join(f"#{j} plotted {p:.3g}, true {t:.3g}" for j, p, t in zip(d.neighbours[i], d.plotted[i], d.true[i], strict=True))
+            + ", ".join(f"#{indices[j]} plotted {p:.3g}, true {t:.3g}" for j, p, t in zip(d.neighbours[i], d.plotted[i], d.true[i], strict=True))
             for i in range(n)
         ],
         dtype=object,
+    )
+
+
+def _rings(coords: np.ndarray, rows: Sequence[int], name: str, color: str, size: int, show_legend: bool, scatter: type) -> go.BaseTraceType:
+    """Open rings around ``rows`` (no hover: the point underneath answers it)."""
+    sel = [int(s) for s in rows if 0 <= int(s) < len(coords)]
+    return scatter(
+        x=coords[sel, 0] if sel else [],
+        y=coords[sel, 1] if sel else [],
+        mode="markers",
+        marker={"size": size, "color": "rgba(0,0,0,0)", "line": {"color": color, "width": 3}},
+        name=name,
+        legendgroup=name,
+        showlegend=show_legend and bool(sel),
+        hoverinfo="skip",
     )
 
 
@@ -86,16 +117,20 @@ def _class_traces(
     show_legend: bool,
     selection: Sequence[int],
     distortion: NeighbourDistortion | None = None,
+    highlight: Sequence[int] = (),
+    group: Sequence[int] | None = None,
 ) -> list[go.BaseTraceType]:
     coords = e.coords
-    notes = _distortion_notes(distortion, len(coords))
+    notes = _distortion_notes(distortion, indices)
     scatter = go.Scattergl if len(coords) > _GL_THRESHOLD else go.Scatter
     colors = class_colors(len(class_names))
+    in_group = None if group is None else np.isin(np.arange(len(coords)), np.asarray(list(group), dtype=int))
     traces: list[go.BaseTraceType] = []
     for c, name in enumerate(class_names):
         rows = np.flatnonzero(e.labels == c)
         if rows.size == 0:
             continue
+        isolate = {} if in_group is None else {"selectedpoints": np.flatnonzero(in_group[rows]).tolist(), "unselected": {"marker": {"opacity": DIMMED_OPACITY}}}
         traces.append(
             scatter(
                 x=coords[rows, 0],
@@ -105,24 +140,16 @@ def _class_traces(
                 name=name,
                 legendgroup=name,
                 showlegend=show_legend,
-                customdata=np.stack([rows, indices[rows], notes[rows]], axis=1) if distortion is not None else np.stack([rows, indices[rows]], axis=1),
-                hovertemplate=f"class {_escape(name)}<br>stimulus %{{customdata[0]}} (image #%{{customdata[1]}})"
-                + ("%{customdata[2]}" if distortion is not None else "")
+                customdata=[[int(indices[r]), e.node, e.method] for r in rows],
+                text=notes[rows].tolist() if distortion is not None else None,
+                hovertemplate=f"class {_escape(name)}<br>image #%{{customdata[0]}} · {_escape(e.node)}"
+                + ("%{text}" if distortion is not None else "")
                 + "<extra></extra>",
+                **isolate,
             )
         )
-    sel = [int(s) for s in selection if 0 <= int(s) < len(coords)]
-    traces.append(
-        scatter(
-            x=coords[sel, 0] if sel else [],
-            y=coords[sel, 1] if sel else [],
-            mode="markers",
-            marker={"size": 15, "color": "rgba(0,0,0,0)", "line": {"color": "#00B8D4", "width": 3}},
-            name="selected",
-            showlegend=False,
-            hoverinfo="skip",
-        )
-    )
+    traces.append(_rings(coords, highlight, "search matches", _SEARCH_COLOR, 13, show_legend, scatter))
+    traces.append(_rings(coords, selection, "selected", _SELECTED_COLOR, 15, False, scatter))
     return traces
 
 
@@ -155,6 +182,8 @@ def embedding_grid(
     class_names: Sequence[str] | None = None,
     distortions: Sequence[Sequence[NeighbourDistortion | None]] | None = None,
     trust_k: int = 5,
+    highlight: Sequence[int] = (),
+    group: Sequence[int] | None = None,
 ) -> go.Figure:
     """Methods × nodes panels; points coloured by class; each panel's quality measures under its title.
 
@@ -170,6 +199,8 @@ def embedding_grid(
         class_names: the name of each label (default: the labels as text).
         distortions: ``distortions[row][col]``: per-point distortion shown on hover (MDS), or ``None``.
         trust_k: the neighbours the trustworthiness counted (named in the panel titles).
+        highlight: stimulus rows ringed as search matches in every panel.
+        group: stimulus rows of an isolated group (the others dimmed in every panel), or ``None``.
 
     Raises:
         ValueError: when a label has no class name.
@@ -199,7 +230,7 @@ def embedding_grid(
     for (m, j), (r, c) in place.items():
         e = grid[m][j]
         dist = distortions[m][j] if distortions is not None else None
-        for t in _class_traces(e, indices, names, m == 0 and j == 0, selection, dist):
+        for t in _class_traces(e, indices, names, m == 0 and j == 0, selection, dist, highlight, group):
             fig.add_trace(t, row=r, col=c)
         rng = _square_range(e.coords)
         k = (r - 1) * cols + c
@@ -239,6 +270,8 @@ def embedding_animation(
     radii: Sequence[float] | None = None,
     rescaled: bool = False,
     trust_k: int = 5,
+    highlight: Sequence[int] = (),
+    group: Sequence[int] | None = None,
 ) -> go.Figure:
     """One panel that plays a method through the nodes/steps (frames Procrustes-aligned upstream).
 
@@ -251,15 +284,21 @@ def embedding_animation(
             written in its title so the true spread stays visible.
         rescaled: whether the frames were scaled to unit RMS radius (said in the titles).
         trust_k: the neighbours the trustworthiness counted.
+        highlight: stimulus rows ringed as search matches.
+        group: stimulus rows of an isolated group (the others dimmed in every frame), or ``None``.
     """
     radii = list(radii) if radii is not None else [None] * len(frames)
     all_coords = np.concatenate([e.coords for e in frames])
     rng = _square_range(all_coords)
     first = frames[0]
     names = _check_names(first.labels, class_names)
-    fig = go.Figure(data=_class_traces(first, indices, names, True, selection))
+    fig = go.Figure(data=_class_traces(first, indices, names, True, selection, None, highlight, group))
     fig.frames = [
-        go.Frame(name=e.node, data=_class_traces(e, indices, names, True, selection), layout={"title": {"text": _anim_title(e, r, rescaled, trust_k)}})
+        go.Frame(
+            name=e.node,
+            data=_class_traces(e, indices, names, True, selection, None, highlight, group),
+            layout={"title": {"text": _anim_title(e, r, rescaled, trust_k)}},
+        )
         for e, r in zip(frames, radii, strict=True)
     ]
     fig.update_layout(

@@ -175,6 +175,29 @@ def _progress() -> html.Div:
     )
 
 
+def _point_tools(engine: Engine, view: View) -> html.Div:
+    """Above the embeddings: the point search and the isolated group's reset."""
+    names = engine.dataset_of(view.model).class_names
+    example = ", ".join([names[0], f"#{int(engine.stimuli(view.spec(engine, view.n_embed)).indices[0])}"])
+    return html.Div(
+        className="point-tools",
+        children=[
+            _field(
+                "Find points (class names or #image index, comma-separated)",
+                dcc.Input(id=ID.POINT_SEARCH, type="text", debounce=True, placeholder=f"e.g. {example}", maxLength=400),
+            ),
+            html.Div(id=ID.POINT_SEARCH_MESSAGE, className="field-hint", role="status"),
+            html.Button("show all points", id=ID.GROUP_RESET, className="button", n_clicks=0, title="undo a box or lasso isolation"),
+            html.Div(
+                id=ID.GROUP_MESSAGE,
+                className="field-hint",
+                role="status",
+                children="Drag a box or a lasso (toolbar) around points to isolate them in every panel; click a point for its neighbours.",
+            ),
+        ],
+    )
+
+
 def _hypothesis_editor(engine: Engine, view: View) -> html.Div:
     """Class-group hypotheses: the list (remove with ×) and a name + groups editor (checked by the server)."""
     names = engine.dataset_of(view.model).class_names
@@ -397,7 +420,14 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
             dcc.Tab(
                 label="Embeddings",
                 value="embeddings",
-                children=[_message(ID.EMBED_MESSAGE), _progress(), _graph(ID.EMBED_GRID, 600), _graph(ID.EMBED_ANIM, 620), _graph(ID.EMBED_SHEPARD, 300)],
+                children=[
+                    _message(ID.EMBED_MESSAGE),
+                    _progress(),
+                    _point_tools(engine, view),
+                    _graph(ID.EMBED_GRID, 600),
+                    _graph(ID.EMBED_ANIM, 620),
+                    _graph(ID.EMBED_SHEPARD, 300),
+                ],
             ),
             dcc.Tab(
                 label="Representational paths",
@@ -444,6 +474,8 @@ def build_layout(engine: Engine, view: View) -> html.Div:
             dcc.Store(id=ID.EMBED_REQUEST, data=None),
             dcc.Store(id=ID.PROBE_IMAGE, data=None),
             dcc.Store(id=ID.GRAPH_CONFIGS, data=None),
+            dcc.Store(id=ID.HIGHLIGHT, data=[]),
+            dcc.Store(id=ID.GROUP, data=None),
             html.Header(
                 className="header",
                 children=[
@@ -467,6 +499,14 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                                 id=ID.HOVER_PANEL,
                                 className="hover-panel",
                                 children=html.Div("Hover over an RDM cell or a point to see the images.", className="field-hint"),
+                            ),
+                            html.H2("Nearest neighbours"),
+                            html.Div(
+                                id=ID.NEIGHBOURS_PANEL,
+                                children=html.Div(
+                                    "Click a point of an embedding to list its nearest neighbours in feature space and on the plot.",
+                                    className="field-hint",
+                                ),
                             ),
                             html.H2("Selected pair"),
                             html.Div("Click an RDM cell, or two points, to follow a pair through the nodes.", className="field-hint"),

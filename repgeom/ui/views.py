@@ -17,6 +17,7 @@ from ..core.distortion import confidence_ellipse, neighbour_distortion, procrust
 from ..core.embedding import align_sequence
 from ..core.embedding.quality import default_neighbors
 from ..core.errors import RepgeomError
+from ..core.neighbours import point_neighbours
 from ..core.rdm import bin_edges, euclidean_distances
 from ..figures import (
     difference_figure,
@@ -51,14 +52,20 @@ __all__ = [
     "SIDE_MODELS",
     "EmbeddingViews",
     "HoverInfo",
+    "NeighbourCard",
+    "NeighboursInfo",
     "PathViews",
     "ProbeViews",
     "difference_view",
     "dataset_models",
     "display_side",
+    "group_indices",
     "embedding_views",
     "hover_info",
     "metrics_view",
+    "neighbours_view",
+    "point_hover",
+    "search_points",
     "note_figure",
     "model_colors",
     "models_rows",
@@ -95,6 +102,11 @@ SHEPARD_PAIRS = 3000
 SIDE_MODELS = 4
 #: Nearest points on the plot listed on hover.
 NEIGHBOURS = 3
+#: Nearest neighbours listed for a clicked point (in feature space and on the plot).
+POINT_NEIGHBOURS = 6
+#: The point search's longest text and most terms.
+SEARCH_MAX_CHARS = 400
+SEARCH_MAX_TERMS = 32
 
 
 def model_colors(engine: Engine) -> dict[str, str]:
@@ -157,7 +169,12 @@ class EmbeddingViews:
 
 
 def embedding_views(
-    engine: Engine, view: View, selection: Sequence[int], progress: Callable[[int, int, str], None] | None = None
+    engine: Engine,
+    view: View,
+    selection: Sequence[int],
+    progress: Callable[[int, int, str], None] | None = None,
+    highlight: Sequence[int] = (),
+    group: Sequence[int] | None = None,
 ) -> EmbeddingViews:
     """The methods × nodes grid, the animation of one method through the nodes, and MDS's Shepard diagrams.
 
@@ -169,10 +186,14 @@ def embedding_views(
         view: a validated view.
         selection: indices (in the dataset's image set) of the stimuli to highlight.
         progress: called as ``progress(done, total, what)`` before each embedding is computed.
+        highlight: indices of the stimuli ringed as search matches in every panel.
+        group: indices of an isolated group (the other points dimmed in every panel), or ``None``.
     """
     spec = view.spec(engine, view.n_embed)
     stim = engine.stimuli(spec)
     rows = selection_rows(stim.indices, selection)
+    found = selection_rows(stim.indices, highlight)
+    isolated = None if group is None else selection_rows(stim.indices, group)
     nodes = list(view.nodes)
     methods = list(dict.fromkeys([*view.embed_methods, view.anim_method]))
     engine.prefetch_features(view.model, nodes, spec)
@@ -192,8 +213,8 @@ def embedding_views(
     names = engine.dataset_of(view.model).class_names
     k = default_neighbors(stim.n)
     return EmbeddingViews(
-        embedding_grid(grid, stim.indices, rows, names, distortions, k),
-        embedding_animation(frames, stim.indices, rows, names, [rms_radius(e.coords) for e in raw], rescaled, k),
+        embedding_grid(grid, stim.indices, rows, names, distortions, k, found, isolated),
+        embedding_animation(frames, stim.indices, rows, names, [rms_radius(e.coords) for e in raw], rescaled, k, found, isolated),
         embedding_shepard(grid, true),
     )
 
@@ -533,3 +554,131 @@ def probe_views(engine: Engine, view: View, pixels: np.ndarray) -> ProbeViews:
         probe_embedding_figure(places, stim.indices, names, PROBE_NEIGHBOURS),
         probe_rows_figure(result.rows, stim.labels, stim.indices, result.method, names, view.model),
     )
+
+
+def point_hover(engine: Engine, view: View, test_index: int, node: str, method: str) -> HoverInfo:
+    """The hover panel for one embedding point: its image, class and index, and the panel it is in.
+
+    Raises:
+        RepgeomError: for a node the view's model lacks, an unknown method, or a stimulus
+            outside the embeddings' stimulus set.
+    """
+    engine.select_nodes(view.model, [node])
+    if method not in METHOD_NAMES:
+        raise RepgeomError(f"unknown embedding method {method!r}; choose from {', '.join(METHOD_NAMES)}")
+    return hover_info(engine, view, [test_index], f"{METHOD_NAMES[method]} of {view.model} · node {node}")
+
+
+@dataclass(frozen=True)
+class NeighbourCard:
+    """One listed neighbour: its image, index, class, distance, and whether the plot loses it."""
+
+    image: str
+    index: int
+    class_name: str
+    distance: float
+    lost: bool
+    plot_rank: int
+
+
+@dataclass(frozen=True)
+class NeighboursInfo:
+    """A clicked point's nearest neighbours in feature space and on the plot."""
+
+    title: str
+    image: str
+    feature: list[NeighbourCard]
+    plot: list[NeighbourCard]
+    summary: str
+
+
+def neighbours_view(engine: Engine, view: View, test_index: int, node: str, method: str, k: int = POINT_NEIGHBOURS) -> NeighboursInfo:
+    """The ``k`` nearest neighbours of a clicked point at ``node``: in feature space and on ``method``'s plot.
+
+    The embedding must already be computed (by the embeddings job); a click never starts one.
+
+    Raises:
+        RepgeomError: for a bad node or method, a stimulus outside the embeddings' set, or
+            an embedding not computed yet.
+    """
+    engine.select_nodes(view.model, [node])
+    if method not in METHOD_NAMES:
+        raise RepgeomError(f"unknown embedding method {method!r}; choose from {', '.join(METHOD_NAMES)}")
+    spec = view.spec(engine, view.n_embed)
+    stim = engine.stimuli(spec)
+    rows = selection_rows(stim.indices, [test_index])
+    if not rows:
+        raise RepgeomError(f"image #{test_index} is not among the {stim.n} embedded stimuli; click a point of the current embeddings")
+    emb = engine.embedding_if_computed(view.model, node, spec, method, perplexity=view.perplexity)
+    if emb is None:
+        raise RepgeomError(f"the {METHOD_NAMES[method]} of {node} is not computed yet: open the Embeddings tab and wait for it")
+    k = max(1, min(k, stim.n - 1))
+    nb = point_neighbours(engine.features(view.model, node, spec).cpu().numpy(), emb.coords, rows[0], k)
+    names = engine.dataset_of(view.model).class_names
+    plot_rank = {int(r): i + 1 for i, r in enumerate(nb.plot_rows)}
+
+    def card(r: int, distance: float, lost: bool, rank: int) -> NeighbourCard:
+        return NeighbourCard(image_data_uri(stim.pixels[r], size=56), int(stim.indices[r]), names[int(stim.labels[r])], float(distance), lost, rank)
+
+    feature = [card(int(r), d, bool(lost), int(rank)) for r, d, lost, rank in zip(nb.feature_rows, nb.feature_distances, nb.lost, nb.plot_ranks, strict=True)]
+    plot = [card(int(r), d, int(r) not in set(nb.feature_rows.tolist()), plot_rank[int(r)]) for r, d in zip(nb.plot_rows, nb.plot_distances, strict=True)]
+    me = rows[0]
+    title = f"image #{test_index} (class {names[int(stim.labels[me])]}) · {METHOD_NAMES[method]} of {node}"
+    summary = (
+        f"The plot keeps {nb.kept} of its {k} nearest neighbours in feature space among its {k} nearest points; "
+        f"{k - nb.kept} lost (marked) are placed further away on the plot than points that are not neighbours."
+    )
+    return NeighboursInfo(title, image_data_uri(stim.pixels[me], size=56), feature, plot, summary)
+
+
+def search_points(engine: Engine, view: View, text: str) -> tuple[list[int], str]:
+    """The embedded stimuli a search names, and a line that says what matched.
+
+    ``text`` holds comma-separated terms: a class name (any case) or an image index
+    (``#123``, or a bare number that is no class name).
+
+    Returns:
+        ``(indices, message)``: the matching stimuli's indices in the dataset's image set.
+
+    Raises:
+        RepgeomError: for a text that is too long, too many terms, or a term that names
+            neither a class nor an image index.
+    """
+    if len(text) > SEARCH_MAX_CHARS:
+        raise RepgeomError(f"the search is at most {SEARCH_MAX_CHARS} characters, got {len(text)}")
+    terms = [t.strip() for t in text.split(",") if t.strip()]
+    if len(terms) > SEARCH_MAX_TERMS:
+        raise RepgeomError(f"the search takes at most {SEARCH_MAX_TERMS} terms, got {len(terms)}")
+    if not terms:
+        return [], ""
+    stim = engine.stimuli(view.spec(engine, view.n_embed))
+    names = engine.dataset_of(view.model).class_names
+    by_name = {n.casefold(): c for c, n in enumerate(names)}
+    found: list[int] = []
+    said: list[str] = []
+    for term in terms:
+        if term.casefold() in by_name:
+            c = by_name[term.casefold()]
+            hits = [int(t) for t in stim.indices[stim.labels == c]]
+            found += hits
+            said.append(f"class {names[c]}: {len(hits)} points")
+            continue
+        digits = term[1:] if term.startswith("#") else term
+        if not digits.isdecimal() or len(digits) > 9:
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise RepgeomError(f"{term[:40]!r} is neither a class ({shown}) nor an image index (#123)")
+        idx = int(digits)
+        if idx in set(stim.indices.tolist()):
+            found.append(idx)
+            said.append(f"#{idx}: found")
+        else:
+            said.append(f"#{idx}: not among the {stim.n} embedded stimuli")
+    unique = list(dict.fromkeys(found))
+    return unique, f"{len(unique)} points ringed · " + "; ".join(said)
+
+
+def group_indices(engine: Engine, view: View, event_indices: Sequence[int]) -> list[int]:
+    """The embedded stimuli among a box or lasso selection's image indices (others dropped, order kept)."""
+    stim = engine.stimuli(view.spec(engine, view.n_embed))
+    present = set(stim.indices.tolist())
+    return list(dict.fromkeys(int(i) for i in event_indices if int(i) in present))

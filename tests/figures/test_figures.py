@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import base64
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,9 @@ def _emb(node, method="pca", shift=0.0):
     )
 
 
+RINGS = ("selected", "search matches")
+
+
 def test_embedding_grid_rows_methods_columns_nodes_coloured_by_class():
     grid = [[_emb("a", m), _emb("b", m)] for m in ("pca", "tsne")]
     fig = embedding_grid(grid, np.arange(30) + 100, selection=[3])
@@ -125,14 +129,14 @@ def test_embedding_figures_take_the_class_names_and_colour_any_number_of_classes
     labels = np.repeat(np.arange(3), 4)
     e = Embedding(np.random.default_rng(0).normal(size=(12, 2)), "pca", "m", "n", labels, 0.9, None, None)
     fig = embedding_grid([[e]], np.arange(12), class_names=names)
-    assert [t.name for t in fig.data if t.name != "selected"] == names
+    assert [t.name for t in fig.data if t.name not in RINGS] == names
     assert "class cat<br>" in fig.data[1].hovertemplate and fig.data[0].marker.color == CLASS_COLORS[0]
     anim = embedding_animation([e], np.arange(12), class_names=names)
-    assert [t.name for t in anim.frames[0].data if t.name != "selected"] == names
+    assert [t.name for t in anim.frames[0].data if t.name not in RINGS] == names
     many = np.arange(100)
     e100 = Embedding(np.random.default_rng(1).normal(size=(100, 2)), "pca", "m", "n", many, 0.9, None, None)
     fig = embedding_grid([[e100]], many, class_names=[f"c{k}" for k in range(100)])
-    colours = [t.marker.color for t in fig.data if t.name != "selected"]
+    colours = [t.marker.color for t in fig.data if t.name not in RINGS]
     assert len(colours) == 100 and len(set(colours)) == 100
     with pytest.raises(ValueError, match="labels run from 0 to 2; 2 class names given"):
         embedding_grid([[e]], np.arange(12), class_names=["a", "b"])
@@ -152,6 +156,37 @@ def test_class_colours_for_2_to_100_classes(n):
 def test_model_colours_come_from_the_caller_or_the_palette_by_position():
     assert model_colors(["a", "b", "c"], {"b": "#123456"}) == {"a": MODEL_PALETTE[0], "b": "#123456", "c": MODEL_PALETTE[2]}
     assert len(model_colors([f"m{k}" for k in range(20)])) == 20
+
+
+def test_every_point_carries_its_image_index_node_and_method_as_plain_json():
+    grid = [[_emb("a", m), _emb("b", m)] for m in ("pca", "mds")]
+    fig = embedding_grid(grid, np.arange(30) + 100)
+    points = [t for t in fig.to_plotly_json()["data"] if t["name"] not in RINGS]
+    # plain lists: a typed array would reach the server as an object, without the ids
+    assert all(isinstance(t["customdata"], list) and isinstance(t["customdata"][0], list) for t in points)
+    first = fig.data[0]
+    assert [tuple(c) for c in first.customdata] == [(100 + r, "a", "pca") for r in np.flatnonzero(LABELS == 0)]
+    last = [t for t in fig.data if t.name == "9"][-1]
+    assert {tuple(c)[1:] for c in last.customdata} == {("b", "mds")}
+    anim = embedding_animation([_emb("a"), _emb("b", shift=5)], np.arange(30) + 100)
+    assert {c[1] for t in anim.frames[1].data if t.name not in RINGS for c in t.customdata} == {"b"}
+    assert json.loads(fig.to_json())["data"][0]["customdata"][0] == [100, "a", "pca"]
+
+
+def test_search_matches_are_ringed_and_an_isolated_group_dims_the_rest_in_every_panel():
+    grid = [[_emb("a"), _emb("b")]]
+    fig = embedding_grid(grid, np.arange(30), highlight=[0, 11], group=[0, 4])
+    rings = [t for t in fig.data if t.name == "search matches"]
+    assert len(rings) == 2 and all(len(t.x) == 2 for t in rings) and rings[0].showlegend and not rings[1].showlegend
+    zero, one, two = fig.data[:3]  # class 0: rows 0, 1, 2; class 1: rows 3, 4, 5
+    assert list(zero.selectedpoints) == [0] and list(one.selectedpoints) == [1] and list(two.selectedpoints) == []
+    assert zero.unselected.marker.opacity < 0.2
+    assert all(t.selectedpoints is not None for t in fig.data if t.name not in RINGS)
+    plain = embedding_grid(grid, np.arange(30))
+    assert all(t.selectedpoints is None for t in plain.data) and all(len(t.x) == 0 for t in plain.data if t.name == "search matches")
+    anim = embedding_animation([_emb("a"), _emb("b")], np.arange(30), highlight=[5], group=[5])
+    assert all(len([t for t in f.data if t.name == "search matches"][0].x) == 1 for f in anim.frames)
+    assert [list(t.selectedpoints) for t in anim.frames[1].data if t.name not in RINGS][:3] == [[], [2], []]
 
 
 def test_embedding_animation_frames_follow_nodes_with_fixed_axes():

@@ -163,7 +163,7 @@ def test_path_figure(engine):
 def test_embeddings_request_gate_and_job_report_progress(engine):
     view = _view(engine, tab="embeddings", n_embed=3, embed_methods=["pca", "mds"], nodes=["conv2", "conv2_4"])
     request = embeddings.embedding_request(engine, view, [7, True, -1, "x"])
-    assert request == {"view": view, "selection": [7]}
+    assert request == {"view": view, "selection": [7], "highlight": [], "group": None}
     assert embeddings.embedding_request(engine, {**view, "n_embed": -5}, []) is no_update  # a bad view starts no job
     seen = []
     grid, anim, shepard, message = embeddings.embedding_figures(engine, seen.append, request)
@@ -228,7 +228,7 @@ def test_a_point_click_joins_the_selection(engine):
     view = _view(engine)
     stim = engine.stimuli(engine.spec(20))
     a, b, c = (int(stim.indices[i]) for i in (0, 50, 150))
-    point = lambda t: {"points": [{"customdata": [0, t]}]}  # noqa: E731
+    point = lambda t: {"points": [{"customdata": [t, "conv2_4", "tsne"]}]}  # noqa: E731
     assert selection.select(engine, ID.EMBED_GRID, point(b), [a], view) == [a, b]
     assert selection.select(engine, ID.EMBED_ANIM, point(c), [a, b], view) == [b, c]
 
@@ -240,8 +240,8 @@ def test_hover_shows_both_images_and_the_real_dissimilarity(engine):
     real = engine.rdm("recurrent", "conv2_4", engine.spec(20), "correlation").matrix[150, 3]
     assert f"{real:.4g}" in text
     stim = engine.stimuli(engine.spec(50))
-    one = _text(selection.hover(engine, ID.EMBED_GRID, {"points": [{"customdata": [0, int(stim.indices[0])]}]}, _view(engine)))
-    assert one.count("data:image/png;base64") == 1
+    one = _text(selection.hover(engine, ID.EMBED_GRID, {"points": [{"customdata": [int(stim.indices[0]), "conv2_1", "mds"]}]}, _view(engine)))
+    assert one.count("data:image/png;base64") == 1 and "MDS of recurrent · node conv2_1" in one
 
 
 @pytest.mark.parametrize(
@@ -255,6 +255,9 @@ def test_hover_shows_both_images_and_the_real_dissimilarity(engine):
         {"points": [[1, 2]]},
         {"points": [{"x": True, "y": 0}]},
         {"points": [{"customdata": [0, 10**9]}]},
+        {"points": [{"customdata": [10**9, "conv2", "pca"]}]},
+        {"points": [{"customdata": {"0": 3, "1": "conv2", "2": "pca"}}]},
+        {"points": [{"customdata": [3, 4, "pca"]}]},
     ],
 )
 def test_malformed_click_and_hover_events_change_nothing(engine, event):

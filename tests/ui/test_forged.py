@@ -65,6 +65,9 @@ HUGE = {"list-1e6", "deep-list", "string-1MB"}
 # gets the hostile values as its inputs and, small ones only, one level inside them.
 # A plausible click or hover event (what Plotly sends): coordinates, trace and point, custom data.
 POINT_EVENT = {"points": [{"x": 1, "y": 2, "z": 0.5, "curveNumber": 0, "pointNumber": 3, "customdata": [3, 7]}]}
+# An embedding point carries [image index, node, method]; a box selection lists such points.
+EMBED_POINT_EVENT = {"points": [{"x": 0.5, "y": -1.0, "curveNumber": 0, "pointNumber": 3, "customdata": [7, "conv2", "pca"]}]}
+EMBED_GRAPHS = ("embed-grid", "embed-anim")
 
 
 # ---------------------------------------------------------------------------- file audit
@@ -171,8 +174,8 @@ def _page_values(dash: DashClient, app, layout: dict[str, Any], tab: str) -> dic
     for spec in app.callback_map.values():
         for item in spec["inputs"] + spec["state"]:
             ref = _ref(item)
-            if item["property"] in ("clickData", "hoverData"):
-                values[ref] = copy.deepcopy(POINT_EVENT)
+            if item["property"] in ("clickData", "hoverData", "selectedData"):
+                values[ref] = copy.deepcopy(EMBED_POINT_EVENT if item["id"] in EMBED_GRAPHS else POINT_EVENT)
             elif item["property"] == "n_clicks":
                 values[ref] = 1
     sync = next(k for k in app.callback_map if "url.search" in _key_outputs(k))

@@ -11,9 +11,12 @@
                                           ├─► models.side_by_side (models' RDMs, one colour scale)
                                           └─► download.download (.npz)
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
+    clicks on points ─► selection.neighbours (k nearest in feature space and on the plot)
     hovers ─► selection.hover (the stimulus images)
     image format, view ─► download.graph_configs ─► configs store ─► (clientside) every graph's camera button
     canvas (assets/probe.js), upload ─► probe image store ─► probe.probe_figures (+ view; bounded per client)
+    point search ─► selection.search ─► highlight store ─┐
+    box / lasso, reset ─► selection.isolate ─► group ────┴─► embeddings request (rings, dimming)
 
 A background callback is marked with :func:`~repgeom.ui.background.notices_to`: where its
 page is told that its job was refused (the server is busy) or lost.
@@ -91,7 +94,10 @@ def register(app: Dash, engine: Engine) -> None:
         [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")],
     )(_bind(rdms.rdm_figures, engine))
 
-    app.callback(Output(ID.EMBED_REQUEST, "data"), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")])(_bind(embeddings.embedding_request, engine))
+    app.callback(
+        Output(ID.EMBED_REQUEST, "data"),
+        [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data"), Input(ID.HIGHLIGHT, "data"), Input(ID.GROUP, "data")],
+    )(_bind(embeddings.embedding_request, engine))
     app.callback(
         [Output(ID.DIFF_GRAPH, "figure"), Output(ID.DIFF_MESSAGE, "children")],
         Input(ID.VIEW, "data"),
@@ -174,6 +180,31 @@ def register(app: Dash, engine: Engine) -> None:
         *hovers, data = args
         trigger = ctx.triggered_id
         return selection.hover(engine, trigger, dict(zip(selection.HOVERED, hovers, strict=False)).get(trigger), data)
+
+    @app.callback(
+        Output(ID.NEIGHBOURS_PANEL, "children"),
+        [Input(g, "clickData") for g in selection.POINT_GRAPHS],
+        State(ID.VIEW, "data"),
+        prevent_initial_call=True,
+    )
+    def neighbours(*args: Any) -> Any:
+        *clicks, data = args
+        trigger = ctx.triggered_id
+        return selection.neighbours(engine, trigger, dict(zip(selection.POINT_GRAPHS, clicks, strict=False)).get(trigger), data)
+
+    app.callback(
+        [Output(ID.HIGHLIGHT, "data"), Output(ID.POINT_SEARCH_MESSAGE, "children")],
+        [Input(ID.POINT_SEARCH, "value"), Input(ID.VIEW, "data")],
+    )(_bind(selection.search, engine))
+
+    @app.callback(
+        [Output(ID.GROUP, "data"), Output(ID.GROUP_MESSAGE, "children")],
+        [Input(g, "selectedData") for g in selection.POINT_GRAPHS] + [Input(ID.GROUP_RESET, "n_clicks")],
+        State(ID.VIEW, "data"),
+        prevent_initial_call=True,
+    )
+    def isolate(grid_selected: Any, anim_selected: Any, _reset: Any, data: Any) -> tuple:
+        return selection.isolate(engine, ctx.triggered_id, grid_selected, anim_selected, data)
 
     @app.callback(
         [Output(ID.DOWNLOAD, "data"), Output(ID.DOWNLOAD_MESSAGE, "children")],

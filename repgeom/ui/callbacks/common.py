@@ -23,7 +23,7 @@ from .. import views
 from ..response_cache import do_not_replay
 from ..state import MAX_LIST, View
 
-__all__ = ["BUG_MESSAGE", "alert", "first_point", "guarded", "index", "parse_selection", "parse_view"]
+__all__ = ["BUG_MESSAGE", "alert", "first_point", "guarded", "index", "parse_indices", "parse_selection", "parse_view", "point_ref"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 BUG_MESSAGE = "Something went wrong while computing this view; the server log has the details."
 #: Test-set indices above this are refused unread.
 MAX_INDEX = 10**6
+#: The most indices a highlight or group store, or a box selection, may hold.
+MAX_POINTS = 100_000
 
 F = TypeVar("F", bound=Callable[..., tuple])
 
@@ -90,6 +92,32 @@ def parse_selection(data: Any) -> list[int]:
         return []
     kept = [int(x) for x in data if isinstance(x, int) and not isinstance(x, bool) and 0 <= x < MAX_INDEX]
     return kept[-views.MAX_SELECTION :]
+
+
+def parse_indices(data: Any, limit: int = MAX_POINTS) -> list[int] | None:
+    """A store of image indices (a search's matches, an isolated group); ``None`` for anything else.
+
+    Whole numbers in ``[0, MAX_INDEX)`` are kept, anything else in the list is dropped; a
+    list longer than ``limit`` is refused unread.
+    """
+    if not isinstance(data, list) or len(data) > limit:
+        return None
+    return [int(x) for x in data if isinstance(x, int) and not isinstance(x, bool) and 0 <= x < MAX_INDEX]
+
+
+def point_ref(point: Mapping[str, Any]) -> tuple[int, str, str]:
+    """``(image index, node, method)`` of an embedding point event (its ``customdata``).
+
+    Raises:
+        ValueError: when the point carries no such triple.
+    """
+    custom = point.get("customdata")
+    if not isinstance(custom, list) or len(custom) != 3:
+        raise ValueError("an embedding point carries [image index, node, method]")
+    node, method = custom[1], custom[2]
+    if not isinstance(node, str) or not isinstance(method, str) or len(node) > 200 or len(method) > 20:
+        raise ValueError("an embedding point's node and method are short strings")
+    return index(custom[0]), node, method
 
 
 def first_point(event: Any) -> dict[str, Any] | None:

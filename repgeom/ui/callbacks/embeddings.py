@@ -11,7 +11,7 @@ from dash import no_update
 from ...core.errors import RepgeomError
 from ...pipeline import Engine
 from .. import views
-from .common import guarded, parse_selection, parse_view
+from .common import guarded, parse_indices, parse_selection, parse_view
 
 __all__ = ["embedding_figures", "embedding_request"]
 
@@ -20,11 +20,18 @@ log = logging.getLogger(__name__)
 Progress = Callable[[tuple[str, str, str]], None]
 
 
-def embedding_request(engine: Engine, data: Any, selection: Any) -> Any:
-    """The embeddings job's request (``{"view", "selection"}``), only when its tab shows and the view is valid.
+def embedding_request(engine: Engine, data: Any, selection: Any, highlight: Any = None, group: Any = None) -> Any:
+    """The embeddings job's request (``{"view", "selection", "highlight", "group"}``), only when its tab shows and the view is valid.
 
     A job is a process: this gate keeps hidden tabs and bad views from starting one (the
     sync callback reports bad controls).
+
+    Args:
+        engine: the engine.
+        data: the view store.
+        selection: the selection store (the selected pair, ringed).
+        highlight: the search's matches (image indices, ringed).
+        group: the isolated group (image indices; ``None``: every point shown).
     """
     if not isinstance(data, Mapping) or data.get("tab") != "embeddings":
         return no_update
@@ -32,7 +39,7 @@ def embedding_request(engine: Engine, data: Any, selection: Any) -> Any:
         view = parse_view(engine, data)
     except RepgeomError:
         return no_update
-    return {"view": view.controls(), "selection": parse_selection(selection)}
+    return {"view": view.controls(), "selection": parse_selection(selection), "highlight": parse_indices(highlight) or [], "group": parse_indices(group)}
 
 
 @guarded(4, 3)
@@ -56,5 +63,6 @@ def embedding_figures(engine: Engine, set_progress: Progress, request: Any) -> t
         except Exception as exc:  # noqa: BLE001 - a full disk, redis errors...
             log.warning("progress not recorded (%s)", type(exc).__name__)
 
-    out = views.embedding_views(engine, view, parse_selection(request.get("selection")), progress)
+    selection = parse_selection(request.get("selection"))
+    out = views.embedding_views(engine, view, selection, progress, parse_indices(request.get("highlight")) or [], parse_indices(request.get("group")))
     return out.grid, out.animation, out.shepard, ""

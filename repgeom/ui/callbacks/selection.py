@@ -1,4 +1,10 @@
-"""Clicks select stimuli, the pair panel follows the selection, hovers show the images."""
+"""Clicks select stimuli, the pair panel follows the selection, hovers show the images.
+
+Embedding points carry ``[image index, node, method]`` (see
+:data:`repgeom.figures.embedding.POINT_FIELDS`): a hover shows that image in that panel, a
+click joins the selection and lists the point's nearest neighbours, a search rings the
+points it names, and a box or lasso selection isolates its points in every panel.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,16 @@ from ...core.errors import RepgeomError
 from ...pipeline import Engine
 from .. import views
 from ..ids import ID
-from .common import first_point, guarded, index, parse_selection, parse_view
+from ..response_cache import do_not_replay
+from .common import MAX_POINTS, alert, first_point, guarded, index, parse_selection, parse_view, point_ref
 
-__all__ = ["CLICKED", "HOVERED", "empty_pair", "hover", "pair", "select"]
+__all__ = ["CLICKED", "HOVERED", "POINT_GRAPHS", "empty_pair", "hover", "isolate", "neighbours", "pair", "search", "select"]
 
 #: The graphs whose clicks select stimuli and whose hovers fill the hover panel.
 CLICKED = (ID.RDM_GRID, ID.RDM_SLIDER, ID.EMBED_GRID, ID.EMBED_ANIM)
 HOVERED = CLICKED
+#: The graphs of embedding points (clicks list neighbours, box and lasso selections isolate).
+POINT_GRAPHS = (ID.EMBED_GRID, ID.EMBED_ANIM)
 _HEATMAPS = (ID.RDM_GRID, ID.RDM_SLIDER)
 #: Anything a malformed event can raise while it is read; such an event changes nothing.
 _MALFORMED = (RepgeomError, TypeError, ValueError, AttributeError, IndexError)
@@ -49,7 +58,7 @@ def select(engine: Engine, trigger: Any, event: Any, current: Any, data: Any) ->
             stim = engine.stimuli(view.spec(engine, view.n_rdm))
             rows = views.rdm_cell_rows(engine, view, index(point.get("x"), stim.n), index(point.get("y"), stim.n))
             return views.update_selection(parse_selection(current), [int(stim.indices[r]) for r in rows], pair=True)
-        test_index = index((point.get("customdata") or [None, None])[1])
+        test_index, _, _ = point_ref(point)
         return views.update_selection(parse_selection(current), [test_index], pair=False)
     except _MALFORMED:
         return no_update
@@ -88,9 +97,7 @@ def hover(engine: Engine, trigger: Any, event: Any, data: Any) -> Any:
                 float(shown) if isinstance(shown, (int, float)) and not isinstance(shown, bool) else None,
             )
         else:
-            custom = point.get("customdata")
-            test_index = index(custom[1] if isinstance(custom, list) and len(custom) in (2, 3) else None)
-            info = views.hover_info(engine, view, [test_index], "")
+            info = views.point_hover(engine, view, *point_ref(point))
     except _MALFORMED:
         return no_update
     cards = [
@@ -98,6 +105,117 @@ def hover(engine: Engine, trigger: Any, event: Any, data: Any) -> Any:
         for src, cap in zip(info.images, info.captions, strict=False)
     ]
     return html.Div([*cards, html.Div(info.summary, className="hover-summary")])
+
+
+def neighbours(engine: Engine, trigger: Any, event: Any, data: Any) -> Any:
+    """The neighbours panel after a click on an embedding point: its nearest neighbours in feature space and on the plot.
+
+    Returns:
+        The panel's children (a message for a point that cannot be listed), or
+        ``no_update`` for an event that cannot be read.
+    """
+    try:
+        view = parse_view(engine, data)
+        point = first_point(event)
+        if view is None or point is None or trigger not in POINT_GRAPHS:
+            return no_update
+        ref = point_ref(point)
+    except _MALFORMED:
+        return no_update
+    try:
+        info = views.neighbours_view(engine, view, *ref)
+    except RepgeomError as exc:
+        do_not_replay()  # "not computed yet" holds only until the embeddings job has run
+        return alert(str(exc), "warning")
+
+    def cards(items: list[views.NeighbourCard], feature: bool) -> html.Div:
+        out = []
+        for c in items:
+            if feature:
+                said = f"lost on the plot: rank {c.plot_rank}" if c.lost else f"rank {c.plot_rank} on the plot"
+            else:
+                said = "not a feature neighbour" if c.lost else "a feature neighbour"
+            cap = f"#{c.index} ({c.class_name}) · {c.distance:.3g} · {said}"
+            out.append(
+                html.Div(
+                    [html.Img(src=c.image, alt=cap, className="stimulus-image"), html.Div(cap, className="caption")],
+                    className="stimulus-card neighbour" + (" lost" if c.lost else ""),
+                )
+            )
+        return html.Div(out, className="neighbour-list")
+
+    return html.Div(
+        [
+            html.Div(
+                [html.Img(src=info.image, alt=info.title, className="stimulus-image"), html.Div(info.title, className="caption")],
+                className="neighbour-query",
+            ),
+            html.H4("Nearest in feature space (Euclidean distance of the node's features)"),
+            cards(info.feature, True),
+            html.H4("Nearest on the plot (2-D distance)"),
+            cards(info.plot, False),
+            html.Div(info.summary, className="hover-summary"),
+        ]
+    )
+
+
+@guarded(2, 1)
+def search(engine: Engine, text: Any, data: Any) -> tuple:
+    """``(matches store, message)``: the embedded stimuli a search box names (class names or ``#index``).
+
+    Args:
+        engine: the engine.
+        text: the search box's value.
+        data: the view store.
+    """
+    view = parse_view(engine, data)
+    if view is None:
+        return no_update, no_update
+    if text is None:
+        return [], ""
+    if not isinstance(text, str):
+        raise RepgeomError("the search must be text: class names or #image indices, separated by commas")
+    found, message = views.search_points(engine, view, text)
+    return found, message
+
+
+@guarded(2, 1)
+def isolate(engine: Engine, trigger: Any, grid_selected: Any, anim_selected: Any, data: Any) -> tuple:
+    """``(group store, message)`` after a box or lasso selection on an embedding panel, or the reset button.
+
+    A selection's points become the group shown in every panel (the others dimmed);
+    ``ID.GROUP_RESET`` shows every point again. A cleared or empty selection (a double
+    click, or Plotly's own event when the job redraws the figure) changes nothing: the
+    reset button is the one way back.
+
+    Args:
+        engine: the engine.
+        trigger: the graph that reported the selection, or ``ID.GROUP_RESET``.
+        grid_selected: the grid's ``selectedData``.
+        anim_selected: the animation's ``selectedData``.
+        data: the view store.
+    """
+    if trigger == ID.GROUP_RESET:
+        return None, ""
+    view = parse_view(engine, data)
+    event = {ID.EMBED_GRID: grid_selected, ID.EMBED_ANIM: anim_selected}.get(trigger)
+    if view is None or not isinstance(event, dict) or not isinstance(event.get("points"), list):
+        return no_update, no_update
+    points = event["points"]
+    if len(points) > MAX_POINTS:
+        raise RepgeomError(f"a selection holds at most {MAX_POINTS} points, got {len(points)}")
+    refs = []
+    for p in points:
+        try:
+            refs.append(point_ref(p) if isinstance(p, dict) else None)
+        except _MALFORMED:
+            refs.append(None)  # a ring around a point, or a forged point: not a stimulus
+    found = [r for r in refs if r is not None]
+    group = views.group_indices(engine, view, [r[0] for r in found])
+    if not group:  # an empty box, or Plotly clearing its selection as the job redraws: nothing to isolate
+        return no_update, no_update
+    where = f" on the {views.METHOD_NAMES.get(found[0][2], found[0][2])} of {found[0][1]}"
+    return group, f"{len(group)} points isolated{where}, shown in every panel; the others are dimmed."
 
 
 def empty_pair() -> dict[str, Any]:

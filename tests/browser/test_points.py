@@ -1,0 +1,166 @@
+"""Real embedding points in Chromium: hover, click a pair, neighbours, search and box isolation.
+
+Each step reads what Plotly itself shows (its tooltip, its traces) and checks that the
+server's panels follow: a point whose ids do not reach the server fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from dash import Dash
+
+from repgeom.settings import Settings
+from repgeom.ui import create_app
+
+if TYPE_CHECKING:
+    from .conftest import BrowserPage
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT = 120_000  # ms: a cold t-SNE on a busy 2-core machine
+GRID = "#embed-grid .js-plotly-plot"
+
+# The traces of a graph as Plotly drew them: name, point count, selected points, and the points' ids.
+_TRACES_JS = """(sel) => {
+    const gd = document.querySelector(sel);
+    return gd._fullData.map((t) => ({
+        name: t.name,
+        n: t._length || 0,
+        selected: t.selectedpoints === undefined || t.selectedpoints === null ? null : Array.from(t.selectedpoints),
+        ids: Array.isArray(t.customdata) ? t.customdata.map((c) => Array.isArray(c) ? c[0] : null) : [],
+    }));
+}"""
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory) -> Dash:
+    """The app as deployed: its own engine, sharing computed embeddings with the job processes through the cache folder."""
+    return create_app(Settings(warm=False, device="cpu", cache_dir=str(tmp_path_factory.mktemp("points-cache"))))
+
+
+def _traces(page: BrowserPage, sel: str = GRID) -> list[dict]:
+    return page.page.evaluate(_TRACES_JS, sel)
+
+
+def _point_box(page: BrowserPage, trace: int, point: int) -> dict:
+    """The on-screen box of point ``point`` of the grid's first panel's ``trace``-th trace."""
+    loc = page.page.locator(f"{GRID} .subplot.xy .scatterlayer .trace").nth(trace).locator("path.point").nth(point)
+    box = loc.bounding_box()
+    assert box is not None
+    return box
+
+
+def _hover(page: BrowserPage, box: dict) -> str:
+    """Move onto a point; return Plotly's own tooltip text for it."""
+    page.page.mouse.move(box["x"] + box["width"] / 2 + 8, box["y"] + box["height"] / 2 + 8)
+    page.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tip = page.page.locator(f"{GRID} .hoverlayer .hovertext").first
+    tip.wait_for(timeout=10_000)
+    return tip.text_content() or ""
+
+
+def test_hover_click_pair_neighbours_search_and_box_isolation_on_real_points(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto_dash(live_server(dashboard) + "?tab=embeddings&n_embed=5&nodes=conv2,conv2_4", timeout_ms=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator(f"{GRID} .gtitle")).to_contain_text("Embeddings of recurrent", timeout=TIMEOUT)
+    names = [t["name"] for t in _traces(page)][:10]
+    assert len(names) == 10
+
+    # hover: the panel shows the image, class, index and node that Plotly's tooltip names
+    tip = _hover(page, _point_box(page, 2, 1))
+    m = re.search(r"class (\S+)image #(\d+) · (\S+)", tip)
+    assert m, tip
+    cls, idx, node = m.groups()
+    panel = page.page.locator("#hover-panel")
+    expect(panel.locator(".caption")).to_have_text(f"class {cls} · image #{idx}", timeout=TIMEOUT)
+    expect(panel.locator("img.stimulus-image")).to_have_count(1)
+    expect(panel.locator(".hover-summary")).to_contain_text(f"PCA of recurrent · node {node}")
+    # another point, in another class: the panel follows
+    tip2 = _hover(page, _point_box(page, 7, 0))
+    m2 = re.search(r"class (\S+)image #(\d+)", tip2)
+    assert m2 and m2.group(2) != idx, tip2
+    expect(panel.locator(".caption")).to_have_text(f"class {m2.group(1)} · image #{m2.group(2)}", timeout=TIMEOUT)
+
+    # click two points: a pair, as an RDM cell click gives; the first click lists neighbours
+    a, b = _point_box(page, 2, 1), _point_box(page, 7, 0)
+    page.page.mouse.click(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
+    page.wait_for_dash_idle(TIMEOUT)
+    neighbours = page.page.locator("#neighbours-panel")
+    expect(neighbours.locator(".neighbour-query .caption")).to_contain_text(f"image #{idx} (class {cls}) · PCA of {node}", timeout=TIMEOUT)
+    expect(neighbours.locator(".neighbour-list img")).to_have_count(12)
+    lost = neighbours.locator(".stimulus-card.lost").count()
+    summary = neighbours.locator(".hover-summary").text_content() or ""
+    kept = int(re.search(r"keeps (\d+) of its 6", summary).group(1))
+    assert lost == 2 * (6 - kept)  # each lost feature neighbour, and the point the plot puts in its place
+    page.page.mouse.click(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator("#pair-graph .gtitle")).to_have_text(
+        re.compile(rf"stimulus {idx} \(class {cls}\) vs {m2.group(2)} \(class {m2.group(1)}\)"), timeout=TIMEOUT
+    )
+    page.page.screenshot(path=screenshot_dir / "points-pair-neighbours.png", full_page=True)
+
+    # search by class: that class's points are ringed in every panel, and the legend says so
+    box = page.page.locator("#point-search")
+    box.fill(names[3])
+    box.press("Enter")
+    expect(page.page.locator("#point-search-message")).to_contain_text(f"class {names[3]}: 5 points", timeout=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator(f"{GRID} .legendtext", has_text="search matches")).to_have_count(1, timeout=TIMEOUT)
+    rings = [t for t in _traces(page) if t["name"] == "search matches"]
+    assert len(rings) == 6 and all(t["n"] == 5 for t in rings)  # 3 methods × 2 nodes
+    anim_rings = [t for t in _traces(page, "#embed-anim .js-plotly-plot") if t["name"] == "search matches"]
+    assert [t["n"] for t in anim_rings] == [5]
+    page.page.screenshot(path=screenshot_dir / "points-search.png", full_page=True)
+
+    # box select on the first panel: its points are isolated in every panel, the others dimmed
+    page.page.locator(f"{GRID} .modebar-btn[data-title='Box Select']").click()
+    drag = page.page.locator(f"{GRID} .draglayer .xy .nsewdrag").first.bounding_box()
+    assert drag is not None
+    x0, y0 = drag["x"] + drag["width"] * 0.05, drag["y"] + drag["height"] * 0.05
+    page.page.mouse.move(x0, y0)
+    page.page.mouse.down()
+    page.page.mouse.move(x0 + drag["width"] * 0.3, y0 + drag["height"] * 0.3, steps=5)
+    page.page.mouse.move(x0 + drag["width"] * 0.55, y0 + drag["height"] * 0.6, steps=5)
+    page.page.mouse.up()
+    message = page.page.locator("#group-message")
+    expect(message).to_contain_text("points isolated on the PCA of conv2", timeout=TIMEOUT)
+    count = int(re.search(r"(\d+) points isolated", message.text_content() or "").group(1))
+    assert 0 < count < 50
+    page.wait_for_dash_idle(TIMEOUT)
+
+    def isolated(sel: str) -> list[int]:
+        traces = [t for t in _traces(page, sel) if t["name"] not in ("selected", "search matches")]
+        return sorted(t["ids"][k] for t in traces if t["selected"] is not None for k in t["selected"])
+
+    def panels_agree() -> bool:
+        traces = [t for t in _traces(page) if t["name"] not in ("selected", "search matches")]
+        return all(t["selected"] is not None for t in traces)
+
+    expect(page.page.locator(f"{GRID} .gtitle")).to_contain_text("Embeddings of recurrent", timeout=TIMEOUT)
+    assert panels_agree()
+    per_panel = [t for t in _traces(page) if t["name"] not in ("selected", "search matches")]
+    group = sorted(per_panel[k]["ids"][j] for k in range(10) for j in per_panel[k]["selected"])
+    assert len(group) == count
+    assert isolated(GRID) == sorted(group * 6) and isolated("#embed-anim .js-plotly-plot") == group
+    expect(message).to_contain_text(f"{count} points isolated")  # the redraw's own selection event changed nothing
+    page.page.screenshot(path=screenshot_dir / "points-isolated.png", full_page=True)
+
+    # reset: every point shown again
+    page.page.get_by_role("button", name="show all points").click()
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(message).to_have_text("", timeout=TIMEOUT)
+    page.page.wait_for_function(
+        "(sel) => document.querySelector(sel)._fullData.every((t) => t.selectedpoints === undefined || t.selectedpoints === null)",
+        arg=GRID,
+        timeout=TIMEOUT,
+    )
+    page.assert_no_errors()
