@@ -12,6 +12,7 @@
   var STORE = "probe-image";
   var LINE_WIDTH = 20; // canvas pixels of a 280-pixel canvas: an MNIST stroke at 10x
   var drawing = null;
+  var last = null; // the drawing sent last: drawn again when Dash re-creates the canvas (a tab switch)
 
   function wipe(canvas) {
     var g = canvas.getContext("2d");
@@ -25,7 +26,21 @@
     return [(event.clientX - r.left) * canvas.width / r.width, (event.clientY - r.top) * canvas.height / r.height];
   }
 
+  function restore(canvas) {
+    wipe(canvas);
+    if (!last) return;
+    var img = new Image();
+    img.onload = function () { canvas.getContext("2d").drawImage(img, 0, 0, canvas.width, canvas.height); };
+    img.src = last;
+  }
+
+  new MutationObserver(function () {
+    var canvas = document.getElementById(CANVAS);
+    if (canvas && !canvas.getAttribute("data-ready")) restore(canvas);
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
   function send(value) {
+    last = value;
     if (window.dash_clientside && window.dash_clientside.set_props) {
       window.dash_clientside.set_props(STORE, { data: value });
     }

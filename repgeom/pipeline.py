@@ -646,6 +646,16 @@ class Engine:
         out = [self.embedding(model, n, spec, method, seed, perplexity) for n in chosen]
         return align_sequence(out, rescale=True) if align else out
 
+    def embeddings_ready(
+        self, model: str, nodes: str | Sequence[str] | None, spec: StimulusSpec, method: str, seed: int = 0, perplexity: float = DEFAULT_PERPLEXITY
+    ) -> bool:
+        """Whether :meth:`embeddings` of these arguments would compute nothing: each node's embedding is in the cache or the shared store."""
+        chosen = self.select_nodes(model, nodes)
+        self.check_choice("embedding method", method, EMBED_METHODS)
+        seed, perplexity = self._embed_args(method, seed, perplexity)
+        keys = [self._embed_key(model, n, spec, method, seed, perplexity) for n in chosen]
+        return all(self._cached(k) or (self.shared is not None and self.shared.get(self._shared_digest(k)) is not None) for k in keys)
+
     def path(
         self,
         models: Sequence[str],

@@ -161,7 +161,7 @@ def probe_rows_figure(
             z=z,
             y=nodes,
             colorscale="Magma_r",
-            colorbar={"title": {"text": METRIC_LABELS[method], "side": "right"}},
+            colorbar={"title": {"text": "dissimilarity", "side": "right"}},
             customdata=np.stack([np.tile(np.asarray(indices), (len(nodes), 1)), np.tile(names, (len(nodes), 1))], axis=-1),
             hovertemplate="%{y}: to image #%{customdata[0]} (class %{customdata[1]})<br>dissimilarity %{z:.4g}<extra></extra>",
         )
@@ -175,7 +175,7 @@ def probe_rows_figure(
             height=140 + 34 * len(nodes),
             xaxis={"title": {"text": "stimulus (by class)"}, "tickvals": centres, "ticktext": texts, "showgrid": False},
             yaxis={"title": {"text": "node"}, "autorange": "reversed", "type": "category"},
-            margin={"l": 90, "r": 110, "t": 80, "b": 50},
+            margin={"l": 90, "r": 40, "t": 80, "b": 50},
         )
     )
     return fig

@@ -535,7 +535,9 @@ def probe_views(engine: Engine, view: View, pixels: np.ndarray) -> ProbeViews:
     """A prepared image through the view's model: probabilities, its place in each chosen embedding, its dissimilarity rows.
 
     The stimuli are the embeddings tab's (``view.n_embed`` per class), so the embeddings
-    it lands in are the ones that tab shows (computed once for both).
+    it lands in are the ones that tab shows. PCA (milliseconds) is always drawn; MDS and
+    t-SNE (seconds, in that tab's background job) only once that tab has computed them,
+    which the note then says, so a drawing is answered at once.
 
     Args:
         engine: the engine.
@@ -543,13 +545,23 @@ def probe_views(engine: Engine, view: View, pixels: np.ndarray) -> ProbeViews:
         pixels: (C, H, W) in [0, 1], prepared by :func:`~repgeom.core.probe.prepare_image`.
     """
     spec = view.spec(engine, view.n_embed)
-    result = engine.probe(view.model, pixels, list(view.nodes), spec, view.rdm_method, view.embed_methods, view.perplexity)
+    nodes = list(view.nodes)
+    slow = [m for m in view.embed_methods if m != "pca"]
+    ready = [m for m in slow if engine.embeddings_ready(view.model, nodes, spec, m, perplexity=view.perplexity)]
+    result = engine.probe(view.model, pixels, nodes, spec, view.rdm_method, ["pca", *ready], view.perplexity)
     names = engine.dataset_of(view.model).class_names
+    waiting = [METHOD_NAMES[m] for m in slow if m not in ready]
+    later = (
+        f" {' and '.join(waiting)}: not computed yet for these nodes and stimuli; open the Embeddings tab once and your image "
+        "is placed there too."
+        if waiting
+        else ""
+    )
     stim = result.stimuli
     places = {m: [(p.embedding, p.xy, p.neighbours) for p in placed] for m, placed in result.places.items()}
     return ProbeViews(
         image_data_uri(result.pixels, size=112),
-        probe_note(engine, view.model),
+        probe_note(engine, view.model) + later,
         probe_probabilities_figure(result.probabilities, names, view.model),
         probe_embedding_figure(places, stim.indices, names, PROBE_NEIGHBOURS),
         probe_rows_figure(result.rows, stim.labels, stim.indices, result.method, names, view.model),

@@ -36,9 +36,20 @@ _STARS_JS = """(name) => {
 }"""
 
 
+# Whether the canvas holds any ink (a bright pixel).
+_INK_JS = """() => {
+    const c = document.getElementById('probe-canvas');
+    if (!c) return false;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4) { if (d[i] > 128) return true; }
+    return false;
+}"""
+
+
 @pytest.fixture(scope="module")
-def dashboard(engine) -> Dash:
-    return create_app(Settings(warm=False), engine=engine)
+def dashboard(tmp_path_factory) -> Dash:
+    """The app as a server builds it (its own engine and shared store), so the embeddings job's results reach the probe."""
+    return create_app(Settings(warm=False, cache_dir=str(tmp_path_factory.mktemp("probe-cache"))))
 
 
 def test_a_stroke_drawn_with_the_mouse_lands_in_the_embeddings(
@@ -46,6 +57,7 @@ def test_a_stroke_drawn_with_the_mouse_lands_in_the_embeddings(
 ) -> None:
     from playwright.sync_api import expect
 
+    n_classes = engine.dataset.n_classes  # the same shipped models as the app's own engine
     url = live_server(dashboard) + "?tab=probe&n_embed=10&embed_methods=pca,tsne&nodes=conv2,conv2_4"
     page.goto_dash(url, timeout_ms=TIMEOUT)
     page.wait_for_dash_idle(TIMEOUT)
@@ -63,18 +75,31 @@ def test_a_stroke_drawn_with_the_mouse_lands_in_the_embeddings(
     page.page.mouse.up()
     page.wait_for_dash_idle(TIMEOUT)
 
-    expect(page.page.locator("#probe-probs .js-plotly-plot .gtitle")).to_contain_text("predicts", timeout=TIMEOUT)
-    expect(page.page.locator("#probe-probs .js-plotly-plot .bars path")).to_have_count(engine.dataset.n_classes, timeout=TIMEOUT)
-    title = page.page.locator("#probe-probs .js-plotly-plot .gtitle").text_content() or ""
-    assert "predicts 1" in title, title
+    title = page.page.locator("#probe-probs .js-plotly-plot .gtitle")
+    expect(title).to_contain_text("predicts", timeout=TIMEOUT)
+    expect(page.page.locator("#probe-probs .js-plotly-plot .bars path")).to_have_count(n_classes, timeout=TIMEOUT)
+    assert "predicts 1" in (title.text_content() or ""), title.text_content()
+    # PCA at once (two nodes, one star each); t-SNE waits for the embeddings tab, and the note says so
+    page.page.wait_for_function(f"() => ({_STARS_JS})({PROBE_NAME!r}).length === 2", timeout=TIMEOUT)
+    stars = page.page.evaluate(_STARS_JS, PROBE_NAME)
+    assert all(s is not None and s["w"] > 5 and s["inside"] for s in stars), stars
+    expect(page.page.locator("#probe-embed .js-plotly-plot")).to_contain_text("projected onto the stimuli's principal axes")
+    expect(page.page.locator("#probe-note")).to_contain_text("t-SNE: not computed yet")
+    expect(page.page.locator("#probe-rows .js-plotly-plot .gtitle")).to_contain_text("dissimilarity to each stimulus")
+    src = page.page.locator("#probe-seen").get_attribute("src") or ""
+    assert src.startswith("data:image/png;base64,")
+
+    # the embeddings tab computes t-SNE (its background job); back on the probe, the drawing is placed there too
+    page.page.locator("#tab").get_by_text("Embeddings", exact=True).click()
+    expect(page.page.locator("#embed-grid .js-plotly-plot .gtitle")).to_contain_text("Embeddings of recurrent", timeout=TIMEOUT)
+    page.page.locator("#tab").get_by_text("Live probe", exact=True).click()
+    page.wait_for_dash_idle(TIMEOUT)
     page.page.wait_for_function(f"() => ({_STARS_JS})({PROBE_NAME!r}).length === 4", timeout=TIMEOUT)
     stars = page.page.evaluate(_STARS_JS, PROBE_NAME)
     assert len(stars) == 4 and all(s is not None and s["w"] > 5 and s["inside"] for s in stars), stars
     expect(page.page.locator("#probe-embed .js-plotly-plot")).to_contain_text("at the mean of its 5 nearest stimuli")
-    expect(page.page.locator("#probe-embed .js-plotly-plot")).to_contain_text("projected onto the stimuli's principal axes")
-    expect(page.page.locator("#probe-rows .js-plotly-plot .gtitle")).to_contain_text("dissimilarity to each stimulus")
-    src = page.page.locator("#probe-seen").get_attribute("src") or ""
-    assert src.startswith("data:image/png;base64,")
+    expect(page.page.locator("#probe-note")).not_to_contain_text("not computed yet")
+    page.page.wait_for_function(_INK_JS, timeout=TIMEOUT)  # the re-created canvas shows the drawing again
     page.page.screenshot(path=screenshot_dir / "probe_drawn.png", full_page=True)
 
     # clear: the panels go back to the hint and the stars are gone
@@ -82,5 +107,6 @@ def test_a_stroke_drawn_with_the_mouse_lands_in_the_embeddings(
     page.wait_for_dash_idle(TIMEOUT)
     expect(page.page.locator("#probe-probs .js-plotly-plot")).to_contain_text("Draw a digit", timeout=TIMEOUT)
     assert page.page.evaluate(_STARS_JS, PROBE_NAME) == []
+    assert not page.page.evaluate(_INK_JS)
     page.assert_no_errors()
 

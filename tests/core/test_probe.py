@@ -192,10 +192,12 @@ def test_dissimilarity_rows_match_scipy_and_the_rdm(method):
 
 # ---------------------------------------------------------------------------- through the engine
 def test_a_stimulus_sent_as_a_probe_lands_on_itself(engine):
-    spec = engine.spec(5)
+    spec = engine.spec(6)
+    assert not engine.embeddings_ready("recurrent", ["conv2", "conv2_4"], spec, "tsne")
     stim = engine.stimuli(spec)
     row = 17
     result = engine.probe("recurrent", stim.pixels[row], ["conv2", "conv2_4"], spec, "correlation", ("pca", "tsne"))
+    assert engine.embeddings_ready("recurrent", ["conv2", "conv2_4"], spec, "tsne")  # the probe computed them, as the engine asked
     dataset = engine.dataset
     assert result.probabilities.shape == (dataset.n_classes,) and result.probabilities.sum() == pytest.approx(1, abs=1e-5)
     assert int(result.probabilities.argmax()) == int(stim.labels[row])

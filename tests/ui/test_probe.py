@@ -45,7 +45,7 @@ def _text(value) -> str:
     return json.dumps(value.to_plotly_json() if hasattr(value, "to_plotly_json") else value, default=str, ensure_ascii=False)
 
 
-PROBE_VIEW = {"tab": "probe", "n_embed": 5, "embed_methods": ["pca", "tsne"], "nodes": ["conv2", "conv2_4"]}
+PROBE_VIEW = {"tab": "probe", "n_embed": 4, "embed_methods": ["pca", "tsne"], "nodes": ["conv2", "conv2_4"]}
 
 
 def test_a_drawing_passes_through_the_model(engine):
@@ -58,12 +58,11 @@ def test_a_drawing_passes_through_the_model(engine):
     assert isinstance(probs, go.Figure) and list(probs.data[0].x) == list(names) and len(probs.data[0].y) == engine.dataset.n_classes
     assert int(np.argmax(probs.data[0].y)) == label and f"predicts <b>{names[label]}</b>" in probs.layout.title.text
     stars = [t for t in embed.data if t.name == PROBE_NAME]
-    assert len(stars) == 4  # two methods × two nodes, one star each
-    titles = [a.text for a in embed.layout.annotations]
-    assert any("PCA · conv2<br><sup>projected" in t for t in titles)
-    assert any("t-SNE · conv2_4<br><sup>at the mean of its 5 nearest stimuli" in t for t in titles)
+    assert len(stars) == 2  # PCA of two nodes; t-SNE is not computed yet, and the note says so
+    assert "t-SNE: not computed yet for these nodes and stimuli; open the Embeddings tab" in note
+    assert any("PCA · conv2<br><sup>projected" in a.text for a in embed.layout.annotations)
     # the PCA star is the projection of the image's features onto the grid's own embedding
-    spec = engine.spec(5)
+    spec = engine.spec(PROBE_VIEW["n_embed"])
     emb = engine.embedding("recurrent", "conv2", spec, "pca")
     pixels = prepare_image(read_image(decode_data_url(image)), engine.dataset)
     feats = engine._extractors["recurrent"](normalize(torch.from_numpy(pixels[None]), engine.dataset), ["conv2"])["conv2"]
@@ -71,7 +70,15 @@ def test_a_drawing_passes_through_the_model(engine):
     np.testing.assert_allclose([stars[0].x[0], stars[0].y[0]], expected, atol=1e-6)
     heat = rows.data[0]
     assert np.asarray(heat.z).shape == (2, engine.stimuli(spec).n) and list(heat.y) == ["conv2", "conv2_4"]
-    assert "correlation distance" in heat.colorbar.title.text
+    assert heat.colorbar.title.text == "dissimilarity" and "correlation distance" in rows.layout.title.text
+    # once the embeddings tab has computed t-SNE, the image is placed there too
+    engine.embeddings("recurrent", ["conv2", "conv2_4"], spec, "tsne", perplexity=view["perplexity"])
+    _seen, note, _probs, embed, _rows, message = probe.probe_figures(engine, image, view)
+    stars = [t for t in embed.data if t.name == PROBE_NAME]
+    assert message == "" and len(stars) == 4 and "not computed yet" not in note
+    assert any("t-SNE · conv2_4<br><sup>at the mean of its 5 nearest stimuli" in a.text for a in embed.layout.annotations)
+    lines = [t for t in embed.data if t.name == "its nearest stimuli"]
+    assert len(lines) == 2 and len(lines[0].x) == 3 * 5  # a dotted line to each of the 5 neighbours
 
 
 def test_before_a_drawing_the_panels_say_what_to_do(engine):
