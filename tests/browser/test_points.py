@@ -104,7 +104,7 @@ def test_hover_click_pair_neighbours_search_and_box_isolation_on_real_points(
     page.page.mouse.click(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
     page.wait_for_dash_idle(TIMEOUT)
     expect(page.page.locator("#pair-graph .gtitle")).to_have_text(
-        re.compile(rf"stimulus {idx} \(class {cls}\) vs {m2.group(2)} \(class {m2.group(1)}\)"), timeout=TIMEOUT
+        re.compile(rf"stimulus {idx} \(class {cls}\)\s*vs {m2.group(2)} \(class {m2.group(1)}\)"), timeout=TIMEOUT
     )
     page.page.screenshot(path=screenshot_dir / "points-pair-neighbours.png", full_page=True)
 
