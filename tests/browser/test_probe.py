@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 from dash import Dash
+from PIL import Image
 
 from repgeom.figures.probe import PROBE_NAME
 from repgeom.settings import Settings
@@ -108,5 +111,17 @@ def test_a_stroke_drawn_with_the_mouse_lands_in_the_embeddings(
     expect(page.page.locator("#probe-probs .js-plotly-plot")).to_contain_text("Draw a digit", timeout=TIMEOUT)
     assert page.page.evaluate(_STARS_JS, PROBE_NAME) == []
     assert not page.page.evaluate(_INK_JS)
+
+    # upload: a probe-set digit photographed as dark ink on white paper, 10× larger
+    row = int(np.flatnonzero(engine.source.labels == 7)[0]) if engine.dataset.n_classes > 7 else 0
+    label = engine.dataset.class_names[int(engine.source.labels[row])]
+    sheet = Image.new("L", (360, 330), 255)
+    sheet.paste(Image.fromarray(255 - engine.source.images[row, 0]).resize((280, 280), Image.BILINEAR), (50, 20))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    page.page.set_input_files("#probe-upload input[type=file]", files=[{"name": "digit.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(title).to_contain_text(f"predicts {label}", timeout=TIMEOUT)
+    page.page.wait_for_function(f"() => ({_STARS_JS})({PROBE_NAME!r}).length === 4", timeout=TIMEOUT)
     page.assert_no_errors()
 
