@@ -73,6 +73,7 @@ __all__ = [
     "path_view",
     "probe_note",
     "probe_views",
+    "rdm_cell_blocks",
     "rdm_cell_rows",
     "rdm_hover",
     "rdm_views",
@@ -102,6 +103,8 @@ SHEPARD_PAIRS = 3000
 SIDE_MODELS = 4
 #: Nearest points on the plot listed on hover.
 NEIGHBOURS = 3
+#: Images shown from each side of a hovered block of a block-mean RDM.
+BLOCK_IMAGES = 3
 #: Nearest neighbours listed for a clicked point (in feature space and on the plot).
 POINT_NEIGHBOURS = 6
 #: The point search's longest text and most terms.
@@ -123,14 +126,27 @@ def display_side(n: int, nodes: int) -> int:
     return max(10, min(n, int((HEATMAP_CELLS / (max(nodes, 1) + 1)) ** 0.5)))
 
 
-def rdm_cell_rows(engine: Engine, view: View, x: int, y: int) -> tuple[int, int]:
-    """Stimulus rows (in the RDM view's stimulus set) under heat-map cell (x, y); first of a block."""
+def rdm_cell_blocks(engine: Engine, view: View, x: int, y: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
+    """The stimulus rows under heat-map cell (x, y): ``((row start, row end), (column start, column end), binned)``.
+
+    ``binned`` says the map shows block means (more stimuli than :func:`display_side`
+    cells); each block is then a run of rows, ends excluded, else a single row.
+
+    Raises:
+        RepgeomError: for a cell outside the map.
+    """
     n = engine.stimuli(view.spec(engine, view.n_rdm)).n
     side = display_side(n, len(view.nodes))
     edges = bin_edges(n, side) if n > side else np.arange(n + 1)
     if not (0 <= x < len(edges) - 1 and 0 <= y < len(edges) - 1):
         raise RepgeomError(f"heat-map cell ({x}, {y}) is outside the {len(edges) - 1}-cell map")
-    return int(edges[y]), int(edges[x])
+    return (int(edges[y]), int(edges[y + 1])), (int(edges[x]), int(edges[x + 1])), n > side
+
+
+def rdm_cell_rows(engine: Engine, view: View, x: int, y: int) -> tuple[int, int]:
+    """Stimulus rows (in the RDM view's stimulus set) under heat-map cell (x, y); first of a block."""
+    (i, _), (j, _), _ = rdm_cell_blocks(engine, view, x, y)
+    return i, j
 
 
 def selection_rows(indices: np.ndarray, selection: Sequence[int]) -> list[int]:
@@ -498,7 +514,10 @@ def rdm_hover(engine: Engine, view: View, x: int, y: int, panel: int | None, sho
     """
     spec = view.spec(engine, view.n_rdm)
     stim = engine.stimuli(spec)
-    i, j = rdm_cell_rows(engine, view, x, y)
+    rows, cols, binned = rdm_cell_blocks(engine, view, x, y)
+    if binned:
+        return _block_hover(engine, view, x, y, rows, cols, panel, shown)
+    i, j = rows[0], cols[0]
     if panel is not None and 0 <= panel < len(view.nodes):
         node = view.nodes[panel]
         value = float(engine.rdm(view.model, node, spec, view.rdm_method).matrix[i, j])
@@ -506,6 +525,44 @@ def rdm_hover(engine: Engine, view: View, x: int, y: int, panel: int | None, sho
     else:
         summary = f"{view.rdm_method} dissimilarity {shown:.4g}" + (" of the max" if view.normalise == "per" else "") if shown is not None else ""
     return hover_info(engine, view, [int(stim.indices[i]), int(stim.indices[j])], summary)
+
+
+def _block_hover(
+    engine: Engine, view: View, x: int, y: int, rows: tuple[int, int], cols: tuple[int, int], panel: int | None, shown: float | None
+) -> HoverInfo:
+    """The hover panel for a cell of a block-mean map: the block's mean, what the block holds, and images from each side.
+
+    The value is the shown cell's (the mean over the block of the node's full RDM), so the
+    panel and the heat map's tooltip say the same thing.
+    """
+    spec = view.spec(engine, view.n_rdm)
+    stim = engine.stimuli(spec)
+    names = engine.dataset_of(view.model).class_names
+    size = f"{rows[1] - rows[0]} × {cols[1] - cols[0]} stimuli"
+    scaled = view.normalise == "per"
+    if panel is not None and 0 <= panel < len(view.nodes):
+        node = view.nodes[panel]
+        full = engine.rdm(view.model, node, spec, view.rdm_method)
+        value = float(full.reduced(display_side(stim.n, len(view.nodes))).matrix[y, x])
+        summary = f"{node}: block mean of the {view.rdm_method} dissimilarity {value:.4g} over {size}"
+        if scaled and shown is not None:
+            summary += f" (shown as {shown:.4g} of the node's max)"
+    elif shown is not None:
+        summary = f"block mean of the {view.rdm_method} dissimilarity {shown:.4g}" + (" of the max" if scaled else "") + f" over {size}"
+    else:
+        summary = f"block of {size}"
+
+    def classes(a: int, b: int) -> str:
+        present = [names[c] for c in sorted(set(stim.labels[a:b].tolist()))]
+        return ("class " if len(present) == 1 else "classes ") + ", ".join(present)
+
+    summary += f" · block {y} (rows: {classes(*rows)}) × block {x} (columns: {classes(*cols)}); the map shows block means at this size"
+    images, captions = [], []
+    for what, k, (a, b) in (("row", y, rows), ("column", x, cols)):
+        for r in sorted(set(np.linspace(a, b - 1, min(BLOCK_IMAGES, b - a)).round().astype(int).tolist())):
+            images.append(image_data_uri(stim.pixels[r], size=56))
+            captions.append(f"{what} block {k} · class {names[int(stim.labels[r])]} · image #{int(stim.indices[r])}")
+    return HoverInfo(images, captions, summary)
 
 
 @dataclass(frozen=True)

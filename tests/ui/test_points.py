@@ -157,3 +157,32 @@ def test_the_job_draws_search_rings_and_the_isolated_group_in_every_panel(engine
     # forged stores are dropped, not drawn
     forged = embeddings.embedding_request(engine, view, [], ["x", True, -1], {"a": 1})
     assert forged["highlight"] == [] and forged["group"] is None
+
+
+def test_a_block_mean_cell_says_it_is_a_block_and_shows_the_blocks_value_and_images(engine):
+    """At 100 per class the map shows block means: the hover panel gives the same block mean, not one pair's value."""
+    view = View.parse(engine, {**View.default(engine).controls(), "n_rdm": 100}).controls()
+    v = View.parse(engine, view)
+    spec = v.spec(engine, 100)
+    stim = engine.stimuli(spec)
+    names = engine.dataset_of("recurrent").class_names
+    side = views.display_side(stim.n, len(v.nodes))
+    assert side < stim.n  # block means are what the map shows
+    rows, cols, binned = views.rdm_cell_blocks(engine, v, 3, 150)
+    assert binned and rows[1] - rows[0] > 1 and cols[1] - cols[0] > 1
+    full = engine.rdm("recurrent", v.nodes[4], spec, "correlation").matrix
+    block = float(full[rows[0] : rows[1], cols[0] : cols[1]].mean())
+    shown = float(engine.rdm("recurrent", v.nodes[4], spec, "correlation").reduced(side).matrix[150, 3])
+    assert abs(block - shown) < 1e-9  # the heat map's cell is that block's mean
+    text = _text(selection.hover(engine, "rdm-grid", {"points": [{"x": 3, "y": 150, "curveNumber": 4, "z": 0.5}]}, view))
+    assert f"block mean of the correlation dissimilarity {shown:.4g} over {rows[1] - rows[0]} × {cols[1] - cols[0]} stimuli" in text
+    assert f"{full[rows[0], cols[0]]:.4g} " not in text  # not the first pair's value
+    row_class = names[int(stim.labels[rows[0]])]
+    assert f"rows: class {row_class}" in text and "(shown as 0.5 of the node's max)" in text
+    assert text.count("data:image/png;base64") == 2 * views.BLOCK_IMAGES
+    assert text.count("row block 150 · class") == 2 * views.BLOCK_IMAGES and text.count("column block 3 · class") == 2 * views.BLOCK_IMAGES  # alt + caption
+    last = int(stim.indices[rows[1] - 1])
+    assert f"image #{last}" in text  # images from across the block, not only its first stimulus
+    # the slider's map (no panel reported) says the shown value is a block mean too
+    slider = _text(selection.hover(engine, "rdm-slider", {"points": [{"x": 3, "y": 150, "z": 0.25}]}, view))
+    assert "block mean of the correlation dissimilarity 0.25 of the max over" in slider
