@@ -106,6 +106,8 @@ class ID:
     DOWNLOAD = "download"
     DOWNLOAD_MESSAGE = "download-message"
     IMAGE_FORMAT = "image-format"
+    MODE = "mode"
+    SHORTCUTS = "shortcuts"
     GRAPH_CONFIGS = "graph-configs"
 
 
@@ -166,4 +168,5 @@ CONTROL_IDS: dict[str, str] = {
     "anim_scale": ID.ANIM_SCALE,
     "diff_a": ID.DIFF_A,
     "diff_b": ID.DIFF_B,
+    "mode": ID.MODE,
 }

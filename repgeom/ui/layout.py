@@ -460,6 +460,27 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
     )
 
 
+#: The keys assets/shortcuts.js answers, as the page lists them.
+SHORTCUTS = (("Space", "play / pause"), ("← →", "previous / next node"), ("T", "next tab"), ("Esc", "leave presentation"))
+
+
+def _mode_switch(view: View) -> html.Div:
+    """Explore / present (projector) switch, and the keyboard shortcuts (shown in presentation mode)."""
+    keys = [html.Span([html.Kbd(k), f" {what}"], className="shortcut") for k, what in SHORTCUTS]
+    return html.Div(
+        className="mode-switch",
+        children=[
+            dcc.RadioItems(
+                id=ID.MODE,
+                options=[{"label": " explore", "value": "explore"}, {"label": " present (projector)", "value": "present"}],
+                value=view.mode,
+                inline=True,
+            ),
+            html.Div(keys, id=ID.SHORTCUTS, className="shortcuts", title="keyboard shortcuts"),
+        ],
+    )
+
+
 def build_layout(engine: Engine, view: View) -> html.Div:
     """The whole page for ``engine``'s models, starting at ``view``."""
     refused = [html.Div(f"Model {m} was not loaded: {why}", className="message error") for m, why in engine.load_errors.items()]
@@ -483,6 +504,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                     html.Span(
                         f"representational geometry of {' and '.join(d.name for d in datasets)} networks, layer by layer and step by step", className="subtitle"
                     ),
+                    _mode_switch(view),
                 ],
             ),
             html.Div(id=ID.GLOBAL_MESSAGE, className="global-message", children=refused),

@@ -30,6 +30,7 @@ from ..pipeline import Engine, StimulusSpec
 
 __all__ = [
     "ANIM_SCALES",
+    "DISPLAY_MODES",
     "LANDMARK_CHOICES",
     "MAX_HYPOTHESES",
     "MAX_LIST",
@@ -52,6 +53,9 @@ MAX_HYPOTHESES = 6
 SURVIVE_COMPARISONS = tuple(c for c in PATH_COMPARISONS if c != "tau_a")
 #: The path tab draws the chosen models' nodes, or the chosen model's nodes at each epoch of its training.
 PATH_MODES = ("models", "training")
+#: How the page is shown: for exploring (controls and inspector beside the figures), or on a projector
+#: (one figure across the screen, large type, a colour-blind-safe palette, keyboard shortcuts).
+DISPLAY_MODES = ("explore", "present")
 #: The embedding animation's frames at their true scale, or each scaled to unit RMS radius.
 ANIM_SCALES = ("true", "rescaled")
 #: No list control has more entries than this; longer lists are refused unread.
@@ -228,6 +232,7 @@ class View:
     anim_scale: str = "true"
     diff_a: str = ""
     diff_b: str = ""
+    mode: str = "explore"
 
     # ------------------------------------------------------------------ parsing
     @classmethod
@@ -308,6 +313,7 @@ class View:
             anim_scale=check_choice("animation scale", get["anim_scale"], ANIM_SCALES),
             diff_a=diffs[0],
             diff_b=diffs[1],
+            mode=check_choice("display mode", get["mode"], DISPLAY_MODES),
         )
 
     # ------------------------------------------------------------------ URL

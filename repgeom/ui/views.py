@@ -39,6 +39,7 @@ from ..figures import (
 )
 from ..figures.embedding import METHOD_NAMES
 from ..figures.images import image_data_uri
+from ..figures.present import for_projector
 from ..figures.style import STRESS_NAME, model_color, path_basis
 from ..pipeline import PROBE_NEIGHBOURS, Engine
 from .state import View, default_nodes, split_model_node
@@ -70,6 +71,7 @@ __all__ = [
     "model_colors",
     "models_rows",
     "pair_view",
+    "presented",
     "path_view",
     "probe_note",
     "probe_views",
@@ -110,6 +112,11 @@ POINT_NEIGHBOURS = 6
 #: The point search's longest text and most terms.
 SEARCH_MAX_CHARS = 400
 SEARCH_MAX_TERMS = 32
+
+
+def presented(view: View, fig: go.Figure) -> go.Figure:
+    """``fig`` as the view's display mode shows it: restyled for a projector in presentation mode, else as it is."""
+    return for_projector(fig) if view.mode == "present" and isinstance(fig, go.Figure) else fig
 
 
 def model_colors(engine: Engine) -> dict[str, str]:

@@ -206,3 +206,55 @@ def test_the_pair_plot_title_is_not_cut_off(live_server: Callable[[Dash], str], 
         assert left >= svg["x"] - 1 and right <= svg["x"] + svg["width"] + 1 and top >= svg["y"] - 1, (inside, svg)
     page.page.screenshot(path=Path(__file__).resolve().parents[2] / "artifacts" / "screenshots" / f"layout-pair-{viewport}.png")
     page.assert_no_errors()
+
+
+# Font sizes (px) of every drawn, non-empty text of a graph.
+_FONTS_JS = """(sel) => Array.from(document.querySelectorAll(sel + ' .js-plotly-plot text')).filter((el) => {
+    const r = el.getBoundingClientRect(); return el.textContent.trim() !== '' && r.width > 0 && r.height > 0;
+}).map((el) => [el.textContent.trim().slice(0, 30), Math.min(...[el, ...el.querySelectorAll('tspan')].map((t) => parseFloat(getComputedStyle(t).fontSize)))])"""
+
+
+def test_presentation_mode_fills_the_screen_with_large_type_keys_and_keeps_the_mode_in_the_url(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    size = VIEWPORTS["1920x1080"]
+    _open(page, live_server(dashboard) + "?tab=paths&n_embed=5&survive=&mode=present", size)
+    _measure(page, "path-graph")
+    page.page.screenshot(path=screenshot_dir / "layout-present-path-1920x1080.png")
+    expect(page.page.locator(".sidebar")).to_be_hidden()
+    expect(page.page.locator(".inspector")).to_be_hidden()
+    expect(page.page.locator("#shortcuts")).to_be_visible()
+    expect(page.page.locator("#shortcuts")).to_contain_text("next tab")
+    # one figure across the screen
+    box = page.page.locator("#path-graph .js-plotly-plot").bounding_box()
+    assert box is not None and box["width"] >= 0.9 * size[0] and box["height"] >= 0.75 * size[1], box
+    # every text of the figure at 18 px or more
+    fonts = page.page.evaluate(_FONTS_JS, "#path-graph")
+    assert fonts and all(px >= 18 for _, px in fonts), [f for f in fonts if f[1] < 18][:5]
+
+    # keys: ← steps the slider back, Space plays, T goes to the next tab; the URL keeps the mode
+    label = page.page.locator("#path-graph .slider-container .slider-label").first
+    before = label.text_content()
+    page.page.locator("body").press("ArrowLeft")
+    expect(label).not_to_have_text(before or "", timeout=5_000)
+    stepped = label.text_content()
+    page.page.locator("body").press(" ")
+    expect(label).not_to_have_text(stepped or "", timeout=10_000)
+    page.page.locator("body").press(" ")
+    page.page.locator("body").press("t")
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator("#tab .tab--selected")).to_contain_text("Models", timeout=TIMEOUT)
+    assert "mode=present" in page.page.url and "tab=models" in page.page.url
+    # a reload (or a shared link) keeps presentation mode
+    page.page.reload()
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator("#mode input[value='present']")).to_be_checked()
+    expect(page.page.locator(".sidebar")).to_be_hidden()
+    # Esc goes back to exploring
+    page.page.locator("body").press("Escape")
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator(".sidebar")).to_be_visible()
+    assert "mode=present" not in page.page.url
+    page.assert_no_errors()

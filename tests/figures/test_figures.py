@@ -418,3 +418,31 @@ def test_path_figure_keeps_colour_bar_axis_titles_and_controls_apart():
     assert play["frame"]["redraw"] is True and play["transition"]["duration"] == 0
     assert all(s.args[1]["frame"]["redraw"] is True and s.args[1]["transition"]["duration"] == 0 for s in slider.steps)
     assert all(0 not in f.traces for f in fig.frames)  # the frames leave the matrix's data alone
+
+
+def test_projector_figures_have_large_type_no_small_print_and_the_okabe_ito_palette():
+    from repgeom.figures.present import CLASS_SYMBOLS, FILL_MAX_PX, MIN_FONT_PX, OKABE_ITO, for_projector
+
+    grid = [[_emb("a", m), _emb("b", m)] for m in ("pca", "mds")]
+    original = embedding_grid(grid, np.arange(30))
+    fig = for_projector(original)
+    assert original.layout.font.size < MIN_FONT_PX  # the original is left as it was
+    assert fig.layout.font.size >= MIN_FONT_PX and fig.layout.title.font.size >= MIN_FONT_PX and fig.layout.legend.font.size >= MIN_FONT_PX
+    assert all(a.font.size >= MIN_FONT_PX and "<sup>" not in a.text for a in fig.layout.annotations)
+    assert "<sup>" not in fig.layout.title.text
+    classes = [t for t in fig.data if t.name in [str(d) for d in range(10)]]
+    assert classes[0].marker.color == OKABE_ITO[0] and classes[3].marker.color == OKABE_ITO[3] and classes[3].marker.symbol == CLASS_SYMBOLS[3]
+    assert len({t.marker.color for t in classes}) == 10
+    # a path: model colours swapped (a manifest colour kept), every axis, colour bar, slider and button at 18 px
+    path = for_projector(path_figure(_path(), colors={"recurrent": "#ABCDEF"}))
+    lines = [t for t in path.data if t.type == "scatter" and t.mode == "lines+markers"]
+    assert [t.line.color for t in lines] == [OKABE_ITO[0], "#ABCDEF"]
+    assert path.layout.yaxis.tickfont.size >= MIN_FONT_PX and path.layout.xaxis2.title.font.size >= MIN_FONT_PX
+    assert path.data[0].colorbar.tickfont.size >= MIN_FONT_PX
+    assert path.layout.sliders[0].font.size >= MIN_FONT_PX and path.layout.updatemenus[0].font.size >= MIN_FONT_PX
+    assert len(path.frames) == 3 and path.frames[0].data[0].line.color == OKABE_ITO[0]
+    # a figure up to FILL_MAX_PX tall fills the screen (no fixed height); a tall grid keeps (and grows) its height
+    assert path_figure(_path()).layout.height <= FILL_MAX_PX and path.layout.height is None
+    tall = rdm_grid(_rdms(22))
+    assert tall.layout.height > FILL_MAX_PX and for_projector(tall).layout.height > tall.layout.height
+    assert for_projector(tall).layout.coloraxis.colorbar.tickfont.size >= MIN_FONT_PX

@@ -115,3 +115,15 @@ def test_bad_link_is_refused(engine):
         View.from_query(engine, "?model=resnet")
     with pytest.raises(RepgeomError, match="too long"):
         View.from_query(engine, "?" + "a" * 5000)
+
+
+def test_presentation_mode_is_kept_in_the_url_and_checked(engine):
+    from repgeom.core.errors import RepgeomError
+    from repgeom.ui.state import DISPLAY_MODES, View
+
+    assert View.default(engine).mode == "explore" and DISPLAY_MODES == ("explore", "present")
+    view = View.from_query(engine, "?mode=present&tab=paths")
+    assert view.mode == "present" and "mode=present" in view.to_query(engine)
+    assert "mode" not in View.default(engine).to_query(engine)
+    with pytest.raises(RepgeomError, match="display mode.*explore.*present"):
+        View.parse(engine, {**View.default(engine).controls(), "mode": "kiosk"})

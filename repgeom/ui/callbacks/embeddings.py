@@ -65,4 +65,4 @@ def embedding_figures(engine: Engine, set_progress: Progress, request: Any) -> t
 
     selection = parse_selection(request.get("selection"))
     out = views.embedding_views(engine, view, selection, progress, parse_indices(request.get("highlight")) or [], parse_indices(request.get("group")))
-    return out.grid, out.animation, out.shepard, ""
+    return views.presented(view, out.grid), views.presented(view, out.animation), views.presented(view, out.shepard), ""

@@ -26,7 +26,7 @@ def models_panel(engine: Engine, data: Any) -> tuple:
     view = parse_view(engine, data)
     if view is None or view.tab != "models":
         return no_update, no_update, no_update
-    return models_table(views.models_rows(engine)), views.metrics_view(engine, view), ""
+    return models_table(views.models_rows(engine)), views.presented(view, views.metrics_view(engine, view)), ""
 
 
 @guarded(2, 1)
@@ -35,4 +35,4 @@ def side_by_side(engine: Engine, data: Any) -> tuple:
     view = parse_view(engine, data)
     if view is None or view.tab != "models":
         return no_update, no_update
-    return views.side_by_side_view(engine, view), ""
+    return views.presented(view, views.side_by_side_view(engine, view)), ""

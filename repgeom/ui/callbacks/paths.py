@@ -20,7 +20,7 @@ def path_figure(engine: Engine, data: Any) -> tuple:
     if view is None or view.tab != "paths":
         return (no_update,) * 5
     out = views.path_view(engine, view)
-    return out.path, out.to_labels, out.shepard, html.Span(out.note), ""
+    return views.presented(view, out.path), views.presented(view, out.to_labels), views.presented(view, out.shepard), html.Span(out.note), ""
 
 
 @guarded(2, 1)
@@ -32,4 +32,4 @@ def survive_figure(engine: Engine, data: Any) -> tuple:
     fig = views.survive_view(engine, view)
     if fig is None:
         return views.note_figure("Tick two or three comparisons under \"Side by side\" to see whether the path's shape survives."), ""
-    return fig, ""
+    return views.presented(view, fig), ""

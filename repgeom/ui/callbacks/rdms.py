@@ -23,7 +23,7 @@ def rdm_figures(engine: Engine, data: Any, selection: Any) -> tuple:
     if view is None or view.tab != "rdms":
         return no_update, no_update, no_update
     grid, slider = views.rdm_views(engine, view, parse_selection(selection))
-    return grid, slider, ""
+    return views.presented(view, grid), views.presented(view, slider), ""
 
 
 @guarded(2, 1)
@@ -35,4 +35,4 @@ def difference_figure(engine: Engine, data: Any) -> tuple:
     fig = views.difference_view(engine, view)
     if fig is None:
         return views.note_figure("Choose A and B (model / node) to see where their RDMs differ reliably."), ""
-    return fig, ""
+    return views.presented(view, fig), ""
