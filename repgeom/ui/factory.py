@@ -70,7 +70,7 @@ def _prune_stale_builds(cache_dir: Path, fingerprint: str) -> None:
 
 
 def _warm(engine: Engine, view: View, background: Background) -> None:
-    """Compute the first page's views, then start a background job process, so the first visitor waits for neither."""
+    """Compute the first page's views, start a background job process, then the models tab's, so the first visitor waits for none."""
     try:
         views.rdm_views(engine, view, [])
         views.path_view(engine, view)
@@ -78,6 +78,9 @@ def _warm(engine: Engine, view: View, background: Background) -> None:
         log.info("default views ready (%s)", engine.cache_info())
         if isinstance(background.manager, PoolManager):
             background.manager.start()
+        views.metrics_view(engine, view)  # every model's nodes: seconds cold, so not on a visitor's first click of the models tab
+        views.side_by_side_view(engine, view)
+        log.info("models tab ready (%s)", engine.cache_info())
     except Exception:  # warming is an optimisation; never take the server down
         log.exception("warming the default views failed")
 
