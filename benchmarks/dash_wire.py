@@ -101,7 +101,7 @@ class Callback:
     Attributes:
         key: its first output, ``"id.prop"``: how the clients name it.
         output: Dash's output string (``"..a.x...b.y.."`` for several outputs).
-        outputs: ``(id, prop)`` of every output.
+        outputs: ``(id, prop)`` of every output (``prop`` without ``allow_duplicate``'s ``@hash``, as answers name it).
         inputs: ``"id.prop"`` of every input, in order.
         state: ``"id.prop"`` of every state, in order.
         interval_ms: polling interval of a background callback, else ``None``.
@@ -134,14 +134,18 @@ class CallbackGraph:
 
     def __init__(self, deps: Sequence[dict[str, Any]]) -> None:
         self.callbacks: dict[str, Callback] = {}
+        self.names: dict[str, Callback] = {}  # by Dash's own first output (with allow_duplicate's @hash)
         for dep in deps:
-            outputs = tuple(split_outputs(dep["output"]))
+            outputs = tuple((cid, prop.split("@", 1)[0]) for cid, prop in split_outputs(dep["output"]))  # allow_duplicate's @hash
             key = "{}.{}".format(*outputs[0])
+            if key in self.callbacks:  # a second writer of the same output (a view's job after its gate): Dash's own name
+                key = "{}.{}".format(*split_outputs(dep["output"])[0])
             bg = dep.get("background")
             interval = float(bg.get("interval", 500)) if isinstance(bg, dict) else None
             cb = Callback(key, dep["output"], outputs, tuple(_prop(i) for i in dep.get("inputs", [])),
                           tuple(_prop(s) for s in dep.get("state", [])), interval)
             self.callbacks.setdefault(key, cb)
+            self.names.setdefault("{}.{}".format(*split_outputs(dep["output"])[0]), cb)
 
     def __getitem__(self, first_output: str) -> Callback:
         """The callback whose first output is ``first_output`` (``"id.prop"``).
@@ -150,13 +154,13 @@ class CallbackGraph:
             WireError: no such callback (the message lists those there are).
         """
         try:
-            return self.callbacks[first_output]
+            return self.callbacks.get(first_output) or self.names[first_output]
         except KeyError:
             known = ", ".join(sorted(self.callbacks))
             raise WireError(f"the server has no callback with first output {first_output}; it has: {known}") from None
 
     def __contains__(self, first_output: object) -> bool:
-        return first_output in self.callbacks
+        return first_output in self.callbacks or first_output in self.names
 
     def payload(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None) -> dict[str, Any]:
         """The JSON object the renderer posts for one call.
@@ -170,7 +174,7 @@ class CallbackGraph:
             ``output``, ``outputs``, ``inputs``, ``state`` and ``changedPropIds``.
         """
         cb = self[first_output]
-        outs = [{"id": _id(i), "property": p} for i, p in cb.outputs]
+        outs = [{"id": _id(i), "property": p} for i, p in split_outputs(cb.output)]  # as Dash names them (@hash kept)
 
         def fill(props: tuple[str, ...]) -> list[dict[str, Any]]:
             return [{"id": _id(p.rsplit(".", 1)[0]), "property": p.rsplit(".", 1)[1], "value": values.get(p)} for p in props]
@@ -182,6 +186,20 @@ class CallbackGraph:
             "state": fill(cb.state),
             "changedPropIds": list(changed) if changed is not None else list(cb.inputs[:1]),
         }
+
+    def job_after(self, response: dict[str, Any]) -> tuple[Callback, dict[str, Any]] | None:
+        """The background job a gate's answer starts: ``(its callback, {request prop: value})``, else ``None``.
+
+        A view that may be slow has a gate that answers at once or sets a request store,
+        the only input of the view's background job (see ``repgeom/ui/callbacks/__init__.py``).
+        """
+        for prop, value in updated_props(response).items():
+            if value is None:
+                continue
+            for cb in self.triggered_by({prop}):
+                if cb.interval_ms is not None and cb.inputs == (prop,):
+                    return cb, {prop: value}
+        return None
 
     def body(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None) -> bytes:
         """:meth:`payload` encoded as the request body."""
@@ -385,9 +403,23 @@ class DashClient:
         return self.graph.payload(first_output, values, changed)
 
     def call(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None,
-             timeout_s: float = 120.0) -> Any:
-        """POST one call; returns the Flask response (for a background callback: the final one)."""
-        return self.post(self.graph.body(first_output, values, changed), timeout_s)
+             timeout_s: float = 120.0, follow: bool = False) -> Any:
+        """POST one call; returns the Flask response (for a background callback: the final one).
+
+        With ``follow``, when the call is a view's gate that did not answer ``first_output``
+        but started its job (set its request store), the job is posted and polled too, and
+        its answer returned, as the page would show it.
+        """
+        r = self.post(self.graph.body(first_output, values, changed), timeout_s)
+        if r.status_code != 200 or not follow:
+            return r
+        response, problem = parse_answer(r.status_code, r.get_data())
+        cid, prop = self.graph[first_output].outputs[0]
+        job = None if problem or prop in response.get(cid, {}) else self.graph.job_after(response)
+        if job is None:
+            return r
+        cb, request = job
+        return self.post(self.graph.body(cb.key, {**values, **request}), timeout_s)
 
     def post(self, data: str | bytes, timeout_s: float = 120.0, query: str = "") -> Any:
         """POST a raw body; a background job's handle is polled, as the renderer does, until it ends."""
@@ -414,9 +446,10 @@ class DashClient:
             raise WireError(f"{first_output} did not start a background job: HTTP {r.status_code} {r.get_data()[:300]!r}")
         return handle
 
-    def outputs(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None) -> dict[str, Any]:
-        """Call and return ``{"id.prop": value}`` for the outputs that were updated (empty on 204)."""
-        r = self.call(first_output, values, changed)
+    def outputs(self, first_output: str, values: dict[str, Any], changed: list[str] | None = None,
+                follow: bool = False) -> dict[str, Any]:
+        """Call (following a gate's job with ``follow``) and return ``{"id.prop": value}`` for the outputs that were updated (empty on 204)."""
+        r = self.call(first_output, values, changed, follow=follow)
         if r.status_code == 204:
             return {}
         response, problem = parse_answer(r.status_code, r.get_data())

@@ -36,13 +36,14 @@ Design notes:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,12 +68,16 @@ from .core.validate import check_choice, check_float, check_int
 from .settings import DEFAULT_CACHE_BYTES as _SETTINGS_CACHE_BYTES
 from .shared_cache import SharedStore
 
-__all__ = ["DEFAULT_CACHE_BYTES", "PROBE_NEIGHBOURS", "Engine", "NodeMetrics", "ProbePlace", "ProbeResult", "StimulusSpec", "ViewDefaults"]
+__all__ = ["DEFAULT_CACHE_BYTES", "PROBE_NEIGHBOURS", "Engine", "NodeMetrics", "NotCached", "ProbePlace", "ProbeResult", "StimulusSpec", "ViewDefaults"]
 
 #: Default bound on an engine's cache of computed results.
 DEFAULT_CACHE_BYTES = _SETTINGS_CACHE_BYTES
 
 T = TypeVar("T")
+
+
+class NotCached(Exception):  # noqa: N818 - an outcome of a probe, not an error
+    """Raised inside :meth:`Engine.cached_only` where a result would have to be computed."""
 
 
 @dataclass(frozen=True)
@@ -164,10 +169,15 @@ def _nbytes(value: Any) -> int:
 
 
 class _LRU:
-    """A thread-safe LRU cache bounded by the bytes of the arrays it holds."""
+    """A thread-safe LRU cache bounded by the bytes of the arrays it holds.
+
+    In a thread inside :meth:`cached_only`, a look-up that misses raises
+    :class:`NotCached` instead of computing.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self._max = max_bytes
+        self._probing = threading.local()
         self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._size = 0
         self._lock = threading.RLock()
@@ -181,6 +191,7 @@ class _LRU:
                 self._data.move_to_end(key)
                 self.hits += 1
                 return self._data[key][0]
+            self.check_may_compute()
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:  # one computation per key even under concurrent requests
             with self._lock:
@@ -199,6 +210,21 @@ class _LRU:
                         _, (_, old) = self._data.popitem(last=False)
                         self._size -= old
             return value
+
+    @contextlib.contextmanager
+    def cached_only(self) -> Iterator[None]:
+        """In this thread, for the ``with`` block: answer from the cache or raise :class:`NotCached`."""
+        before = getattr(self._probing, "on", False)
+        self._probing.on = True
+        try:
+            yield
+        finally:
+            self._probing.on = before
+
+    def check_may_compute(self) -> None:
+        """Raise :class:`NotCached` inside :meth:`cached_only` (work outside the cache calls this first)."""
+        if getattr(self._probing, "on", False):
+            raise NotCached
 
     @property
     def nbytes(self) -> int:
@@ -382,6 +408,7 @@ class Engine:
         with self._history_lock:
             if model_at in self.models:
                 return
+            self._cache.check_may_compute()  # loading a checkpoint is work, not a look-up
             entry = self.models[base].entry
             snapshot = replace(entry, id=model_at, file=found.file, sha256=found.sha256, history=())
             loaded = load_checkpoint(snapshot, self._models_dir)
@@ -487,6 +514,7 @@ class Engine:
         self._same_dataset(model, spec)
         if len(missing) < 2:
             return
+        self._cache.check_may_compute()
         images = self.stimuli(spec).tensor(self.device)
         feats = self._extractors[model](images, missing)
         for n in missing:
@@ -494,6 +522,19 @@ class Engine:
 
     def _cached(self, key: Hashable) -> bool:
         return key in self._cache
+
+    def cached_only(self) -> contextlib.AbstractContextManager[None]:
+        """For the ``with`` block, in this thread: answer from the cache, or raise :class:`NotCached` before computing anything.
+
+        What a dashboard asks first, to know whether a view is ready now or needs a background job::
+
+            try:
+                with engine.cached_only():
+                    figure = draw(engine.path(...))
+            except NotCached:
+                ...  # start a job
+        """
+        return self._cache.cached_only()
 
     def rdm(self, model: str, node: str, spec: StimulusSpec, method: str = "correlation") -> RDM:
         """The RDM of one node."""
@@ -638,6 +679,7 @@ class Engine:
                 self._cache.get_or_compute(keys[n], lambda found=found: found)
                 missing.remove(n)
         if len(missing) > 1:
+            self._cache.check_may_compute()
             self.prefetch_features(model, missing, spec)
             for n, e in zip(missing, self._embed_nodes(model, missing, spec, method, seed, perplexity), strict=True):
                 if self.shared is not None:

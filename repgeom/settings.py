@@ -163,6 +163,9 @@ class Settings:
             page is told the server is busy and nothing starts (``REPGEOM_MAX_JOBS``, default 64).
         max_client_jobs: of those, how many one client address may have
             (``REPGEOM_MAX_CLIENT_JOBS``, default 4; visitors behind one proxy share it).
+        max_answer_bytes: largest download the dashboard sends; a larger one is refused
+            with the equivalent ``python -m repgeom export`` command line
+            (``REPGEOM_MAX_ANSWER_BYTES``, default 32 MiB, at least 64 KiB).
     """
 
     host: str = "127.0.0.1"
@@ -180,6 +183,7 @@ class Settings:
     job_processes: int | None = None
     max_jobs: int = 64
     max_client_jobs: int = 4
+    max_answer_bytes: int = 32 << 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -224,6 +228,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         job_processes = _whole(env, "REPGEOM_JOB_PROCESSES", 0, 0, 64) or None
         max_jobs = _whole(env, "REPGEOM_MAX_JOBS", Settings.max_jobs, 1, 10_000)
         max_client_jobs = _whole(env, "REPGEOM_MAX_CLIENT_JOBS", Settings.max_client_jobs, 1, 10_000)
+        answer_bytes = _whole(env, "REPGEOM_MAX_ANSWER_BYTES", Settings.max_answer_bytes, 1 << 16, 1 << 40, "of bytes")
     except ConfigError as exc:
         p.error(str(exc))
     if a.redis_url and not a.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -232,7 +237,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         host=host, port=port, models_dir=a.models_dir, data_root=a.data_root, device=a.device, debug=a.debug,
         warm=a.warm, response_cache_bytes=response_bytes, cache_bytes=cache_bytes, cache_dir=a.cache_dir,
         redis_url=a.redis_url, max_body_bytes=body_bytes, job_processes=job_processes, max_jobs=max_jobs,
-        max_client_jobs=max_client_jobs,
+        max_client_jobs=max_client_jobs, max_answer_bytes=answer_bytes,
     )
 
 

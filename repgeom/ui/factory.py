@@ -74,6 +74,7 @@ def _warm(engine: Engine, view: View, background: Background) -> None:
     try:
         views.rdm_views(engine, view, [])
         views.path_view(engine, view)
+        views.survive_view(engine, view)
         views.embedding_views(engine, view, [])
         log.info("default views ready (%s)", engine.cache_info())
         if isinstance(background.manager, PoolManager):
@@ -141,7 +142,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.server.secret_key = background.secret
     app.server.extensions["repgeom.background"] = background
     app.layout = build_layout(engine, view)
-    register(app, engine)
+    register(app, engine, max_answer_bytes=settings.max_answer_bytes)
     if settings.response_cache_bytes > 0:
         responses = f"responses-{fingerprint[:16]}"  # shared only where asked: --cache-dir or Redis
         shared = open_store(settings.redis_url, cache_dir / responses, responses) if settings.cache_dir or settings.redis_url else None

@@ -7,7 +7,9 @@ spells an id.
 
 from __future__ import annotations
 
-__all__ = ["CONTROL_IDS", "GRAPH_IDS", "ID", "note_id", "preset_id"]
+from dataclasses import dataclass
+
+__all__ = ["CONTROL_IDS", "DOWNLOAD_JOB", "EMBED_JOB", "GRAPH_IDS", "ID", "JOBS", "PATH_JOB", "RDM_JOB", "JobIds", "note_id", "preset_id"]
 
 
 class ID:
@@ -109,6 +111,49 @@ class ID:
     MODE = "mode"
     SHORTCUTS = "shortcuts"
     GRAPH_CONFIGS = "graph-configs"
+
+
+@dataclass(frozen=True)
+class JobIds:
+    """The components around one view's background job (see :func:`_job_ids` for their names).
+
+    Attributes:
+        request: store: what the job computes (set by the view's gate; a change starts the job).
+        abandon: store: set when the gate answered directly, so that a job still running is cancelled.
+        busy: the progress panel, shown while the job runs.
+        progress: its ``<progress>`` bar.
+        text: its text (what is being computed).
+        cancel: its Cancel button.
+        notice: the panel shown after Cancel.
+        notice_text: what the notice says.
+        again: the notice's "Compute again" button.
+    """
+
+    request: str
+    abandon: str
+    busy: str
+    progress: str
+    text: str
+    cancel: str
+    notice: str
+    notice_text: str
+    again: str
+
+
+def _job_ids(prefix: str) -> JobIds:
+    return JobIds(*(f"{prefix}-{part}" for part in ("request", "abandon", "busy", "progress", "progress-text", "cancel", "notice", "notice-text", "again")))
+
+
+#: The embeddings tab's job (its ids are also ``ID.EMBED_REQUEST`` ...).
+EMBED_JOB = _job_ids("embed")
+#: The paths tab's job (the path, its companions and the side-by-side figure).
+PATH_JOB = _job_ids("path")
+#: The RDM tab's job (large stimulus sets).
+RDM_JOB = _job_ids("rdm")
+#: The ``.npz`` download's job.
+DOWNLOAD_JOB = _job_ids("download")
+#: Every job by the name the page shows it under.
+JOBS = {"embeddings": EMBED_JOB, "paths": PATH_JOB, "RDMs": RDM_JOB, "download": DOWNLOAD_JOB}
 
 
 def preset_id(index: int) -> dict[str, str | int]:

@@ -21,7 +21,7 @@ from ..figures.rdm import COLORSCALES
 from ..figures.style import COMPARE_LABELS
 from ..pipeline import Engine
 from .explanations import FIGURE_NOTES, GLOSSARY
-from .ids import ID, note_id, preset_id
+from .ids import DOWNLOAD_JOB, EMBED_JOB, ID, JOBS, PATH_JOB, RDM_JOB, JobIds, note_id, preset_id
 from .state import LANDMARK_CHOICES, SURVIVE_COMPARISONS, View, per_class_limit
 
 __all__ = [
@@ -161,16 +161,30 @@ def _message(message_id: str) -> html.Div:
     return html.Div(id=message_id, className="message", role="status", **{"aria-live": "polite"})
 
 
-def _progress() -> html.Div:
-    """Progress and cancel for the embeddings, shown only while their background job runs."""
+def _progress(job: JobIds) -> html.Div:
+    """A background job's panel: progress and Cancel while it runs; after Cancel (or a lost job) a notice and "Compute again"."""
     return html.Div(
-        id=ID.EMBED_BUSY,
-        className="job-progress",
-        style={"display": "none"},
+        className="job-panel",
         children=[
-            html.Progress(id=ID.EMBED_PROGRESS, value="0", max="1"),
-            html.Span(id=ID.EMBED_PROGRESS_TEXT, className="job-progress-text", role="status", **{"aria-live": "polite"}),
-            html.Button("Cancel", id=ID.EMBED_CANCEL, className="cancel-button", n_clicks=0),
+            html.Div(
+                id=job.busy,
+                className="job-progress",
+                style={"display": "none"},
+                children=[
+                    html.Progress(id=job.progress, value="0", max="1"),
+                    html.Span(id=job.text, className="job-progress-text", role="status", **{"aria-live": "polite"}),
+                    html.Button("Cancel", id=job.cancel, className="cancel-button", n_clicks=0),
+                ],
+            ),
+            html.Div(
+                id=job.notice,
+                className="job-notice message-box warning",
+                style={"display": "none"},
+                children=[
+                    html.Span(id=job.notice_text, role="status", **{"aria-live": "polite"}),
+                    html.Button("Compute again", id=job.again, className="button", n_clicks=0),
+                ],
+            ),
         ],
     )
 
@@ -332,6 +346,7 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
                 dcc.RadioItems(id=ID.IMAGE_FORMAT, options=[{"label": f" {f.upper()}", "value": f} for f in IMAGE_FORMATS], value="png", inline=True),
             ),
             html.Button("Download this view (.npz)", id=ID.DOWNLOAD_BUTTON, className="button primary", n_clicks=0),
+            _progress(DOWNLOAD_JOB),
             _message(ID.DOWNLOAD_MESSAGE),
             dcc.Download(id=ID.DOWNLOAD),
         ],
@@ -403,6 +418,7 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
                 value="rdms",
                 children=[
                     _message(ID.RDM_MESSAGE),
+                    _progress(RDM_JOB),
                     _graph(ID.RDM_GRID, 380),
                     _graph(ID.RDM_SLIDER, 640),
                     html.H3("Difference RDM"),
@@ -422,7 +438,7 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
                 value="embeddings",
                 children=[
                     _message(ID.EMBED_MESSAGE),
-                    _progress(),
+                    _progress(EMBED_JOB),
                     _point_tools(engine, view),
                     _graph(ID.EMBED_GRID, 600),
                     _graph(ID.EMBED_ANIM, 620),
@@ -434,6 +450,7 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
                 value="paths",
                 children=[
                     _message(ID.PATH_MESSAGE),
+                    _progress(PATH_JOB),
                     html.Div(id=ID.PATH_NOTE, className="field-hint", role="status"),
                     _graph(ID.PATH_GRAPH, 620),
                     _graph(ID.PATH_LABELS_GRAPH, 420),
@@ -492,11 +509,11 @@ def build_layout(engine: Engine, view: View) -> html.Div:
             dcc.Location(id=ID.URL, refresh=False),
             dcc.Store(id=ID.SELECTION, data=[]),
             dcc.Store(id=ID.VIEW, data=None),
-            dcc.Store(id=ID.EMBED_REQUEST, data=None),
             dcc.Store(id=ID.PROBE_IMAGE, data=None),
             dcc.Store(id=ID.GRAPH_CONFIGS, data=None),
             dcc.Store(id=ID.HIGHLIGHT, data=[]),
             dcc.Store(id=ID.GROUP, data=None),
+            *(dcc.Store(id=i, data=None) for job in JOBS.values() for i in (job.request, job.abandon)),
             html.Header(
                 className="header",
                 children=[

@@ -40,7 +40,7 @@ from ..figures import (
 from ..figures.embedding import METHOD_NAMES
 from ..figures.images import image_data_uri
 from ..figures.present import for_projector
-from ..figures.style import STRESS_NAME, model_color, path_basis
+from ..figures.style import COMPARE_LABELS, STRESS_NAME, model_color, path_basis
 from ..pipeline import PROBE_NEIGHBOURS, Engine
 from .state import View, default_nodes, split_model_node
 
@@ -51,6 +51,7 @@ __all__ = [
     "PATH_BOOT",
     "SHEPARD_PAIRS",
     "SIDE_MODELS",
+    "Progress",
     "EmbeddingViews",
     "HoverInfo",
     "NeighbourCard",
@@ -72,6 +73,7 @@ __all__ = [
     "models_rows",
     "pair_view",
     "presented",
+    "path_steps",
     "path_view",
     "probe_note",
     "probe_views",
@@ -271,6 +273,30 @@ def note_figure(text: str, height: int = 200) -> go.Figure:
     return fig
 
 
+#: A progress report: ``(steps done, steps in all, what comes next)``.
+Progress = Callable[[int, int, str], None]
+
+
+class _Ticker:
+    """Counts steps for a :data:`Progress` callable: each call reports the step about to start."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, max(total, 1), 0
+
+    def __call__(self, what: str) -> None:
+        if self.progress is not None:
+            self.progress(min(self.done, self.total - 1), self.total, what)
+        self.done += 1
+
+
+def path_steps(engine: Engine, view: View, bootstrap: bool = True) -> int:
+    """How many steps :func:`path_view` reports (with a ``progress``): features of each model, the path, the bootstrap, each seed yardstick."""
+    models, _, _ = _path_models(engine, view)
+    boot = bootstrap and view.path_mode == "models" and view.compare != "tau_a"
+    yardsticks = sum(1 for m in models if engine.replicates(m)) if boot else 0
+    return len(models) + 1 + int(boot) + yardsticks
+
+
 @dataclass(frozen=True)
 class PathViews:
     """The path tab's figures: the path (with its ellipses once bootstrapped), the angle to labels, the Shepard diagram, a note."""
@@ -295,7 +321,7 @@ def _path_models(engine: Engine, view: View) -> tuple[list[str], dict[str, list[
     return ids, {m: list(view.nodes) for m in ids}, epochs
 
 
-def path_view(engine: Engine, view: View, bootstrap: bool = True) -> PathViews:
+def path_view(engine: Engine, view: View, bootstrap: bool = True, progress: Progress | None = None) -> PathViews:
     """The path tab: the path, the angle to labels and the path's Shepard diagram.
 
     Models mode: the chosen models over all their nodes, with the view's landmarks and
@@ -304,10 +330,17 @@ def path_view(engine: Engine, view: View, bootstrap: bool = True) -> PathViews:
     second seed gets its seed variability as a band. Per-point distortion shows on hover.
     Training mode: the view's model and nodes at each epoch of its history, animated
     epoch by epoch (no bootstrap).
+
+    ``progress(done, total, what)`` is called before each step (see :func:`path_steps`).
     """
     spec = view.spec(engine, view.n_embed)
     models, nodes, epochs = _path_models(engine, view)
     marks = view.landmark_spec()
+    tick = _Ticker(progress, path_steps(engine, view, bootstrap))
+    for m in models if progress is not None else ():  # features model by model: progress while they are extracted
+        tick(f"features of {m}")
+        engine.prefetch_features(m, engine.select_nodes(m, (nodes or {}).get(m)), spec)
+    tick("the path's RDMs and MDS")
     path = engine.path(models, nodes, spec, view.path_rdm, view.compare, landmarks=marks)
     shown = path.display_rows
     true, plotted, _ = shepard_pairs(path.distances[np.ix_(shown, shown)], path.coords[shown])
@@ -326,6 +359,7 @@ def path_view(engine: Engine, view: View, bootstrap: bool = True) -> PathViews:
     elif view.compare == "tau_a":
         notes.append("No bootstrap for Kendall's tau-a (0.05 s a pair of RDMs).")
     else:
+        tick(f"{PATH_BOOT} bootstrap samples")
         uncertainty = engine.path_uncertainty(models, nodes, spec, view.path_rdm, view.compare, landmarks=marks, n_boot=PATH_BOOT)
         notes.append(f"Intervals and ellipses from {PATH_BOOT} bootstrap samples of the stimuli within class (export --bootstrap B for more).")
     drawn = set(shown.tolist()) if uncertainty is not None else set()
@@ -334,6 +368,7 @@ def path_view(engine: Engine, view: View, bootstrap: bool = True) -> PathViews:
     for m in models:
         if bootstrap and engine.replicates(m) and view.compare != "tau_a":
             chosen = [path.nodes[i] for i in path.rows_of(m)]
+            tick(f"seed variability of {m}")
             yardsticks[m] = engine.seed_variability(m, chosen, spec, view.path_rdm, view.compare)
             notes.append(f"Band: seed variability of {m}, the angle to {engine.replicates(m)[0]} at each node.")
     colors = model_colors(engine)
@@ -353,13 +388,20 @@ def _epoch_colors(path: Any) -> dict[str, str]:
     return dict(zip(models, sample_colorscale("Viridis", [0.9 * k / max(len(models) - 1, 1) for k in range(len(models))]), strict=True))
 
 
-def survive_view(engine: Engine, view: View) -> go.Figure | None:
-    """The path under each of ``view.survive``'s comparisons, Procrustes-aligned to the first (``None`` when none are chosen)."""
+def survive_view(engine: Engine, view: View, progress: Progress | None = None) -> go.Figure | None:
+    """The path under each of ``view.survive``'s comparisons, Procrustes-aligned to the first (``None`` when none are chosen).
+
+    ``progress(done, total, what)`` is called before each comparison's path.
+    """
     if not view.survive:
         return None
     spec = view.spec(engine, view.n_embed)
     models, nodes, _ = _path_models(engine, view)
-    paths = [engine.path(models, nodes, spec, view.path_rdm, c, landmarks=view.landmark_spec()) for c in view.survive]
+    tick = _Ticker(progress, len(view.survive))
+    paths = []
+    for c in view.survive:
+        tick(f"the path under {COMPARE_LABELS.get(c, c)}")
+        paths.append(engine.path(models, nodes, spec, view.path_rdm, c, landmarks=view.landmark_spec()))
     aligned = [procrustes_align(p.coords, paths[0].coords) for p in paths]
     colors = model_colors(engine) if view.path_mode == "models" else _epoch_colors(paths[0])
     return survive_figure(paths, aligned, colors)

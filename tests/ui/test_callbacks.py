@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import urllib.parse
@@ -15,7 +16,7 @@ from dash import html, no_update
 from repgeom.ui import views
 from repgeom.ui.callbacks import download, embeddings, models, paths, rdms, selection, sync
 from repgeom.ui.callbacks.common import BUG_MESSAGE, guarded, parse_selection
-from repgeom.ui.ids import CONTROL_IDS, GRAPH_IDS, ID, preset_id
+from repgeom.ui.ids import CONTROL_IDS, GRAPH_IDS, ID, JOBS, preset_id
 from repgeom.ui.state import View, default_nodes
 from tests.dash_client import DashClient
 
@@ -321,7 +322,7 @@ def _layout_ids(node) -> set:
 
 def test_every_callback_id_is_in_the_layout_and_in_ids(app):
     in_layout = _layout_ids(app.server.test_client().get("/_dash-layout").get_json())
-    known = {v for k, v in vars(ID).items() if k.isupper()}
+    known = {v for k, v in vars(ID).items() if k.isupper()} | {i for job in JOBS.values() for i in dataclasses.astuple(job)}
     for key, spec in app.callback_map.items():
         outs = [f"{o.component_id}.{o.component_property}" for o in (spec["output"] if isinstance(spec["output"], list) else [spec["output"]])]
         refs = [f"{i['id']}.{i['property']}" for i in spec["inputs"] + spec["state"]] + outs
@@ -332,7 +333,7 @@ def test_every_callback_id_is_in_the_layout_and_in_ids(app):
 
 
 def test_callback_graph(app):
-    outputs = {k.strip(".").split("...")[0] for k in app.callback_map}
+    outputs = {k.strip(".").split("...")[0].split("@")[0] for k in app.callback_map}
     assert {
         "url.search",
         "rdm-grid.figure",
@@ -348,13 +349,17 @@ def test_callback_graph(app):
     inputs = {f"{i['id']}.{i['property']}" for i in synced["inputs"]}
     assert {f"{cid}.value" for cid in CONTROL_IDS.values()} <= inputs and "url.search" in inputs
     for key, spec in app.callback_map.items():
-        if key.startswith(("..rdm-grid.figure", "..path-graph.figure", "..models-table.children", "embed-request.data")):
+        job = spec.get("background") is not None  # a job's input is its gate's request
+        if key.startswith(("..rdm-grid.figure", "..path-graph.figure", "..models-table.children", "embed-request.data")) and not job:
             assert {"id": ID.VIEW, "property": "data"} in spec["inputs"]
     # the embeddings are a background job with progress and cancel, started only through the gate
     embed = app.callback_map[next(k for k in app.callback_map if k.startswith("..embed-grid.figure"))]
     assert embed["inputs"] == [{"id": ID.EMBED_REQUEST, "property": "data"}]
-    assert embed["background"]["cancel"] == [{"id": ID.EMBED_CANCEL, "property": "n_clicks"}]
-    assert [p.component_id for p in embed["background"]["progress"]] == [ID.EMBED_PROGRESS] * 2 + [ID.EMBED_PROGRESS_TEXT]
+    # every view that may be slow has a job with progress, Cancel, and the gate's abandon store (which cancels it too)
+    for name, job in JOBS.items():
+        spec = next(v for v in app.callback_map.values() if v.get("background") and v["inputs"] == [{"id": job.request, "property": "data"}])
+        assert spec["background"]["cancel"] == [{"id": job.cancel, "property": "n_clicks"}, {"id": job.abandon, "property": "data"}], name
+        assert [p.component_id for p in spec["background"]["progress"]] == [job.progress] * 2 + [job.text], name
 
 
 def test_page_and_health(app):
@@ -408,9 +413,12 @@ def test_the_embeddings_run_as_a_polled_background_job(dash, engine):
 
 
 def test_download_over_http(dash, engine):
+    """The click's gate starts a job (nothing is cached for this view), which sends the file."""
     out = dash.outputs(
-        "download.data", {"download-button.n_clicks": 1, "view.data": _view(engine, n_rdm=2, nodes=["conv2"])}, changed=["download-button.n_clicks"]
+        "download.data", {"download-button.n_clicks": 1, "view.data": _view(engine, n_rdm=2, nodes=["conv2"], n_embed=3)},
+        changed=["download-button.n_clicks"], follow=True,
     )
+    assert dash.polls >= 1, "the download ran as a background job and was polled for"
     z = np.load(io.BytesIO(base64.b64decode(out["download.data"]["content"])))
     assert z["rdm/recurrent/conv2"].shape == (20, 20)
 

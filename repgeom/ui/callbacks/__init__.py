@@ -3,13 +3,14 @@
 ::
 
     url.search ─┐                         ┌─► url.search (shareable link), node options and hint
-    controls ───┤                         ├─► rdms.rdm_figures        ┐
-    presets ────┼─► sync ─► view store ───┼─► embeddings (gate → job)  ├─ + selection store
-    hypothesis ─┘        (validated View) ├─► paths.path_figure (path, angle to labels, Shepard)
-     editor's add   + hypotheses' options ├─► paths.survive_figure (side by side), rdms.difference_figure
+    controls ───┤                         ├─► rdms (gate → job)                  ┐
+    presets ────┼─► sync ─► view store ───┼─► embeddings (gate → job)             ├─ + selection store
+    hypothesis ─┘        (validated View) ├─► paths (gate → job: path, angle to labels,
+     editor's add   + hypotheses' options │          Shepard, side by side)
+                                          ├─► rdms.difference_figure
                                           ├─► models.models_panel (table + every model's metrics)
                                           ├─► models.side_by_side (models' RDMs, one colour scale)
-                                          └─► download.download (.npz)
+                                          └─► download (gate → job, on the button's click: .npz)
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
     clicks on points ─► selection.neighbours (k nearest in feature space and on the plot)
     hovers ─► selection.hover (the stimulus images)
@@ -20,6 +21,14 @@
 
 A background callback is marked with :func:`~repgeom.ui.background.notices_to`: where its
 page is told that its job was refused (the server is busy) or lost.
+
+A view that may take more than about a second has a *gate* and a *job* (:func:`_job`)::
+
+    gate inputs ─► gate ─┬─► the outputs themselves (cached or small) + abandon store ─► cancels a running job
+     + "Compute again"   └─► request store ─► background job ─► the outputs (allow_duplicate)
+                                                  │ progress bar, text, Cancel (busy panel)
+    Cancel, request, abandon ─► jobs.notice ─► "Cancelled" + "Compute again" (shown / hidden)
+    a job refused (busy) or lost ─► (notices_to) the view's message
 
 Each function takes the engine first, then the values Dash sends (already in the order
 of its inputs and states); callbacks that several inputs trigger also take the id that
@@ -42,28 +51,74 @@ from flask import has_request_context, request
 
 from ...pipeline import Engine
 from ..background import notices_to
-from ..ids import CONTROL_IDS, GRAPH_IDS, ID, preset_id
-from . import download, embeddings, models, paths, probe, rdms, selection, sync
+from ..ids import CONTROL_IDS, DOWNLOAD_JOB, EMBED_JOB, GRAPH_IDS, ID, PATH_JOB, RDM_JOB, JobIds, preset_id
+from . import download, embeddings, jobs, models, paths, probe, rdms, selection, sync
 
 __all__ = ["register"]
 
 
-def _bind(fn: Callable[..., Any], engine: Engine) -> Callable[..., Any]:
+def _bind(fn: Callable[..., Any], engine: Engine, **options: Any) -> Callable[..., Any]:
     """``fn`` with ``engine`` as its first argument (a closure, not a partial: Dash hashes a background callback's source)."""
 
     @functools.wraps(fn)
     def bound(*args: Any) -> Any:
-        return fn(engine, *args)
+        return fn(engine, *args, **options)
 
     return bound
 
 
-def register(app: Dash, engine: Engine) -> None:
+def _job(app: Dash, job: JobIds, what: str, outputs: list[Output], message: str, compute: Callable[..., Any], gate: Callable[..., Any] | None,
+         gate_inputs: list[Any], gate_state: list[Any] | None = None) -> None:
+    """Wire one view's gate, background job and notice (see the diagram above).
+
+    Args:
+        app: the app.
+        job: the job's component ids.
+        what: the job's name in the notice ("path").
+        outputs: the view's outputs, written by the job (and by the gate: ``allow_duplicate``).
+        message: the view's message box, where the page is told that its job was refused or lost.
+        compute: the job, ``(set_progress, request)`` -> outputs.
+        gate: ``(*gate inputs, again clicks, *gate state)`` -> ``(*outputs, request, abandon)``;
+            ``None`` when the caller wires its own gate into ``job.request``.
+        gate_inputs: the gate's inputs ("Compute again" is added after them).
+        gate_state: the gate's states.
+    """
+    shared = [Output(o.component_id, o.component_property, allow_duplicate=True) for o in outputs] if gate is not None else outputs
+    if gate is not None:
+        app.callback(
+            [*shared, Output(job.request, "data"), Output(job.abandon, "data")],
+            [*gate_inputs, Input(job.again, "n_clicks")],
+            gate_state or [],
+            prevent_initial_call=True,
+        )(gate)
+    app.callback(
+        shared,
+        Input(job.request, "data"),
+        background=True,
+        progress=[Output(job.progress, "value"), Output(job.progress, "max"), Output(job.text, "children")],
+        progress_default=["0", "1", "starting…"],
+        running=[(Output(job.busy, "style"), {"display": "flex"}, {"display": "none"})],
+        cancel=[Input(job.cancel, "n_clicks"), Input(job.abandon, "data")],
+        interval=500,
+        prevent_initial_call=True,
+    )(notices_to(compute, message))
+
+    @app.callback(
+        [Output(job.notice, "style"), Output(job.notice_text, "children")],
+        [Input(job.cancel, "n_clicks"), Input(job.request, "data"), Input(job.abandon, "data")],
+        prevent_initial_call=True,
+    )
+    def notice(clicks: Any, _request: Any, _abandon: Any) -> tuple:
+        return jobs.notice(ctx.triggered_id, clicks, what)
+
+
+def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANSWER_BYTES) -> None:
     """Attach every callback to ``app``, computing with ``engine`` (no module state).
 
     Args:
-        app: the Dash app (with a background-callback manager for the embeddings job).
+        app: the Dash app (with a background-callback manager for the jobs).
         engine: the engine every callback computes with.
+        max_answer_bytes: the largest download sent; larger ones are refused with the command line.
     """
     controls = [CONTROL_IDS[n] for n in sync.CONTROLS]
     presets = [preset_id(i) for i in range(len(engine.presets))]
@@ -89,43 +144,38 @@ def register(app: Dash, engine: Engine) -> None:
         name, groups = rest[-2:]
         return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values, strict=False)), (name, groups))
 
+    _job(
+        app, RDM_JOB, "RDM",
+        [Output(ID.RDM_GRID, "figure"), Output(ID.RDM_SLIDER, "figure"), Output(ID.RDM_MESSAGE, "children")], ID.RDM_MESSAGE,
+        _bind(rdms.rdm_job, engine), _bind(rdms.rdm_gate, engine), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")],
+    )
     app.callback(
-        [Output(ID.RDM_GRID, "figure"), Output(ID.RDM_SLIDER, "figure"), Output(ID.RDM_MESSAGE, "children")],
-        [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")],
-    )(_bind(rdms.rdm_figures, engine))
-
-    app.callback(
-        Output(ID.EMBED_REQUEST, "data"),
-        [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data"), Input(ID.HIGHLIGHT, "data"), Input(ID.GROUP, "data")],
+        Output(EMBED_JOB.request, "data"),
+        [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data"), Input(ID.HIGHLIGHT, "data"), Input(ID.GROUP, "data"), Input(EMBED_JOB.again, "n_clicks")],
     )(_bind(embeddings.embedding_request, engine))
     app.callback(
         [Output(ID.DIFF_GRAPH, "figure"), Output(ID.DIFF_MESSAGE, "children")],
         Input(ID.VIEW, "data"),
     )(_bind(rdms.difference_figure, engine))
 
-    app.callback(
+    _job(
+        app, EMBED_JOB, "embeddings",
         [Output(ID.EMBED_GRID, "figure"), Output(ID.EMBED_ANIM, "figure"), Output(ID.EMBED_SHEPARD, "figure"), Output(ID.EMBED_MESSAGE, "children")],
-        Input(ID.EMBED_REQUEST, "data"),
-        background=True,
-        progress=[Output(ID.EMBED_PROGRESS, "value"), Output(ID.EMBED_PROGRESS, "max"), Output(ID.EMBED_PROGRESS_TEXT, "children")],
-        progress_default=["0", "1", ""],
-        running=[(Output(ID.EMBED_BUSY, "style"), {"display": "flex"}, {"display": "none"})],
-        cancel=[Input(ID.EMBED_CANCEL, "n_clicks")],
-        interval=500,
-        prevent_initial_call=True,
-    )(notices_to(_bind(embeddings.embedding_figures, engine), ID.EMBED_MESSAGE))
-
-    app.callback(
+        ID.EMBED_MESSAGE, _bind(embeddings.embedding_figures, engine), None, [],
+    )
+    _job(
+        app, PATH_JOB, "path",
         [
             Output(ID.PATH_GRAPH, "figure"),
             Output(ID.PATH_LABELS_GRAPH, "figure"),
             Output(ID.PATH_SHEPARD_GRAPH, "figure"),
             Output(ID.PATH_NOTE, "children"),
             Output(ID.PATH_MESSAGE, "children"),
+            Output(ID.SURVIVE_GRAPH, "figure"),
+            Output(ID.SURVIVE_MESSAGE, "children"),
         ],
-        Input(ID.VIEW, "data"),
-    )(_bind(paths.path_figure, engine))
-    app.callback([Output(ID.SURVIVE_GRAPH, "figure"), Output(ID.SURVIVE_MESSAGE, "children")], Input(ID.VIEW, "data"))(_bind(paths.survive_figure, engine))
+        ID.PATH_MESSAGE, _bind(paths.path_job, engine), _bind(paths.path_gate, engine), [Input(ID.VIEW, "data")],
+    )
 
     app.callback(
         [Output(ID.MODELS_TABLE, "children"), Output(ID.METRICS_GRAPH, "figure"), Output(ID.MODELS_MESSAGE, "children")],
@@ -206,14 +256,15 @@ def register(app: Dash, engine: Engine) -> None:
     def isolate(grid_selected: Any, anim_selected: Any, _reset: Any, data: Any) -> tuple:
         return selection.isolate(engine, ctx.triggered_id, grid_selected, anim_selected, data)
 
-    @app.callback(
-        [Output(ID.DOWNLOAD, "data"), Output(ID.DOWNLOAD_MESSAGE, "children")],
-        Input(ID.DOWNLOAD_BUTTON, "n_clicks"),
-        State(ID.VIEW, "data"),
-        prevent_initial_call=True,
+    def download_gate(clicks: Any, _again: Any, data: Any) -> tuple:
+        return download.download_gate(engine, clicks, data, max_bytes=max_answer_bytes)
+
+    _job(
+        app, DOWNLOAD_JOB, "download",
+        [Output(ID.DOWNLOAD, "data"), Output(ID.DOWNLOAD_MESSAGE, "children")], ID.DOWNLOAD_MESSAGE,
+        _bind(download.download_job, engine, max_bytes=max_answer_bytes), download_gate,
+        [Input(ID.DOWNLOAD_BUTTON, "n_clicks")], [State(ID.VIEW, "data")],
     )
-    def download_view(_clicks: Any, data: Any) -> tuple:
-        return download.download(engine, data)
 
     app.callback(Output(ID.GRAPH_CONFIGS, "data"), [Input(ID.IMAGE_FORMAT, "value"), Input(ID.VIEW, "data")])(_bind(download.graph_configs, engine))
     app.clientside_callback(_APPLY_CONFIGS % json.dumps(list(GRAPH_IDS)), [Output(g, "config") for g in GRAPH_IDS], Input(ID.GRAPH_CONFIGS, "data"))

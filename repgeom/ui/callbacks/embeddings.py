@@ -12,6 +12,7 @@ from ...core.errors import RepgeomError
 from ...pipeline import Engine
 from .. import views
 from .common import guarded, parse_indices, parse_selection, parse_view
+from .jobs import reporter
 
 __all__ = ["embedding_figures", "embedding_request"]
 
@@ -20,11 +21,11 @@ log = logging.getLogger(__name__)
 Progress = Callable[[tuple[str, str, str]], None]
 
 
-def embedding_request(engine: Engine, data: Any, selection: Any, highlight: Any = None, group: Any = None) -> Any:
+def embedding_request(engine: Engine, data: Any, selection: Any, highlight: Any = None, group: Any = None, _again: Any = None) -> Any:
     """The embeddings job's request (``{"view", "selection", "highlight", "group"}``), only when its tab shows and the view is valid.
 
     A job is a process: this gate keeps hidden tabs and bad views from starting one (the
-    sync callback reports bad controls).
+    sync callback reports bad controls). "Compute again" (``_again``) sends the request again.
 
     Args:
         engine: the engine.
@@ -56,13 +57,7 @@ def embedding_figures(engine: Engine, set_progress: Progress, request: Any) -> t
     view = parse_view(engine, request.get("view"))
     if view is None or view.tab != "embeddings":
         return no_update, no_update, no_update, no_update
-
-    def progress(done: int, total: int, what: str) -> None:
-        try:  # progress is a courtesy: a busy job store must not fail the job itself
-            set_progress((str(done), str(total), f"{done}/{total} · {what}" if done < total else what))
-        except Exception as exc:  # noqa: BLE001 - a full disk, redis errors...
-            log.warning("progress not recorded (%s)", type(exc).__name__)
-
     selection = parse_selection(request.get("selection"))
-    out = views.embedding_views(engine, view, selection, progress, parse_indices(request.get("highlight")) or [], parse_indices(request.get("group")))
+    highlight, group = parse_indices(request.get("highlight")) or [], parse_indices(request.get("group"))
+    out = views.embedding_views(engine, view, selection, reporter(set_progress), highlight, group)
     return views.presented(view, out.grid), views.presented(view, out.animation), views.presented(view, out.shepard), ""

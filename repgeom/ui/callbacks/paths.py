@@ -1,16 +1,32 @@
-"""The representational-paths tab: the path with its bootstrap and landmarks, and the side-by-side view."""
+"""The representational-paths tab: the path with its bootstrap and landmarks, and the side-by-side view.
+
+A path takes seconds to tens of seconds (every node's RDM of every chosen model, MDS,
+bootstrap samples), so the tab has a gate and a job: :func:`path_gate` answers at once
+what the engine has cached and otherwise sends :func:`path_job` a request, which runs
+as a background job with progress and Cancel.
+"""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from dash import html, no_update
 
-from ...pipeline import Engine
+from ...core.errors import RepgeomError
+from ...pipeline import Engine, NotCached
 from .. import views
-from .common import guarded, parse_view
+from ..state import View
+from .common import alert, guarded, parse_view
+from .jobs import reporter
 
-__all__ = ["path_figure", "survive_figure"]
+__all__ = ["SURVIVE_HINT", "path_figure", "path_gate", "path_job", "path_tab", "survive_figure"]
+
+#: What the side-by-side figure says until two or three comparisons are ticked.
+SURVIVE_HINT = "Tick two or three comparisons under \"Side by side\" to see whether the path's shape survives."
+#: The tab's outputs, in order: path, angle to labels, Shepard, note, message, side by side, its message.
+N_OUTPUTS = 7
 
 
 @guarded(5, 4)
@@ -31,5 +47,74 @@ def survive_figure(engine: Engine, data: Any) -> tuple:
         return no_update, no_update
     fig = views.survive_view(engine, view)
     if fig is None:
-        return views.note_figure("Tick two or three comparisons under \"Side by side\" to see whether the path's shape survives."), ""
+        return views.note_figure(SURVIVE_HINT), ""
     return views.presented(view, fig), ""
+
+
+def path_tab(engine: Engine, view: View, progress: views.Progress | None = None) -> tuple:
+    """The tab's :data:`N_OUTPUTS` outputs for a validated view; ``progress`` hears of each step of both figures.
+
+    Raises:
+        RepgeomError: the path's own errors (the side-by-side figure's become its message).
+    """
+    first = views.path_steps(engine, view)
+    total = first + len(view.survive)
+
+    def part(offset: int) -> views.Progress | None:
+        if progress is None:
+            return None
+        return lambda done, _total, what: progress(offset + done, total, what)
+
+    out = views.path_view(engine, view, progress=part(0))
+    try:
+        survive, survive_message = views.survive_view(engine, view, progress=part(first)), ""
+    except RepgeomError as exc:
+        survive, survive_message = no_update, alert(str(exc))
+    if survive is None:
+        survive = views.note_figure(SURVIVE_HINT)
+    elif survive is not no_update:
+        survive = views.presented(view, survive)
+    if progress is not None:
+        progress(total, total, "drawing")
+    shown = [views.presented(view, f) for f in (out.path, out.to_labels, out.shepard)]
+    return (*shown, html.Span(out.note), "", survive, survive_message)
+
+
+@guarded(N_OUTPUTS + 2, 4)
+def path_gate(engine: Engine, data: Any, _again: Any = None) -> tuple:
+    """The tab's outputs at once when the engine has them cached, else a job request.
+
+    Returns:
+        ``(*outputs, request, abandon)``: the :data:`N_OUTPUTS` outputs and a fresh
+        ``abandon`` token (which cancels a job still running for an older view), or
+        unchanged outputs (the message cleared) and ``{"view": ...}`` for
+        :func:`path_job`. Nothing unless the paths tab shows.
+    """
+    view = parse_view(engine, data)
+    if view is None or view.tab != "paths":
+        return (no_update,) * (N_OUTPUTS + 2)
+    try:
+        with engine.cached_only():
+            outputs = path_tab(engine, view)
+    except NotCached:
+        waiting = [no_update] * N_OUTPUTS
+        waiting[4] = ""
+        return (*waiting, {"view": view.controls()}, no_update)
+    return (*outputs, no_update, secrets.token_hex(8))
+
+
+@guarded(N_OUTPUTS, 4)
+def path_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
+    """The tab's outputs for a request of :func:`path_gate`, computed with progress (a background job).
+
+    Args:
+        engine: the engine.
+        set_progress: Dash's progress setter (``(value, max, text)``); Cancel stops the job there.
+        request: ``{"view": ...}`` (parsed again: any client may post it).
+    """
+    if not isinstance(request, Mapping):
+        return (no_update,) * N_OUTPUTS
+    view = parse_view(engine, request.get("view"))
+    if view is None or view.tab != "paths":
+        return (no_update,) * N_OUTPUTS
+    return path_tab(engine, view, reporter(set_progress))

@@ -1,16 +1,30 @@
-"""The RDM tab: a row of heat maps and one large map with a node slider."""
+"""The RDM tab: a row of heat maps and one large map with a node slider.
+
+Large stimulus sets with many nodes take seconds, so the tab has a gate and a job:
+:func:`rdm_gate` answers at once what is cached or small (:data:`DIRECT_CELLS`), and
+otherwise sends :func:`rdm_job` a request, which runs as a background job with progress
+and Cancel.
+"""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from dash import no_update
 
-from ...pipeline import Engine
+from ...pipeline import Engine, NotCached
 from .. import views
+from ..state import View
 from .common import guarded, parse_selection, parse_view
+from .jobs import reporter
 
-__all__ = ["difference_figure", "rdm_figures"]
+__all__ = ["DIRECT_CELLS", "difference_figure", "rdm_figures", "rdm_gate", "rdm_job"]
+
+#: RDM cells (stimuli² × nodes) the gate computes in the request itself: 6 nodes of 1,000
+#: stimuli take under a second; more goes to a background job.
+DIRECT_CELLS = 6 * 1000**2
 
 
 @guarded(3, 2)
@@ -23,6 +37,56 @@ def rdm_figures(engine: Engine, data: Any, selection: Any) -> tuple:
     if view is None or view.tab != "rdms":
         return no_update, no_update, no_update
     grid, slider = views.rdm_views(engine, view, parse_selection(selection))
+    return views.presented(view, grid), views.presented(view, slider), ""
+
+
+def _small(engine: Engine, view: View, direct_cells: int) -> bool:
+    n = engine.stimuli(view.spec(engine, view.n_rdm)).n
+    return n * n * len(view.nodes) <= direct_cells
+
+
+@guarded(5, 2)
+def rdm_gate(engine: Engine, data: Any, selection: Any, _again: Any = None, direct_cells: int = DIRECT_CELLS) -> tuple:
+    """``(grid, slider, message, request, abandon)``: the figures at once when cached or small, else a job request.
+
+    Nothing unless the RDM tab shows. A direct answer comes with a fresh ``abandon``
+    token (which cancels a job still running for an older view); a job request is
+    ``{"view", "selection"}`` for :func:`rdm_job`. Views of at most ``direct_cells``
+    RDM cells (stimuli² × nodes) are computed here.
+    """
+    view = parse_view(engine, data)
+    if view is None or view.tab != "rdms":
+        return (no_update,) * 5
+    chosen = parse_selection(selection)
+    try:
+        if _small(engine, view, direct_cells):
+            grid, slider = views.rdm_views(engine, view, chosen)
+        else:
+            with engine.cached_only():
+                grid, slider = views.rdm_views(engine, view, chosen)
+    except NotCached:
+        return no_update, no_update, "", {"view": view.controls(), "selection": chosen}, no_update
+    return views.presented(view, grid), views.presented(view, slider), "", no_update, secrets.token_hex(8)
+
+
+@guarded(3, 2)
+def rdm_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
+    """``(grid, slider, message)`` for a request of :func:`rdm_gate`, node by node with progress (a background job)."""
+    if not isinstance(request, Mapping):
+        return no_update, no_update, no_update
+    view = parse_view(engine, request.get("view"))
+    if view is None or view.tab != "rdms":
+        return no_update, no_update, no_update
+    progress = reporter(set_progress)
+    spec = view.spec(engine, view.n_rdm)
+    nodes = list(view.nodes)
+    progress(0, len(nodes) + 1, f"features of {len(nodes)} nodes")
+    engine.prefetch_features(view.model, nodes, spec)
+    for k, node in enumerate(nodes):
+        progress(k + 1, len(nodes) + 1, f"RDM of {node}")
+        engine.rdm(view.model, node, spec, view.rdm_method)
+    progress(len(nodes) + 1, len(nodes) + 1, "drawing")
+    grid, slider = views.rdm_views(engine, view, parse_selection(request.get("selection")))
     return views.presented(view, grid), views.presented(view, slider), ""
 
 

@@ -1,0 +1,63 @@
+"""What every view's background job shares: progress reports and the notice after Cancel.
+
+Design notes:
+    A view whose answer is not ready is computed by a background job (a gate callback
+    decides; see :func:`repgeom.pipeline.Engine.cached_only`). While the job runs, its
+    panel shows a progress bar, what is being computed and a Cancel button. After Cancel
+    the panel's notice says so and offers "Compute again", which makes the gate send the
+    same request again. The notice goes away as soon as a new request is sent or the gate
+    answers directly. A job refused by the server's bounds, or lost with its process, is
+    reported in the view's message by the job manager (see
+    :func:`repgeom.ui.background.notices_to`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..views import Progress
+
+__all__ = ["HIDDEN", "SHOWN", "cancelled_text", "notice", "reporter"]
+
+log = logging.getLogger(__name__)
+
+#: The notice's style while hidden and while shown.
+HIDDEN = {"display": "none"}
+SHOWN = {"display": "flex"}
+
+
+def reporter(set_progress: Callable[[tuple[str, str, str]], None]) -> Progress:
+    """A :data:`~repgeom.ui.views.Progress` that feeds Dash's ``set_progress`` (value, max, text as strings).
+
+    A progress update that cannot be stored (a full disk, a Redis error) is logged and the
+    job goes on; Cancel, which the manager raises from inside ``set_progress`` as a
+    ``BaseException``, still stops it.
+    """
+
+    def progress(done: int, total: int, what: str) -> None:
+        try:
+            set_progress((str(done), str(total), f"{done}/{total} · {what}" if done < total else what))
+        except Exception as exc:  # noqa: BLE001 - progress is a courtesy: it must not fail the job
+            log.warning("progress not recorded (%s)", type(exc).__name__)
+
+    return progress
+
+
+def cancelled_text(what: str) -> str:
+    """The notice after Cancel."""
+    return f"Cancelled: the {what} computation stopped before it finished."
+
+
+def notice(trigger: Any, cancel_clicks: Any, what: str) -> tuple[dict[str, str], str]:
+    """``(notice style, notice text)``: shown after a click on Cancel, hidden when a new request is sent or answered.
+
+    Args:
+        trigger: the id that fired (the Cancel button, the request store or the abandon store).
+        cancel_clicks: the Cancel button's ``n_clicks``.
+        what: the job's name as the notice says it ("path").
+    """
+    if trigger is not None and str(trigger).endswith("-cancel") and isinstance(cancel_clicks, int) and cancel_clicks > 0:
+        return SHOWN, cancelled_text(what)
+    return HIDDEN, ""
