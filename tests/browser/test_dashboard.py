@@ -158,4 +158,6 @@ def test_long_embeddings_show_progress_and_can_be_cancelled(
     expect(busy).to_be_hidden(timeout=10_000)
     page.page.wait_for_timeout(2_000)
     expect(page.page.locator("#embed-grid .gtitle")).to_have_count(0)  # the cancelled job never drew
+    expect(page.page.locator("#embed-notice")).to_contain_text("Cancelled: the embeddings computation stopped")
+    expect(page.page.locator("#embed-again")).to_be_visible()
     page.assert_no_errors()
