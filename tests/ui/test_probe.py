@@ -81,6 +81,14 @@ def test_a_drawing_passes_through_the_model(engine):
     assert len(lines) == 2 and len(lines[0].x) == 3 * 5  # a dotted line to each of the 5 neighbours
 
 
+def test_presentation_mode_restyles_the_probe_for_a_projector(engine):
+    image, _ = _drawing(engine, 0)
+    _seen, _note, probs, embed, rows, message = probe.probe_figures(engine, image, _view(engine, **PROBE_VIEW, mode="present"))
+    assert message == ""
+    for fig in (probs, embed, rows):
+        assert fig.layout.font.size >= 18
+
+
 def test_before_a_drawing_the_panels_say_what_to_do(engine):
     seen, note, probs, _embed, _rows, message = probe.probe_figures(engine, None, _view(engine, tab="probe"))
     assert seen == "" and message == "" and probe.DRAW_HINT in _text(probs)

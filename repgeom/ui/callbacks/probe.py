@@ -109,4 +109,4 @@ def probe_figures(engine: Engine, image: Any, data: Any, client: str = "", limit
         raise RepgeomError(limiter.refusal())
     pixels = prepare_image(read_image(decode_data_url(image, PROBE_LIMITS), PROBE_LIMITS), engine.dataset_of(view.model))
     out = views.probe_views(engine, view, pixels)
-    return out.seen, out.note, out.probabilities, out.embedding, out.rows, ""
+    return out.seen, out.note, *(views.presented(view, f) for f in (out.probabilities, out.embedding, out.rows)), ""
