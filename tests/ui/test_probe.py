@@ -19,7 +19,7 @@ from repgeom.core.stimuli import normalize
 from repgeom.figures.probe import PROBE_NAME
 from repgeom.ui.callbacks import probe
 from repgeom.ui.ids import ID
-from repgeom.ui.state import View
+from repgeom.ui.state import View, default_nodes
 
 
 def _view(engine, **changes):
@@ -79,6 +79,19 @@ def test_a_drawing_passes_through_the_model(engine):
     assert any("t-SNE · conv2_4<br><sup>at the mean of its 5 nearest stimuli" in a.text for a in embed.layout.annotations)
     lines = [t for t in embed.data if t.name == "its nearest stimuli"]
     assert len(lines) == 2 and len(lines[0].x) == 3 * 5  # a dotted line to each of the 5 neighbours
+
+
+def test_another_datasets_model_prepares_and_names_by_its_descriptor(engine):
+    fashion = next(m for m in engine.model_ids if engine.dataset_of(m).id != engine.dataset.id)
+    info = engine.dataset_of(fashion)
+    image, _ = _drawing(engine, 0)
+    nodes = list(default_nodes(engine, fashion))
+    view = _view(engine, tab="probe", model=fashion, nodes=nodes, attack_model=fashion, path_models=[fashion], n_embed=2, embed_methods=["pca"])
+    _seen, note, probs, embed, rows, message = probe.probe_figures(engine, image, view)
+    box = info.content_box or min(info.image_size)
+    assert message == "" and f"Prepared like {info.name}'s images" in note and f"fit {box} × {box} pixels" in note
+    assert list(probs.data[0].x) == list(info.class_names) and np.asarray(rows.data[0].z).shape[1] == 2 * info.n_classes
+    assert len([t for t in embed.data if t.name == PROBE_NAME]) == len(view["nodes"])
 
 
 def test_presentation_mode_restyles_the_probe_for_a_projector(engine):
