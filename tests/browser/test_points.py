@@ -47,21 +47,25 @@ def _traces(page: BrowserPage, sel: str = GRID) -> list[dict]:
     return page.page.evaluate(_TRACES_JS, sel)
 
 
-def _point_box(page: BrowserPage, trace: int, point: int) -> dict:
-    """The on-screen box of point ``point`` of the grid's first panel's ``trace``-th trace."""
-    loc = page.page.locator(f"{GRID} .subplot.xy .scatterlayer .trace").nth(trace).locator("path.point").nth(point)
+def _point_box(page: BrowserPage, trace: int, point: int, graph: str = GRID) -> dict:
+    """The on-screen box of point ``point`` of the ``trace``-th trace in ``graph``'s first panel."""
+    loc = page.page.locator(f"{graph} .subplot.xy .scatterlayer .trace").nth(trace).locator("path.point").nth(point)
+    loc.scroll_into_view_if_needed()
     box = loc.bounding_box()
     assert box is not None
     return box
 
 
-def _hover(page: BrowserPage, box: dict) -> str:
-    """Move onto a point; return Plotly's own tooltip text for it."""
-    page.page.mouse.move(box["x"] + box["width"] / 2 + 8, box["y"] + box["height"] / 2 + 8)
+def _hover(page: BrowserPage, box: dict, graph: str = GRID) -> str:
+    """Move onto a point (or cell); return Plotly's own tooltip text for it."""
+    tips = page.page.locator(f"{graph} .hoverlayer .hovertext")
+    page.page.mouse.move(1, 1)  # off every plot: the last tooltip goes, and no other point is passed on the way
+    tips.first.wait_for(state="detached", timeout=10_000)
     page.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    tip = page.page.locator(f"{GRID} .hoverlayer .hovertext").first
+    tip = tips.first
     tip.wait_for(timeout=10_000)
-    return tip.text_content() or ""
+    # one line of the tooltip a line of text (the SVG's text runs them together)
+    return tip.evaluate("(el) => Array.from(el.querySelectorAll('tspan.line')).map((t) => t.textContent).join('\\n') || el.textContent")
 
 
 def test_hover_click_pair_neighbours_search_and_box_isolation_on_real_points(
@@ -77,7 +81,7 @@ def test_hover_click_pair_neighbours_search_and_box_isolation_on_real_points(
 
     # hover: the panel shows the image, class, index and node that Plotly's tooltip names
     tip = _hover(page, _point_box(page, 2, 1))
-    m = re.search(r"class (\S+)image #(\d+) · (\S+)", tip)
+    m = re.search(r"class (\S+)\s*image #(\d+) · (\S+)", tip)
     assert m, tip
     cls, idx, node = m.groups()
     panel = page.page.locator("#hover-panel")
@@ -86,9 +90,27 @@ def test_hover_click_pair_neighbours_search_and_box_isolation_on_real_points(
     expect(panel.locator(".hover-summary")).to_contain_text(f"PCA of recurrent · node {node}")
     # another point, in another class: the panel follows
     tip2 = _hover(page, _point_box(page, 7, 0))
-    m2 = re.search(r"class (\S+)image #(\d+)", tip2)
+    m2 = re.search(r"class (\S+)\s*image #(\d+)", tip2)
     assert m2 and m2.group(2) != idx, tip2
     expect(panel.locator(".caption")).to_have_text(f"class {m2.group(1)} · image #{m2.group(2)}", timeout=TIMEOUT)
+
+    # the animated panel too, and its node follows the frame shown
+    anim = "#embed-anim .js-plotly-plot"
+    tip3 = _hover(page, _point_box(page, 4, 0, anim), anim)
+    m3 = re.search(r"class (\S+)\s*image #(\d+) · (\S+)", tip3)
+    assert m3 and m3.group(3) == "conv2", tip3
+    expect(panel.locator(".caption")).to_have_text(f"class {m3.group(1)} · image #{m3.group(2)}", timeout=TIMEOUT)
+    expect(panel.locator(".hover-summary")).to_contain_text("PCA of recurrent · node conv2", timeout=TIMEOUT)
+    page.page.evaluate(  # what the slider does when its last step is chosen
+        "(sel) => Plotly.animate(document.querySelector(sel), ['conv2_4'], {frame: {duration: 0, redraw: false}, mode: 'immediate'})",
+        anim,
+    )
+    page.page.wait_for_timeout(300)
+    tip4 = _hover(page, _point_box(page, 4, 1, anim), anim)
+    m4 = re.search(r"class (\S+)\s*image #(\d+) · (\S+)", tip4)
+    assert m4 and m4.group(3) == "conv2_4", tip4
+    expect(panel.locator(".caption")).to_have_text(f"class {m4.group(1)} · image #{m4.group(2)}", timeout=TIMEOUT)
+    expect(panel.locator(".hover-summary")).to_contain_text("PCA of recurrent · node conv2_4", timeout=TIMEOUT)
 
     # click two points: a pair, as an RDM cell click gives; the first click lists neighbours
     a, b = _point_box(page, 2, 1), _point_box(page, 7, 0)
@@ -163,4 +185,37 @@ def test_hover_click_pair_neighbours_search_and_box_isolation_on_real_points(
         arg=GRID,
         timeout=TIMEOUT,
     )
+    page.assert_no_errors()
+
+
+def test_a_block_mean_cell_and_the_hover_panel_agree(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path
+) -> None:
+    """At 100 per class the RDMs show block means: the panel names the block and gives the value the tooltip shows."""
+    from playwright.sync_api import expect
+
+    page.goto_dash(live_server(dashboard) + "?n_rdm=100", timeout_ms=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)
+    grid = "#rdm-grid .js-plotly-plot"
+    expect(page.page.locator(f"{grid} .gtitle")).to_contain_text("block means", timeout=TIMEOUT)
+    expect(page.page.locator("#rdm-slider .js-plotly-plot .slider-container")).to_have_count(1, timeout=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)  # the page is laid out: the cell under the mouse stays put
+    drag = page.page.locator(f"{grid} .nsewdrag").first
+    drag.scroll_into_view_if_needed()
+    box = drag.bounding_box()
+    assert box is not None
+    cell = {"x": box["x"] + box["width"] * 0.2, "y": box["y"] + box["height"] * 0.75, "width": 0, "height": 0}
+    tip = _hover(page, cell, grid)
+    m = re.search(r"block (\d+) × (\d+)\n([-\d.e+]+) of the max", tip)
+    assert m, tip
+    y, x, shown = m.groups()
+    summary = page.page.locator("#hover-panel .hover-summary")
+    expect(summary).to_contain_text(f"(shown as {shown} of the node's max)", timeout=TIMEOUT)
+    expect(summary).to_contain_text(f"block {y} (rows: class")
+    expect(summary).to_contain_text(f"× block {x} (columns: class")
+    expect(summary).to_contain_text("block mean of the correlation dissimilarity")
+    captions = page.page.locator("#hover-panel .caption")
+    expect(captions).to_have_count(6)
+    assert {c.split(" · ")[0] for c in captions.all_text_contents()} == {f"row block {y}", f"column block {x}"}
+    page.page.screenshot(path=screenshot_dir / "rdm-block-hover.png", full_page=True)
     page.assert_no_errors()
