@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         update_title=None,
         assets_folder=str(ASSETS),
         serve_locally=True,
+        compress=True,  # zstd, brotli or gzip, as the browser accepts (flask-compress): scripts and figures shrink 3-4 times
         background_callback_manager=background.manager,
     )
     if background.secret is not None:
