@@ -187,10 +187,15 @@ def test_the_path_animation_keeps_its_matrix_and_readable_controls(
 
 
 @pytest.mark.parametrize("viewport", ["1366x768"])
-def test_the_pair_plot_title_is_not_cut_off(live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, viewport: str) -> None:
+def test_the_pair_plot_title_and_the_tab_labels_are_not_cut_off(live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, viewport: str) -> None:
     from playwright.sync_api import expect
 
     _open(page, live_server(dashboard) + "?n_rdm=5", VIEWPORTS[viewport])
+    # the tab labels stay inside their tabs (six tabs share the main column)
+    spill = page.page.evaluate(
+        """() => Array.from(document.querySelectorAll('#tab .tab')).filter((t) => t.scrollWidth > t.clientWidth + 1).map((t) => t.textContent)"""
+    )
+    assert not spill, f"tab labels run past their tab: {spill}"
     box = page.page.locator("#rdm-grid .nsewdrag").first.bounding_box()
     assert box is not None
     page.page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.75)
