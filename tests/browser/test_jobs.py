@@ -65,3 +65,62 @@ def test_a_path_shows_progress_can_be_cancelled_and_computed_again(
     page.assert_no_errors()
     print(f"\npath job: progress panel after {shown_s:.1f} s, first progress text after {progress_s:.1f} s; "
           f"computed again in {computed_s:.1f} s")
+
+
+def test_a_download_too_large_is_refused_with_the_command_line_and_a_small_one_arrives_after_its_progress(
+    live_server: Callable[[Dash], str], page: BrowserPage, engine, tmp_path, screenshot_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    app = create_app(Settings(warm=False, cache_dir=str(tmp_path), max_answer_bytes=4 << 20), engine=engine)
+    try:
+        base = live_server(app)
+        page.goto_dash(base + "?n_rdm=60", timeout_ms=TIMEOUT)
+        button = page.page.get_by_role("button", name="Download this view (.npz)")
+        button.click()
+        message = page.page.locator("#download-message")
+        expect(message).to_contain_text("above the server's 4 MiB limit", timeout=30_000)
+        expect(message).to_contain_text("python -m repgeom export --out repgeom-recurrent-60pc-clean.npz --models recurrent")
+        page.page.screenshot(path=screenshot_dir / "download-refused.png", full_page=True)
+
+        page.goto_dash(base + "?n_rdm=3", timeout_ms=TIMEOUT)
+        started = time.monotonic()
+        with page.page.expect_download(timeout=TIMEOUT) as arrived:
+            button.click()
+            expect(page.page.locator("#download-busy")).to_be_visible(timeout=30_000)
+            busy_s = time.monotonic() - started
+        download = arrived.value
+        took_s = time.monotonic() - started
+        assert download.suggested_filename == "repgeom-recurrent-3pc-clean.npz"
+        import numpy as np
+
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        assert np.load(saved)["rdm/recurrent/conv2"].shape == (30, 30)
+        expect(page.page.locator("#download-busy")).to_be_hidden(timeout=15_000)
+        expect(message).to_have_text("")
+        page.assert_no_errors()
+        print(f"\ndownload job: progress panel after {busy_s:.1f} s, file after {took_s:.1f} s")
+    finally:
+        app.server.extensions["repgeom.background"].manager.close()
+
+
+def test_a_large_rdm_grid_is_a_job_with_progress_node_by_node(
+    live_server: Callable[[Dash], str], page: BrowserPage, jobs_app: Dash, engine, screenshot_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    nodes = [n for n in engine.nodes("recurrent") if n != "input"][:8]  # 8 RDMs of 1,000 stimuli: above the gate's direct bound
+    started = time.monotonic()
+    page.page.goto(live_server(jobs_app) + f"?n_rdm=100&nodes={','.join(nodes)}")
+    busy = page.page.locator("#rdm-busy")
+    expect(busy).to_be_visible(timeout=TIMEOUT)
+    expect(page.page.locator("#rdm-progress-text")).to_contain_text("RDM of ", timeout=TIMEOUT)
+    progress_s = time.monotonic() - started
+    page.page.screenshot(path=screenshot_dir / "rdm-progress.png")
+    expect(page.page.locator("#rdm-grid .js-plotly-plot .gtitle")).to_contain_text("100 per class", timeout=TIMEOUT)
+    drawn_s = time.monotonic() - started
+    expect(busy).to_be_hidden(timeout=15_000)
+    page.wait_for_dash_idle(TIMEOUT)
+    page.assert_no_errors()
+    print(f"\nRDM job: progress 'RDM of …' after {progress_s:.1f} s, grid drawn after {drawn_s:.1f} s")
