@@ -615,6 +615,12 @@ class Engine:
             return None
         return self._cache.get_or_compute(("dist", model, node, spec), lambda: euclidean_distances(feats).cpu())
 
+    def feature_distances(self, model: str, node: str, spec: StimulusSpec) -> np.ndarray:
+        """(N, N) Euclidean distances between one node's stimuli, cached (the embeddings' own, for their distortion)."""
+        self.select_nodes(model, [node])
+        feats = self.features(model, node, spec)
+        return self._cache.get_or_compute(("dist", model, node, spec), lambda: euclidean_distances(feats).cpu()).numpy()
+
     def _embed_nodes(
         self, model: str, nodes: Sequence[str], spec: StimulusSpec, method: str, seed: int, perplexity: float
     ) -> list[Embedding]:

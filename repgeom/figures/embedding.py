@@ -5,9 +5,11 @@ arguments, so the same figures draw any dataset.
 
 Design notes:
     Every point carries ``customdata = [image index, node, method]`` as plain JSON lists.
-    Plotly encodes a NumPy array as a typed array, and the browser's hover and click
-    events then hold that point's row as a typed array, which Dash sends as an object
-    (``{"0": ..., "1": ...}``): the server would get events without the point's ids.
+    Plotly encodes a numeric NumPy array as a typed array, and the browser's hover and
+    click events then hold that point's row as a typed array, which Dash sends as an
+    object (``{"0": ..., "1": ...}``): the server would get events without the point's
+    ids. An object array (mixed ints and strings) is written as plain lists, and Plotly
+    validates it at once, where a list of lists is walked item by item.
     Highlights (search matches, the selected pair) are extra ring traces that take no
     hover; an isolated group is drawn with Plotly's ``selectedpoints`` (the other points
     dimmed), in every panel and every frame alike.
@@ -110,6 +112,15 @@ def _rings(coords: np.ndarray, rows: Sequence[int], name: str, color: str, size:
     )
 
 
+def _point_ids(indices: np.ndarray, node: str, method: str) -> np.ndarray:
+    """``(n, 3)`` object array of ``[image index, node, method]`` rows: plain JSON lists in the figure."""
+    out = np.empty((len(indices), 3), dtype=object)
+    out[:, 0] = [int(i) for i in indices]
+    out[:, 1] = node
+    out[:, 2] = method
+    return out
+
+
 def _class_traces(
     e: Embedding,
     indices: np.ndarray,
@@ -140,7 +151,7 @@ def _class_traces(
                 name=name,
                 legendgroup=name,
                 showlegend=show_legend,
-                customdata=[[int(indices[r]), e.node, e.method] for r in rows],
+                customdata=_point_ids(indices[rows], e.node, e.method),
                 text=notes[rows].tolist() if distortion is not None else None,
                 hovertemplate=f"class {_escape(name)}<br>image #%{{customdata[0]}} · {_escape(e.node)}"
                 + ("%{text}" if distortion is not None else "")

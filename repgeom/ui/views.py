@@ -18,7 +18,7 @@ from ..core.embedding import align_sequence
 from ..core.embedding.quality import default_neighbors
 from ..core.errors import RepgeomError
 from ..core.neighbours import point_neighbours
-from ..core.rdm import bin_edges, euclidean_distances
+from ..core.rdm import bin_edges
 from ..figures import (
     difference_figure,
     embedding_animation,
@@ -233,7 +233,7 @@ def embedding_views(
     frames = align_sequence(raw, rescale=rescaled)
     if progress is not None:
         progress(len(steps), len(steps), "drawing")
-    true = {n: euclidean_distances(engine.features(view.model, n, spec)).cpu().numpy() for n in nodes} if "mds" in view.embed_methods else {}
+    true = {n: engine.feature_distances(view.model, n, spec) for n in nodes} if "mds" in view.embed_methods else {}
     distortions = [[neighbour_distortion(true[e.node], e.coords, NEIGHBOURS) if e.method == "mds" else None for e in row] for row in grid]
     names = engine.dataset_of(view.model).class_names
     k = default_neighbors(stim.n)

@@ -161,9 +161,10 @@ def test_model_colours_come_from_the_caller_or_the_palette_by_position():
 def test_every_point_carries_its_image_index_node_and_method_as_plain_json():
     grid = [[_emb("a", m), _emb("b", m)] for m in ("pca", "mds")]
     fig = embedding_grid(grid, np.arange(30) + 100)
-    points = [t for t in fig.to_plotly_json()["data"] if t["name"] not in RINGS]
-    # plain lists: a typed array would reach the server as an object, without the ids
+    points = [t for t in json.loads(fig.to_json())["data"] if t["name"] not in RINGS]
+    # plain lists in what the browser gets: a typed array would reach the server as an object, without the ids
     assert all(isinstance(t["customdata"], list) and isinstance(t["customdata"][0], list) for t in points)
+    assert all(isinstance(c[0], int) and isinstance(c[1], str) for t in points for c in t["customdata"])
     first = fig.data[0]
     assert [tuple(c) for c in first.customdata] == [(100 + r, "a", "pca") for r in np.flatnonzero(LABELS == 0)]
     last = [t for t in fig.data if t.name == "9"][-1]
