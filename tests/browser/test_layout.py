@@ -127,11 +127,23 @@ def test_rdm_and_embedding_grids_wrap_into_readable_panels(
     page.page.screenshot(path=screenshot_dir / f"layout-rdms-{name}.png", full_page=True)
     _assert_grid_reads(grid, len(nodes), f"RDM grid, {name}")
 
+    _assert_controls_apart(_measure(page, "rdm-slider"), f"RDM slider, {name}")
+
     _open(page, base + query + "&tab=embeddings", size)
     emb = _measure(page, "embed-grid")
     page.page.screenshot(path=screenshot_dir / f"layout-embeddings-{name}.png", full_page=True)
     _assert_grid_reads(emb, 3 * len(nodes), f"embedding grid, {name}")
+    _assert_controls_apart(_measure(page, "embed-anim"), f"embedding animation, {name}")
     page.assert_no_errors()
+
+
+def _assert_controls_apart(m: dict[str, Any], what: str) -> None:
+    """Play/pause in a row of their own above the slider, neither on the plot; the legend does not scroll."""
+    assert len(m["buttons"]) == 2 and len(m["sliders"]) <= 1, what  # Plotly draws no slider for a single frame
+    assert not _clashes(m["buttons"], m["sliders"]), f"{what}: the buttons cover the slider: {m['buttons']}, {m['sliders']}"
+    assert not _clashes(m["buttons"] + m["sliders"], m["visiblePanels"] or m["panels"]), f"{what}: the controls cover the plot"
+    if m["legend"] is not None:
+        assert m["legend"]["shown"] >= m["legend"]["full"] - 1, f"{what}: the legend scrolls ({m['legend']})"
 
 
 # The heat map's drawn image (Plotly paints a heat map as one <image>) and its data, now.
