@@ -237,7 +237,6 @@ def _hypothesis_editor(engine: Engine, view: View) -> html.Div:
 def _sidebar(engine: Engine, view: View) -> html.Aside:
     models = model_options(engine)
     limits = {engine.dataset_of(m).name: per_class_limit(engine, m) for m in engine.model_ids}
-    limit = max(limits.values())
     return html.Aside(
         className="sidebar",
         children=[
@@ -250,10 +249,11 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
                 hint_id=ID.NODES_HINT,
             ),
             html.H2("Stimuli"),
-            _field("Images per class · RDMs", dcc.Input(id=ID.N_RDM, type="number", min=1, max=limit, step=1, value=view.n_rdm, debounce=True)),
+            # no min/max on the boxes: a browser sends None for a number outside them; the server brings it into range and says so
+            _field("Images per class · RDMs", dcc.Input(id=ID.N_RDM, type="number", step=1, value=view.n_rdm, debounce=True)),
             _field(
                 "Images per class · embeddings & paths",
-                dcc.Input(id=ID.N_EMBED, type="number", min=1, max=limit, step=1, value=view.n_embed, debounce=True),
+                dcc.Input(id=ID.N_EMBED, type="number", step=1, value=view.n_embed, debounce=True),
                 "; ".join(f"1 to {n} for {name}" for name, n in limits.items()),
             ),
             _field(
@@ -264,9 +264,20 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
             ),
             _field(
                 "FGSM ε",
-                dcc.Slider(id=ID.EPSILON, min=0, max=1, step=0.05, value=view.epsilon, marks={0: "0", 0.2: ".2", 0.4: ".4", 0.6: ".6", 0.8: ".8", 1: "1"}),
+                dcc.Slider(
+                    id=ID.EPSILON,
+                    min=0,
+                    max=1,
+                    step=0.05,
+                    value=view.epsilon,
+                    marks={0: "0", 0.2: ".2", 0.4: ".4", 0.6: ".6", 0.8: ".8", 1: "1"},
+                    disabled=view.condition != "fgsm",
+                ),
             ),
-            _field("Attacked model", dcc.Dropdown(id=ID.ATTACK_MODEL, options=models, value=view.attack_model, clearable=False)),
+            _field(
+                "Attacked model",
+                dcc.Dropdown(id=ID.ATTACK_MODEL, options=models, value=view.attack_model, clearable=False, disabled=view.condition != "fgsm"),
+            ),
             html.H2("RDMs"),
             _field(
                 "Dissimilarity",

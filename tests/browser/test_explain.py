@@ -77,3 +77,42 @@ def test_the_image_format_switch_acts_at_once_and_downloads_are_named_after_the_
         plot.locator(".modebar-btn[data-title^='Download plot']").click()
     assert second.value.suggested_filename == "repgeom_rdms_recurrent_conv2-to-conv2_4-5nodes_correlation.svg"
     page.assert_no_errors()
+
+
+def test_the_smaller_controls_behave(live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, engine) -> None:
+    from playwright.sync_api import expect
+
+    from repgeom.ui.state import per_class_limit
+
+    limit = per_class_limit(engine, engine.defaults.model)
+    page.goto_dash(live_server(dashboard) + "?n_rdm=5", timeout_ms=TIMEOUT)
+    # one image more than the dataset has: the message names the range and the box shows the value used
+    box = page.page.locator("#n-rdm")
+    box.fill(str(limit + 1))
+    box.press("Enter")
+    expect(page.page.locator("#global-message")).to_contain_text(f"from 1 to {limit}; got {limit + 1}, using {limit}", timeout=TIMEOUT)
+    expect(box).to_have_value(str(limit))
+    assert "None" not in page.page.locator("#global-message").inner_text()
+    box.fill("3")
+    box.press("Enter")
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator("#global-message")).to_have_text("")
+
+    # the FGSM controls are off under "clean" and on under "FGSM"
+    attack = page.page.locator("#attack-model")
+    epsilon = page.page.locator("#epsilon .dash-slider-root")
+    expect(attack).to_be_disabled()
+    expect(epsilon).to_have_attribute("aria-disabled", "true")
+    page.page.locator("#condition").get_by_text("FGSM").click()
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(attack).to_be_enabled()
+    expect(epsilon).not_to_have_attribute("aria-disabled", "true")
+    page.page.locator("#condition").get_by_text("clean").click()
+    expect(attack).to_be_disabled()
+
+    # the recurrent steps hint shows for the recurrent model only
+    expect(page.page.locator("#nodes-hint")).to_be_visible()
+    page.page.goto(page.page.url.split("?")[0] + "?model=feedforward")
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator("#nodes-hint")).to_be_hidden()
+    page.assert_no_errors()

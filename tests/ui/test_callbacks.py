@@ -68,9 +68,9 @@ def test_sync_resets_the_nodes_when_the_model_changes(engine):
     assert "model=feedforward" in out["url"] and out["node_hint"] == ""
 
 
-@pytest.mark.parametrize(("change", "message"), [({"n_rdm": 0}, "from 1 to 100"), ({"model": ["x"]}, "unknown model 'list'")])
+@pytest.mark.parametrize(("change", "message"), [({"epsilon": 2.0}, "epsilon must be a number from 0 to 1"), ({"model": ["x"]}, "unknown model 'list'")])
 def test_sync_refuses_a_bad_control_and_leaves_everything(engine, change, message):
-    trigger = ID.MODEL if "model" in change else ID.N_RDM
+    trigger = ID.MODEL if "model" in change else ID.EPSILON
     out = sync.sync(engine, trigger, "", {**_view(engine), **change})
     assert out[:4] == (no_update,) * 4 and all(v is no_update for v in out[5:])
     assert message in _text(out[4])

@@ -2,6 +2,7 @@
 
 ::
 
+    condition ─► sync.fgsm_disabled ─► epsilon and attacked model (off unless FGSM)
     url.search ─┐                         ┌─► url.search (shareable link), node options and hint
     controls ───┤                         ├─► rdms (gate → job)                  ┐
     presets ────┼─► sync ─► view store ───┼─► embeddings (gate → job)             ├─ + selection store
@@ -144,11 +145,14 @@ def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANS
         name, groups = rest[-2:]
         return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values, strict=False)), (name, groups))
 
+    app.callback([Output(ID.EPSILON, "disabled"), Output(ID.ATTACK_MODEL, "disabled")], Input(ID.CONDITION, "value"))(sync.fgsm_disabled)
+
     _job(
         app, RDM_JOB, "RDM",
         [Output(ID.RDM_GRID, "figure"), Output(ID.RDM_SLIDER, "figure"), Output(ID.RDM_MESSAGE, "children")], ID.RDM_MESSAGE,
         _bind(rdms.rdm_job, engine), _bind(rdms.rdm_gate, engine), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")],
     )
+
     app.callback(
         Output(EMBED_JOB.request, "data"),
         [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data"), Input(ID.HIGHLIGHT, "data"), Input(ID.GROUP, "data"), Input(EMBED_JOB.again, "n_clicks")],

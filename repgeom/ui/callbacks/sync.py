@@ -8,16 +8,62 @@ from typing import Any
 from dash import no_update
 
 from ...core.errors import RepgeomError
+from ...core.validate import shown
 from ...pipeline import Engine
 from ..ids import CONTROL_IDS, ID
 from ..layout import hypothesis_options, steps_hint
-from ..state import MAX_LIST, View, follow_model
+from ..state import MAX_LIST, View, follow_model, per_class_limit
 from .common import alert
 
-__all__ = ["CONTROLS", "added_hypothesis", "node_options", "preset_models", "sync"]
+__all__ = ["CONTROLS", "added_hypothesis", "fgsm_disabled", "fit_count", "node_options", "preset_models", "sync"]
 
 #: View fields in the order of the sync callback's control inputs and outputs.
 CONTROLS = tuple(CONTROL_IDS)
+#: The images-per-class boxes: their view field and what the page calls them.
+_COUNTS = {ID.N_RDM: ("n_rdm", "images per class (RDMs)"), ID.N_EMBED: ("n_embed", "images per class (embeddings and paths)")}
+
+
+def fgsm_disabled(condition: Any) -> tuple[bool, bool]:
+    """Whether the FGSM controls (epsilon, attacked model) are disabled: they are, unless the condition is FGSM."""
+    off = condition != "fgsm"
+    return off, off
+
+
+def fit_count(engine: Engine, raw: Mapping[str, Any], trigger: str, search: Any) -> tuple[dict[str, Any], str]:
+    """``raw`` with the images-per-class box ``trigger`` set to a value the view can use, and what was changed.
+
+    A number outside 1..the dataset's limit is brought to the nearest end; an empty box
+    or anything that is not a number keeps the value the view had (from its link).
+
+    Args:
+        engine: the engine.
+        raw: control values by view field (unvalidated).
+        trigger: ``ID.N_RDM`` or ``ID.N_EMBED``.
+        search: the URL's query string (the view before this change).
+
+    Returns:
+        ``(raw values, note)``: a new dict, and a message naming the allowed range when the
+        box's value was not used as typed ("" when it was).
+
+    Raises:
+        RepgeomError: when the view's model is not a loaded model.
+    """
+    field, what = _COUNTS[trigger]
+    model = engine.check_model(raw.get("model") if isinstance(raw.get("model"), str) else shown(raw.get("model")))
+    limit = per_class_limit(engine, model)
+    value = raw.get(field)
+    allowed = f"{what}: a whole number from 1 to {limit}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) < 1e12:
+        used = min(max(round(value), 1), limit)
+        note = "" if used == value else f"{allowed}; got {value:g}, using {used}"
+    else:
+        try:
+            before = View.from_query(engine, search if isinstance(search, str) else "")
+        except RepgeomError:
+            before = View.default(engine)
+        used = min(getattr(before, field), limit)
+        note = f"{allowed}; got {shown(value) if value not in (None, '') else 'an empty box'}, keeping {used}"
+    return {**raw, field: used}, note
 
 
 def node_options(engine: Engine, view: View) -> list[dict[str, str]]:
@@ -88,8 +134,11 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], h
         options = hypothesis_options(controls["hypotheses"])
         return (no_update, controls, node_options(engine, view), steps_hint(engine, view.model), note or "", *values, options)
     raw = {n: values.get(n) for n in CONTROLS}
+    note = ""
     try:
-        if trigger == ID.MODEL:
+        if isinstance(trigger, str) and trigger in _COUNTS:
+            raw, note = fit_count(engine, raw, trigger, search)
+        elif trigger == ID.MODEL:
             model = engine.check_model(raw["model"] if isinstance(raw["model"], str) else type(raw["model"]).__name__)
             raw = follow_model(engine, raw, model)
         elif _is_preset(trigger):
@@ -110,6 +159,7 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], h
         return (no_update, no_update, no_update, no_update, alert(str(exc)), *[no_update] * len(CONTROLS), no_update)
     controls = view.controls()
     forced = trigger in (ID.MODEL, ID.HYPOTHESIS_ADD) or _is_preset(trigger)
-    changed = [controls[n] if forced or controls[n] != raw.get(n) else no_update for n in CONTROLS]
+    changed = [controls[n] if forced or controls[n] != values.get(n) else no_update for n in CONTROLS]
     options = hypothesis_options(controls["hypotheses"])
-    return (view.to_query(engine), controls, node_options(engine, view), steps_hint(engine, view.model), "", *changed, options)
+    message = alert(note, "warning") if note else ""
+    return (view.to_query(engine), controls, node_options(engine, view), steps_hint(engine, view.model), message, *changed, options)
