@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from ..core.comparisons import PATH_COMPARISONS
 from ..core.embedding import EMBED_METHODS, PERPLEXITY_RANGE
@@ -34,13 +34,16 @@ __all__ = [
     "LANDMARK_CHOICES",
     "MAX_HYPOTHESES",
     "MAX_LIST",
+    "PAIR_KEY",
     "PATH_MODES",
     "SURVIVE_COMPARISONS",
     "TABS",
     "View",
     "default_nodes",
     "follow_model",
+    "pair_from_query",
     "per_class_limit",
+    "query_with_pair",
     "split_model_node",
 ]
 
@@ -138,6 +141,42 @@ def follow_model(engine: Engine, raw: Mapping[str, Any], model: str, given: Coll
         if key not in given and isinstance(value, int) and not isinstance(value, bool) and value > limit:
             out[key] = limit
     return out
+
+
+#: The URL key of the selected stimuli (kept beside the view's fields, outside the view store).
+PAIR_KEY = "pair"
+#: Test-set indices in a link are below this.
+_MAX_PAIR_INDEX = 10**6
+
+
+def pair_from_query(search: Any) -> list[int] | None:
+    """The selected stimuli a link names (``pair=I,J``: one or two image indices), or ``None`` when it names none.
+
+    Raises:
+        RepgeomError: for a ``pair`` that is not one or two whole numbers from 0 to 999999.
+    """
+    if not isinstance(search, str) or len(search) > 4000:
+        return None
+    values = parse_qs(search.lstrip("?")).get(PAIR_KEY)
+    if not values:
+        return None
+    items = values[-1].split(",")
+    try:
+        if not 1 <= len(items) <= 2:
+            raise ValueError
+        pair = [check_int("pair", item, 0, _MAX_PAIR_INDEX - 1) for item in items]
+    except (RepgeomError, ValueError):
+        allowed = f"one or two image indices from 0 to {_MAX_PAIR_INDEX - 1}, e.g. pair=3,7"
+        raise RepgeomError(f"the selected pair must be {allowed}; got {shown(values[-1])}") from None
+    return list(dict.fromkeys(pair))
+
+
+def query_with_pair(query: str, pair: Sequence[int]) -> str:
+    """``query`` (a :meth:`View.to_query` string) with the selected stimuli ``pair`` added (or its ``pair`` removed when empty)."""
+    kept = [(k, v) for k, v in parse_qsl(query.lstrip("?")) if k != PAIR_KEY] if isinstance(query, str) else []
+    if pair:
+        kept.append((PAIR_KEY, ",".join(str(int(i)) for i in pair)))
+    return "?" + urlencode(kept) if kept else ""
 
 
 def _fits(hypothesis: Any, class_names: Sequence[str]) -> bool:

@@ -116,3 +116,40 @@ def test_the_smaller_controls_behave(live_server: Callable[[Dash], str], page: B
     page.wait_for_dash_idle(TIMEOUT)
     expect(page.page.locator("#nodes-hint")).to_be_hidden()
     page.assert_no_errors()
+
+
+def test_the_selected_pair_is_kept_in_the_link_and_restored_from_it(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, engine, screenshot_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    stim = engine.stimuli(engine.spec(5))
+    a, b = int(stim.indices[0]), int(stim.indices[-1])
+    base = live_server(dashboard)
+    page.goto_dash(base + f"?n_rdm=5&pair={a}%2C{b}", timeout_ms=TIMEOUT)
+    title = page.page.locator("#pair-graph .js-plotly-plot .gtitle")
+    expect(title).to_contain_text(f"stimulus {a} ", timeout=TIMEOUT)
+    expect(title).to_contain_text(f"vs {b} ")
+
+    # click another RDM cell: the link follows the new pair
+    grid = page.page.locator("#rdm-grid .js-plotly-plot")
+    box = grid.locator(".nsewdrag").first.bounding_box()
+    assert box is not None
+    page.page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.7)
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(title).not_to_contain_text(f"stimulus {a} vs {b}", timeout=TIMEOUT)
+    page.page.wait_for_function("() => /pair=\\d+%2C\\d+/.test(location.search)", timeout=TIMEOUT)
+    shared = page.page.url
+    assert f"pair={a}%2C{b}" not in shared and "n_rdm=5" in shared
+    chosen = title.text_content()
+
+    # the link opened in a fresh page shows the same pair
+    page.page.goto(shared)
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(title).to_have_text(chosen, timeout=TIMEOUT)
+    page.page.screenshot(path=screenshot_dir / "explain_pair_from_link.png", full_page=True)
+
+    # clearing the selection takes the pair out of the link
+    page.page.locator("#clear-selection").click()
+    page.page.wait_for_function("() => !location.search.includes('pair=')", timeout=TIMEOUT)
+    page.assert_no_errors()

@@ -81,3 +81,42 @@ def test_the_steps_hint_is_only_for_a_model_with_recurrent_steps(engine):
         out = _out(sync.sync(engine, ID.MODEL, "", _controls(engine, model=model)))
         assert bool(out["node_hint"]) == bool(engine.steps(model)), model
         assert ("recurrent steps" in out["node_hint"]) == bool(engine.steps(model))
+
+
+def _full(result) -> dict:
+    """Every output of the sync callback by name (the last two: the hypotheses' options and the selection store)."""
+    return {**_out(result), "hypothesis_options": result[-2], "selection": result[-1]}
+
+
+def test_a_selected_pair_is_written_to_the_link(engine):
+    out = _full(sync.sync(engine, ID.SELECTION, "?n_rdm=7", _controls(engine, n_rdm=7), selection=[123, 4567]))
+    assert urllib.parse.parse_qs(out["url"].lstrip("?")) == {"n_rdm": ["7"], "pair": ["123,4567"]}
+    assert out["view"] is no_update and out["selection"] is no_update and all(out[n] is no_update for n in sync.CONTROLS)
+    cleared = _full(sync.sync(engine, ID.SELECTION, "?n_rdm=7&pair=123%2C4567", _controls(engine, n_rdm=7), selection=[]))
+    assert cleared["url"] == "?n_rdm=7"
+
+
+def test_a_control_change_keeps_the_pair_in_the_link(engine):
+    out = _full(sync.sync(engine, ID.N_RDM, "?pair=1,2", _controls(engine, n_rdm=9), selection=[1, 2]))
+    assert urllib.parse.parse_qs(out["url"].lstrip("?")) == {"n_rdm": ["9"], "pair": ["1,2"]}
+
+
+def test_a_shared_link_restores_the_pair(engine):
+    out = _full(sync.sync(engine, None, "?n_rdm=7&pair=123%2C4567", {}))
+    assert out["selection"] == [123, 4567] and out["view"]["n_rdm"] == 7 and out["message"] == ""
+    assert _full(sync.sync(engine, None, "?n_rdm=7", {}))["selection"] is no_update  # a link without a pair leaves the selection
+
+
+def test_a_bad_pair_in_a_link_is_dropped_with_a_warning_naming_what_is_allowed(engine):
+    for bad in ("x,y", "1,2,3", "-4", "1e9", "9999999", ""):
+        out = _full(sync.sync(engine, ID.URL, f"?n_rdm=7&pair={bad}", {}))
+        assert out["view"]["n_rdm"] == 7, bad  # the rest of the link is used
+        if bad:
+            assert out["selection"] is no_update and "one or two image indices from 0 to" in _text(out["message"]), bad
+
+
+def test_a_forged_selection_never_reaches_the_link(engine):
+    for forged in (None, "abc", [True, 3], [-1, 2], [10**12], {"a": 1}, list(range(100))):
+        out = _full(sync.sync(engine, ID.SELECTION, "?n_rdm=7", _controls(engine, n_rdm=7), selection=forged))
+        pair = urllib.parse.parse_qs(out["url"].lstrip("?")).get("pair", [""])[0]
+        assert all(p.isdigit() for p in pair.split(",") if p) and len(pair.split(",")) <= 2, (forged, out["url"])

@@ -3,11 +3,12 @@
 ::
 
     condition ─► sync.fgsm_disabled ─► epsilon and attacked model (off unless FGSM)
-    url.search ─┐                         ┌─► url.search (shareable link), node options and hint
+    url.search ─┐                         ┌─► url.search (shareable link, with the selected pair), node options and hint
     controls ───┤                         ├─► rdms (gate → job)                  ┐
     presets ────┼─► sync ─► view store ───┼─► embeddings (gate → job)             ├─ + selection store
-    hypothesis ─┘        (validated View) ├─► paths (gate → job: path, angle to labels,
+    hypothesis ─┤        (validated View) ├─► paths (gate → job: path, angle to labels,
      editor's add   + hypotheses' options │          Shepard, side by side)
+    selection ──┘   + a link's pair ──────┼─► selection store
                                           ├─► rdms.difference_figure
                                           ├─► models.models_panel (table + every model's metrics)
                                           ├─► models.side_by_side (models' RDMs, one colour scale)
@@ -133,17 +134,18 @@ def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANS
             Output(ID.GLOBAL_MESSAGE, "children"),
         ]
         + [Output(c, "value") for c in controls]
-        + [Output(ID.HYPOTHESES, "options")],
+        + [Output(ID.HYPOTHESES, "options"), Output(ID.SELECTION, "data")],
         [Input(ID.URL, "search")]
         + [Input(p, "n_clicks") for p in presets]
         + [Input(ID.HYPOTHESIS_ADD, "n_clicks")]
-        + [Input(c, "value") for c in controls],
+        + [Input(c, "value") for c in controls]
+        + [Input(ID.SELECTION, "data")],
         [State(ID.HYPOTHESIS_NAME, "value"), State(ID.HYPOTHESIS_GROUPS, "value")],
     )
     def sync_view(search: Any, *rest: Any) -> tuple:
         values = rest[len(presets) + 1 : len(presets) + 1 + len(controls)]
-        name, groups = rest[-2:]
-        return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values, strict=False)), (name, groups))
+        selected, name, groups = rest[-3:]
+        return sync.sync(engine, ctx.triggered_id, search, dict(zip(sync.CONTROLS, values, strict=False)), (name, groups), selected)
 
     app.callback([Output(ID.EPSILON, "disabled"), Output(ID.ATTACK_MODEL, "disabled")], Input(ID.CONDITION, "value"))(sync.fgsm_disabled)
 
@@ -209,7 +211,7 @@ def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANS
         return probe.probe_figures(engine, image, data, client, limiter)
 
     @app.callback(
-        Output(ID.SELECTION, "data"),
+        Output(ID.SELECTION, "data", allow_duplicate=True),  # the sync callback sets it from a link
         [Input(g, "clickData") for g in selection.CLICKED] + [Input(ID.CLEAR_SELECTION, "n_clicks")],
         [State(ID.SELECTION, "data"), State(ID.VIEW, "data")],
         prevent_initial_call=True,

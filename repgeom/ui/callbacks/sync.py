@@ -12,8 +12,8 @@ from ...core.validate import shown
 from ...pipeline import Engine
 from ..ids import CONTROL_IDS, ID
 from ..layout import hypothesis_options, steps_hint
-from ..state import MAX_LIST, View, follow_model, per_class_limit
-from .common import alert
+from ..state import MAX_LIST, View, follow_model, pair_from_query, per_class_limit, query_with_pair
+from .common import alert, parse_selection
 
 __all__ = ["CONTROLS", "added_hypothesis", "fgsm_disabled", "fit_count", "node_options", "preset_models", "sync"]
 
@@ -104,7 +104,7 @@ def _is_preset(trigger: Any) -> bool:
     return isinstance(trigger, Mapping) and trigger.get("type") == ID.PRESET
 
 
-def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], hypothesis: tuple[Any, Any] = ("", "")) -> tuple:
+def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], hypothesis: tuple[Any, Any] = ("", ""), selection: Any = None) -> tuple:
     """The view store, the URL and the controls after ``trigger`` changed.
 
     Args:
@@ -115,24 +115,36 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], h
         search: the URL's query string.
         values: the controls' values by view field (``CONTROLS``).
         hypothesis: the hypothesis editor's ``(name, groups)`` fields.
+        selection: the selection store (the selected stimuli, kept in the URL as ``pair``);
+            ``trigger == ID.SELECTION`` when it changed.
 
     Returns:
         ``(url search, view store, node options, node hint, global message, *control
-        values, hypotheses' options)``. A bad link falls back to the defaults with a warning; a bad control
+        values, hypotheses' options, selection store)``; the selection store is set only
+        from a link that names a pair. A bad link falls back to the defaults with a warning; a bad control
         value leaves everything as it was and shows why. A new model brings its default
         nodes (and, from another dataset, an attacked model and path models of its own
         dataset); a preset sets the path's models and shows the paths tab (and, for models
         of another dataset than the view's model, makes the preset's last model the view's).
     """
+    selected = parse_selection(selection)
     if trigger in (None, ID.URL):
         try:
             view, note = View.from_query(engine, search), None
         except RepgeomError as exc:
             view, note = View.default(engine), alert(f"The link's settings were not used: {exc}", "warning")
+        try:
+            pair = pair_from_query(search)
+        except RepgeomError as exc:
+            pair, note = None, note or alert(f"The link's pair was not used: {exc}", "warning")
         controls = view.controls()
         values = [controls[n] for n in CONTROLS]
         options = hypothesis_options(controls["hypotheses"])
-        return (no_update, controls, node_options(engine, view), steps_hint(engine, view.model), note or "", *values, options)
+        restored = no_update if pair is None else pair
+        return (no_update, controls, node_options(engine, view), steps_hint(engine, view.model), note or "", *values, options, restored)
+    if trigger == ID.SELECTION:  # only the link changes: the view is as it was
+        link = query_with_pair(search if isinstance(search, str) and len(search) <= 4000 else "", selected)
+        return (link, no_update, no_update, no_update, no_update, *[no_update] * len(CONTROLS), no_update, no_update)
     raw = {n: values.get(n) for n in CONTROLS}
     note = ""
     try:
@@ -156,10 +168,11 @@ def sync(engine: Engine, trigger: Any, search: Any, values: Mapping[str, Any], h
             raw["hypotheses"] = [h for h in kept if h.partition("=")[0] != name] + [new]
         view = View.parse(engine, raw)
     except RepgeomError as exc:
-        return (no_update, no_update, no_update, no_update, alert(str(exc)), *[no_update] * len(CONTROLS), no_update)
+        return (no_update, no_update, no_update, no_update, alert(str(exc)), *[no_update] * len(CONTROLS), no_update, no_update)
     controls = view.controls()
     forced = trigger in (ID.MODEL, ID.HYPOTHESIS_ADD) or _is_preset(trigger)
     changed = [controls[n] if forced or controls[n] != values.get(n) else no_update for n in CONTROLS]
     options = hypothesis_options(controls["hypotheses"])
     message = alert(note, "warning") if note else ""
-    return (view.to_query(engine), controls, node_options(engine, view), steps_hint(engine, view.model), message, *changed, options)
+    link = query_with_pair(view.to_query(engine), selected)
+    return (link, controls, node_options(engine, view), steps_hint(engine, view.model), message, *changed, options, no_update)
