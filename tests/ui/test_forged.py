@@ -131,7 +131,8 @@ def _outside(paths: list[str], roots: list[Path]) -> list[str]:
 
 # ---------------------------------------------------------------------------- the page's values
 def _key_outputs(key: str) -> list[str]:
-    return key[2:-2].split("...") if key.startswith("..") else [key]
+    """``"id.prop"`` of each output of a callback_map key (an output two callbacks set is ``id.prop@hash`` there)."""
+    return [o.split("@")[0] for o in (key[2:-2].split("...") if key.startswith("..") else [key])]
 
 
 def _ref(item: dict[str, Any]) -> str:
