@@ -54,6 +54,7 @@ import torch
 from .core.checkpoints import LoadedModel, ModelEntry, Preset, default_models_dir, load_all, load_checkpoint, read_manifest_doc
 from .core.comparisons import PATH_COMPARISONS
 from .core.datasets import DatasetInfo
+from .core.describe import describe_nodes
 from .core.embedding import DEFAULT_PERPLEXITY, EMBED_METHODS, PERPLEXITY_RANGE, TRUST_SAMPLE, Embedding, align_sequence, embed, embed_many, euclidean_distances
 from .core.errors import RepgeomError, choice_error
 from .core.features import NodeExtractor, repeated_steps, resolve_device, select_nodes
@@ -313,6 +314,7 @@ class Engine:
         self._extractors = {k: NodeExtractor(m.module, self.dataset_of(k).input_shape) for k, m in self.models.items()}
         self._nodes = {k: e.nodes for k, e in self._extractors.items()}
         self._steps = {k: repeated_steps(e.nodes, self.models[k].module) for k, e in self._extractors.items()}
+        self._descriptions = {k: describe_nodes(e.graph, self._steps[k], self.models[k].entry.descriptions) for k, e in self._extractors.items()}
         self._history_lock = threading.Lock()
         self._cache = _LRU(DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
         self.shared = shared
@@ -417,6 +419,7 @@ class Engine:
             self._extractors[model_at] = extractor
             self._nodes[model_at] = extractor.nodes
             self._steps[model_at] = self._steps[base]
+            self._descriptions[model_at] = self._descriptions[base]
             self.models[model_at] = loaded
 
     def nodes(self, model: str) -> list[str]:
@@ -430,6 +433,10 @@ class Engine:
     def steps(self, model: str) -> tuple[str, ...]:
         """The nodes that are the repeated steps of a recurrent model (one module called again and again), else ()."""
         return self._steps[self.check_model(model)]
+
+    def node_descriptions(self, model: str) -> dict[str, str]:
+        """Each node of ``model`` in plain words (the manifest's description, else one derived from the graph)."""
+        return dict(self._descriptions[self.check_model(model)])
 
     def select_nodes(self, model: str, wanted: str | Sequence[str] | None) -> list[str]:
         """Validate a node selection (``"all"``, names, or a comma string) for ``model``."""

@@ -62,6 +62,10 @@ class HistoryPoint:
     sha256: str
 
 
+#: A node description from a manifest keeps at most this many characters.
+MAX_DESCRIPTION = 200
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One model as the manifest describes it."""
@@ -80,6 +84,7 @@ class ModelEntry:
     history: tuple[HistoryPoint, ...] = ()
     code_sha256: str = ""
     replicate_of: str = ""
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     #: What a model id may be (it appears in file names, URLs and export keys).
     ID: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
@@ -90,6 +95,8 @@ class ModelEntry:
 
         ``nodes`` (the graph's node names, written when the checkpoint is saved) lets the
         command line list them without tracing the model; the engine always traces.
+        ``descriptions`` (optional) maps node names to plain-language descriptions that
+        replace the ones derived from the graph (:func:`repgeom.core.describe.describe_nodes`).
         ``replicate_of`` names the model this one retrains with another seed (same
         architecture, data and recipe): the pair measures seed-to-seed variability.
         """
@@ -109,6 +116,7 @@ class ModelEntry:
                 output=str(raw.get("output", "probabilities")),
                 code_sha256=str(raw.get("code_sha256", "")).lower(),
                 replicate_of=str(raw.get("replicate_of", "")),
+                descriptions={str(k)[:200]: str(v)[:MAX_DESCRIPTION] for k, v in dict(raw.get("descriptions", {})).items()},
                 history=tuple(
                     HistoryPoint(int(h["epoch"]), str(h["file"]), str(h["sha256"]).lower()) for h in raw.get("history", ())
                 ),
@@ -129,7 +137,8 @@ class ModelEntry:
 
     def to_json(self) -> dict[str, Any]:
         """The record as written in ``manifest.json`` (unset optional fields left out)."""
-        doc = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, ()) and not (k == "output" and v == "probabilities")}
+        unset = {"output": "probabilities", "descriptions": {}}
+        doc = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, ()) and not (k in unset and v == unset[k])}
         if self.nodes:
             doc["nodes"] = list(self.nodes)
         if self.history:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -78,16 +78,17 @@ def _selection_shapes(selection: Sequence[int], xref: str, yref: str) -> list[di
     ]
 
 
-def _heatmap(mat: np.ndarray, coloraxis: str, name: str, scaled: bool, binned: bool) -> go.Heatmap:
+def _heatmap(mat: np.ndarray, coloraxis: str, name: str, scaled: bool, binned: bool, about: str = "") -> go.Heatmap:
     # float32 is plenty for colour and a 4-digit hover, and halves the payload; the raw
     # value of a scaled cell is looked up by the server for the hover panel
     what = "block" if binned else "stimulus"
     value = "%{z:.4g} of the max" if scaled else "dissimilarity %{z:.4g}"
+    node = f"<br><i>{about}</i>" if about else ""  # the node in plain words
     return go.Heatmap(
         z=np.asarray(mat, dtype=np.float32),
         coloraxis=coloraxis,
         name=name,
-        hovertemplate=f"{what} %{{y}} × %{{x}}<br>{value}<extra>{name}</extra>",
+        hovertemplate=f"{what} %{{y}} × %{{x}}<br>{value}{node}<extra>{name}</extra>",
     )
 
 
@@ -110,6 +111,7 @@ def rdm_grid(
     selection: Sequence[int] = (),
     title: str | None = None,
     class_names: Sequence[str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Square RDM heat maps, one per node (the seed's ``plot_rdms``), wrapped into rows.
 
@@ -124,6 +126,7 @@ def rdm_grid(
         selection: stimulus row indices; the last two are outlined as a pair.
         title: figure title.
         class_names: the name of each label, written at class-block centres (default: the label).
+        descriptions: node -> plain-language description, shown on hover.
 
     Returns:
         A figure with one ``Heatmap`` per RDM sharing one colour axis, rows from the top,
@@ -147,7 +150,8 @@ def rdm_grid(
             fig.update_yaxes(visible=False, row=row, col=col)
             continue
         r, mat = rdms[p], mats[p]
-        fig.add_trace(_heatmap(mat, "coloraxis", r.name, normalise == "per", r.bins is not None), row=row, col=col)
+        about = (descriptions or {}).get(r.node, "")
+        fig.add_trace(_heatmap(mat, "coloraxis", r.name, normalise == "per", r.bins is not None, about), row=row, col=col)
         shapes += _grid_shapes(bounds, n, f"x{sfx}", f"y{sfx}")
         shapes += _selection_shapes(selection, f"x{sfx}", f"y{sfx}")
         lowest = p + cols >= k  # no panel below this one: its class names and axis title do not run into another's title
@@ -271,8 +275,9 @@ def rdm_models(
     return fig
 
 
-def _slider_title(r: RDM) -> str:
-    return f"{r.model} · {r.node}<br><sup>{METRIC_LABELS[r.method]}</sup>"
+def _slider_title(r: RDM, about: str = "") -> str:
+    node = f" · {about}" if about else ""
+    return f"{r.model} · {r.node}<br><sup>{METRIC_LABELS[r.method]}{node}</sup>"
 
 
 def rdm_slider(
@@ -282,25 +287,33 @@ def rdm_slider(
     selection: Sequence[int] = (),
     active: int = 0,
     class_names: Sequence[str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """One large RDM heat map with a slider (and play button) that steps through the nodes.
 
     The frames travel with the figure, so moving the slider needs no server round trip.
-    Arguments as :func:`rdm_grid`; ``active`` is the node shown first.
+    Arguments as :func:`rdm_grid`; ``active`` is the node shown first; each frame's
+    title and hover give its node's description.
     """
+    about = descriptions or {}
     mats, lo, hi, cbar = _scaled(rdms, normalise)
     n = rdms[0].matrix.shape[0]
     centres, texts, bounds = class_ticks(rdms[0].labels, class_names)
     active = max(0, min(active, len(rdms) - 1))
     scaled, binned = normalise == "per", rdms[0].bins is not None
-    fig = go.Figure(data=[_heatmap(mats[active], "coloraxis", rdms[active].name, scaled, binned)])
+    first = rdms[active]
+    fig = go.Figure(data=[_heatmap(mats[active], "coloraxis", first.name, scaled, binned, about.get(first.node, ""))])
     fig.frames = [
-        go.Frame(name=r.node, data=[_heatmap(m, "coloraxis", r.name, scaled, binned)], layout={"title": {"text": _slider_title(r)}})
+        go.Frame(
+            name=r.node,
+            data=[_heatmap(m, "coloraxis", r.name, scaled, binned, about.get(r.node, ""))],
+            layout={"title": {"text": _slider_title(r, about.get(r.node, ""))}},
+        )
         for r, m in zip(rdms, mats, strict=False)
     ]
     fig.update_layout(
         **base_layout(
-            title=_slider_title(rdms[active]),
+            title=_slider_title(first, about.get(first.node, "")),
             coloraxis={"colorscale": colorscale, "cmin": lo, "cmax": hi, "colorbar": {"title": {"text": cbar, "side": "right"}}},
             shapes=_grid_shapes(bounds, n, "x", "y") + _selection_shapes(selection, "x", "y"),
             height=760,

@@ -343,6 +343,16 @@ GLOSSARY: tuple[GlossaryEntry, ...] = (
         "recurrent drive",
         "In a recurrent step, the contribution computed from the previous step's state by the repeated module.",
     ),
+    GlossaryEntry("ReLU", "Rectified linear unit: keeps positive values and sets negative ones to 0.", ("relu",)),
+    GlossaryEntry(
+        "convolution",
+        "A layer that slides small learned filters (kernels) over the image or the previous layer's channels; "
+        "“16 → 16 channels, 3×3 kernel” gives its input and output channels and the filter size.",
+        ("conv",),
+    ),
+    GlossaryEntry("fully connected layer", "A layer in which every output unit is a weighted sum of every input unit.", ("fc", "linear")),
+    GlossaryEntry("dropout", "Sets random units to 0 while training; when the dashboard evaluates a model it passes values unchanged."),
+    GlossaryEntry("softmax", "Turns the last layer's scores into class probabilities that sum to 1."),
     GlossaryEntry(
         "difference RDM",
         "Rank-transformed RDM of node A minus that of node B; see the ⓘ note beside it.",

@@ -33,6 +33,7 @@ __all__ = [
     "graph_config",
     "hypothesis_options",
     "model_options",
+    "node_options",
     "node_pairs",
     "steps_hint",
 ]
@@ -93,6 +94,20 @@ def _compare_options() -> list[dict[str, Any]]:
     ]
 
 
+def node_options(engine: Engine, model: str) -> list[dict[str, Any]]:
+    """The node selector's options: every node of ``model`` in graph order, each with its description (beside it, and as its tooltip)."""
+    described = engine.node_descriptions(model)
+    return [
+        {
+            "label": html.Span([n, html.Span(f" · {described[n]}", className="option-definition")]) if n in described else n,
+            "value": n,
+            "title": described.get(n, n),
+            "search": f"{n} {described.get(n, '')}",
+        }
+        for n in engine.nodes(model)
+    ]
+
+
 def steps_hint(engine: Engine, model: str) -> str:
     """The node control's hint: the recurrent steps of ``model`` by name, or "" for a model without steps."""
     steps = engine.steps(model)
@@ -121,7 +136,7 @@ def figure_note(graph_id: str) -> html.Details:
         id=note_id(graph_id),
         className="figure-note",
         children=[
-            html.Summary([html.Span("ⓘ", className="figure-note-icon", **{"aria-hidden": "true"}), f" What am I looking at? {note.title}"]),
+            html.Summary([html.Span("i", className="figure-note-icon", **{"aria-hidden": "true"}), f" What am I looking at? {note.title}"]),
             html.Dl(
                 [
                     html.Dt("What is plotted"),
@@ -244,7 +259,7 @@ def _sidebar(engine: Engine, view: View) -> html.Aside:
             _field("Model", dcc.Dropdown(id=ID.MODEL, options=models, value=view.model, clearable=False)),
             _field(
                 "Nodes (graph order)",
-                dcc.Dropdown(id=ID.NODES, options=[{"label": n, "value": n} for n in engine.nodes(view.model)], value=list(view.nodes), multi=True),
+                dcc.Dropdown(id=ID.NODES, options=node_options(engine, view.model), value=list(view.nodes), multi=True),
                 steps_hint(engine, view.model),
                 hint_id=ID.NODES_HINT,
             ),

@@ -178,9 +178,10 @@ def rdm_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.
     shown = "" if rdms[0].bins is None else f" · shown as {side}×{side} block means"
     title = f"RDMs of {view.model} · {spec.n_per_class} per class{cond}{shown}"
     names = engine.dataset_of(view.model).class_names
+    described = engine.node_descriptions(view.model)
     return (
-        rdm_grid(rdms, view.normalise, view.colorscale, rows, title=title, class_names=names),
-        rdm_slider(rdms, view.normalise, view.colorscale, rows, active=len(rdms) - 1, class_names=names),
+        rdm_grid(rdms, view.normalise, view.colorscale, rows, title=title, class_names=names, descriptions=described),
+        rdm_slider(rdms, view.normalise, view.colorscale, rows, active=len(rdms) - 1, class_names=names, descriptions=described),
     )
 
 

@@ -43,6 +43,13 @@ def test_an_info_note_opens_beside_its_figure_and_the_glossary_tab_explains_the_
     note.locator("summary").click()
     expect(body).to_be_hidden()
 
+    # the node selector says what each node is
+    page.page.click("#nodes")
+    option = page.page.get_by_role("dialog").get_by_role("option", name="add_3", exact=False).first
+    expect(option).to_contain_text("step 4: input drive + recurrent drive")
+    page.page.screenshot(path=screenshot_dir / "explain_node_selector.png")
+    page.page.keyboard.press("Escape")
+
     page.page.locator("#tab").get_by_text("Glossary", exact=True).click()
     glossary = page.page.locator(".glossary")
     expect(glossary).to_be_visible()

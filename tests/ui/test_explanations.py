@@ -36,6 +36,9 @@ JARGON = (
     "Procrustes",
     "trustworthiness",
     "perplexity",
+    "input drive",
+    "recurrent drive",
+    "ReLU",
 )
 #: Upper-case words on the page that are not jargon: file formats, a checksum, the address bar, licence names.
 NOT_JARGON = {"PNG", "JPEG", "SVG", "SHA-256", "URL", "ID", "CC", "MIT"}
@@ -202,3 +205,21 @@ def test_rdm_axes_name_the_stimuli_sorted_by_class(figures):
     for graph in (ID.RDM_GRID, ID.RDM_SLIDER, ID.DIFF_GRAPH, ID.SIDE_GRAPH):
         titles = [a["title"]["text"] for a in _axes(figures[graph]).values() if a.get("title", {}).get("text")]
         assert titles and all("stimulus" in t and "class" in t for t in titles), (graph, titles)
+
+
+def test_every_node_of_every_model_is_described_in_the_selector_and_on_hover(engine, figures):
+    from repgeom.ui.callbacks import sync
+
+    for model in engine.model_ids:
+        described = engine.node_descriptions(model)
+        assert set(described) == set(engine.nodes(model)) and all(described.values())
+        options = sync.node_options(engine, View.parse(engine, {**View.default(engine).controls(), "model": model, "nodes": engine.nodes(model)[-1:]}))
+        assert [o["value"] for o in options] == engine.nodes(model)
+        assert all(o["title"] == described[o["value"]] and described[o["value"]] in _layout_text(o["label"]) for o in options)
+    described = engine.node_descriptions(engine.defaults.model)
+    grid, slider = figures[ID.RDM_GRID], figures[ID.RDM_SLIDER]
+    for trace in grid.data:
+        node = trace.name.rsplit("/", 1)[-1].rsplit(" · ", 1)[-1]
+        assert described[node] in trace.hovertemplate, (trace.name, trace.hovertemplate)
+    for frame in slider.frames:
+        assert described[frame.name] in frame.layout.title.text and described[frame.name] in frame.data[0].hovertemplate

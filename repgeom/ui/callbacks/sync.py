@@ -12,6 +12,7 @@ from ...core.validate import shown
 from ...pipeline import Engine
 from ..ids import CONTROL_IDS, ID
 from ..layout import hypothesis_options, steps_hint
+from ..layout import node_options as layout_node_options
 from ..state import MAX_LIST, View, follow_model, pair_from_query, per_class_limit, query_with_pair
 from .common import alert, parse_selection
 
@@ -66,9 +67,9 @@ def fit_count(engine: Engine, raw: Mapping[str, Any], trigger: str, search: Any)
     return {**raw, field: used}, note
 
 
-def node_options(engine: Engine, view: View) -> list[dict[str, str]]:
-    """The node dropdown's options: every node of the view's model, in graph order."""
-    return [{"label": n, "value": n} for n in engine.nodes(view.model)]
+def node_options(engine: Engine, view: View) -> list[dict[str, Any]]:
+    """The node dropdown's options: every node of the view's model, in graph order, each with its description."""
+    return layout_node_options(engine, view.model)
 
 
 def preset_models(engine: Engine, trigger: Mapping[str, Any]) -> list[str]:
