@@ -144,7 +144,8 @@ def describe_nodes(graph: fx.GraphModule, steps: Sequence[str] = (), given: Mapp
         if node.op == "placeholder":
             return "the input image"
         if node.op == "call_module":
-            what = _module_text(modules[str(node.target)])
+            module = modules.get(str(node.target))
+            what = _module_text(module) if module is not None else f"{node.target} module"
             return f"{what}, applied to {args[0]}" if args and node in step_of else what
         if node.op in ("call_function", "call_method"):
             name = _target_name(node)

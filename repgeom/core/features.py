@@ -77,8 +77,10 @@ def repeated_steps(nodes: Sequence[str], model: nn.Module) -> tuple[str, ...]:
     """The nodes of the module a recurrent net calls most often: its time steps.
 
     torch.fx names the k-th further call of a module ``name_k`` (``conv2, conv2_1, ...,
-    conv2_4``). A module called at least twice is a step; of several, the one called
-    most often wins (ties: the first in graph order).
+    conv2_4``). A module with weights called at least twice is a step; of several, the
+    one called most often wins (ties: the first in graph order). A module without weights
+    (a ReLU or pooling module reused within a block, as torchvision's ResNets do) applies
+    the same fixed function twice: that is not recurrence.
 
     Args:
         nodes: the model's graph node names, in graph order.
@@ -87,7 +89,7 @@ def repeated_steps(nodes: Sequence[str], model: nn.Module) -> tuple[str, ...]:
     Returns:
         The step nodes in graph order, or () for a model that calls no module twice.
     """
-    modules = {name for name, _ in model.named_modules() if name}
+    modules = {name for name, m in model.named_modules() if name and next(m.parameters(), None) is not None}
     groups: dict[str, list[str]] = {}
     for n in nodes:
         base, _, suffix = n.rpartition("_")

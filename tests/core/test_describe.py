@@ -67,3 +67,23 @@ def test_a_manifest_entry_carries_optional_descriptions():
     assert ModelEntry.from_json(raw).descriptions == {} and "descriptions" not in ModelEntry.from_json(raw).to_json()
     entry = ModelEntry.from_json({**raw, "descriptions": {"fc2": "scores " * 100}})
     assert len(entry.descriptions["fc2"]) == 200 and ModelEntry.from_json(entry.to_json()) == entry
+
+
+def test_a_weightless_module_used_twice_is_not_a_recurrent_step():
+    class Block(nn.Module):  # a ResNet-style block: one ReLU module applied twice
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2, self.act = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 1, 3, padding=1), nn.ReLU()
+            self.fc = nn.Linear(784, 10)
+
+        def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - node name
+            x = self.act(self.conv1(input))
+            x = self.act(self.conv2(x) + input)
+            return self.fc(torch.flatten(x, 1))
+
+    model = Block().eval()
+    extractor = NodeExtractor(model, (1, 28, 28))
+    assert "act_1" in extractor.nodes and repeated_steps(extractor.nodes, model) == ()
+    d = _described(model)
+    assert not any("step" in v or "drive" in v for v in d.values())
+    assert d["add"] == "conv2 + the input image" and d["act_1"] == "ReLU"
