@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not browser and not load and not full_mnist" -p no:cacheprovider
+	$(PY) -m pytest -m "not browser and not load and not full_mnist" -p no:cacheprovider -n 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

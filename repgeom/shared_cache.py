@@ -59,6 +59,7 @@ __all__ = [
     "MemoryStore",
     "RedisStore",
     "REDIS_TIMEOUT_S",
+    "CircuitBreaker",
     "SharedStore",
     "celery_timeouts",
     "frame",
@@ -328,35 +329,21 @@ def celery_timeouts(timeout_s: float = REDIS_TIMEOUT_S) -> dict[str, Any]:
     }
 
 
-class RedisStore:
-    """Keys in Redis under a prefix, each with a time to live, behind a circuit breaker.
+class CircuitBreaker:
+    """Whether to talk to Redis now: after a failure nobody waits on it for ``cooldown_s`` seconds.
 
-    Every operation has connect and socket timeouts of ``timeout_s`` and is not retried.
-    When one fails (Redis down, hung, unreachable) the breaker opens: for ``cooldown_s``
-    seconds every ``get`` is a miss and every ``put`` is skipped without touching the
-    network, and one warning is logged. The first operation after the cool-down tries
-    Redis again; its success closes the breaker (logged), a failure opens it anew.
+    One breaker is shared by everything of a process that talks to one Redis (the shared
+    caches and the Celery manager), so a Redis that is down or hung costs one request one
+    timeout per cool-down, not every store and the job queue a timeout each. The first
+    operation after the cool-down tries Redis again; its success closes the breaker
+    (logged), a failure opens it anew.
 
     Args:
-        url: ``redis://host:port/db``.
-        prefix: prepended to every key (separates the app's entries from Celery's).
-        ttl_s: seconds an entry lives (Redis's ``maxmemory`` policy may drop it sooner).
-        timeout_s: connect and socket timeout, seconds.
         cooldown_s: seconds Redis is left alone after a failure.
     """
 
-    def __init__(self, url: str, prefix: str = "repgeom:", ttl_s: int = 7 * 24 * 3600,
-                 timeout_s: float = REDIS_TIMEOUT_S, cooldown_s: float = 30.0) -> None:
-        import redis  # noqa: PLC0415 - only needed when scaled out
-        from redis.backoff import NoBackoff  # noqa: PLC0415
-        from redis.retry import Retry  # noqa: PLC0415
-
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                           retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
-        self.prefix = prefix
-        self.ttl_s = ttl_s
+    def __init__(self, cooldown_s: float = 10.0) -> None:
         self.cooldown_s = cooldown_s
-        self.corrupt = 0
         self._open_until: float | None = None  # monotonic time the breaker closes again; None: closed
         self._lock = threading.Lock()
 
@@ -366,19 +353,61 @@ class RedisStore:
         until = self._open_until
         return until is None or time.monotonic() >= until
 
-    def _failed(self, what: str, exc: BaseException) -> None:
+    def failed(self, who: str, exc: BaseException) -> None:
+        """Open the breaker after ``who``'s operation failed with ``exc`` (logged once per outage)."""
         with self._lock:
             first = self._open_until is None
             self._open_until = time.monotonic() + self.cooldown_s
         if first:
-            log.warning("shared cache: Redis %s failed (%s: %s); treated as a miss, retried every %.0f s",
-                        what, type(exc).__name__, str(exc)[:200], self.cooldown_s)
+            log.warning("%s: Redis failed (%s: %s); it is left alone, and tried again every %.0f s",
+                        who, type(exc).__name__, str(exc)[:200], self.cooldown_s)
 
-    def _worked(self) -> None:
+    def worked(self) -> None:
+        """Close the breaker after an operation succeeded."""
         if self._open_until is not None:
             with self._lock:
                 self._open_until = None
-            log.warning("shared cache: Redis reachable again")
+            log.warning("Redis reachable again")
+
+
+class RedisStore:
+    """Keys in Redis under a prefix, each with a time to live, behind a circuit breaker.
+
+    Every operation has connect and socket timeouts of ``timeout_s`` and is not retried.
+    While the breaker is open (see :class:`CircuitBreaker`) every ``get`` is a miss and
+    every ``put`` is skipped without touching the network.
+
+    Args:
+        url: ``redis://host:port/db``.
+        prefix: prepended to every key (separates the app's entries from Celery's).
+        ttl_s: seconds an entry lives (Redis's ``maxmemory`` policy may drop it sooner).
+        timeout_s: connect and socket timeout, seconds.
+        breaker: shared with whatever else talks to this Redis (default: one of its own).
+    """
+
+    def __init__(self, url: str, prefix: str = "repgeom:", ttl_s: int = 7 * 24 * 3600,
+                 timeout_s: float = REDIS_TIMEOUT_S, breaker: CircuitBreaker | None = None) -> None:
+        import redis  # noqa: PLC0415 - only needed when scaled out
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
+
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                           retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.breaker = breaker or CircuitBreaker()
+        self.corrupt = 0
+
+    @property
+    def available(self) -> bool:
+        """Whether Redis is tried now (the breaker is closed, or its cool-down is over)."""
+        return self.breaker.available
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.breaker.failed(f"shared cache {what}", exc)
+
+    def _worked(self) -> None:
+        self.breaker.worked()
 
     def get(self, key: str) -> bytes | None:
         """The value, or ``None`` when missing, corrupt (then deleted) or Redis cannot be reached."""
@@ -412,7 +441,8 @@ class RedisStore:
         self._worked()
 
 
-def open_store(redis_url: str | None, directory: str | os.PathLike[str] | None, namespace: str, max_bytes: int = 1 << 30) -> SharedStore | None:
+def open_store(redis_url: str | None, directory: str | os.PathLike[str] | None, namespace: str, max_bytes: int = 1 << 30,
+               breaker: CircuitBreaker | None = None) -> SharedStore | None:
     """The shared store for ``namespace``: Redis when ``redis_url`` is set, else a folder, else none.
 
     Args:
@@ -420,9 +450,10 @@ def open_store(redis_url: str | None, directory: str | os.PathLike[str] | None, 
         directory: the folder on this machine, used when there is no Redis.
         namespace: what is stored and for which build (``"responses-<fingerprint>"``): the Redis key prefix.
         max_bytes: bound on a folder store.
+        breaker: the Redis circuit breaker shared with the process's other Redis users.
     """
     if redis_url:
-        return RedisStore(redis_url, prefix=f"repgeom:{namespace}:")
+        return RedisStore(redis_url, prefix=f"repgeom:{namespace}:", breaker=breaker)
     if directory:
         return FolderStore(directory, max_bytes)
     return None

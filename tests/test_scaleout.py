@@ -9,6 +9,7 @@ gunicorn workers replay each other's cached answers through Redis.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,9 @@ class Cluster:
     worker_log: Path
     web_log: Path
     access_log: Path
+    redis: list[subprocess.Popen] = field(default_factory=list)  # the running server last
+    redis_argv: list[str] = field(default_factory=list)
+    redis_log: Path | None = None
 
     def post(self, body: dict, query: str = "") -> tuple[int, bytes, dict[str, str]]:
         headers = {"Content-Type": "application/json", "Connection": "close"}
@@ -94,11 +98,9 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     try:
         rport = _free_port()
         redis_log = tmp / "redis.log"
-        procs.append(subprocess.Popen(
-            [redis_server, "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru", "--dir", str(tmp)],
-            stdout=redis_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        redis_argv = [redis_server, "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                      "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru", "--dir", str(tmp)]
+        procs.append(subprocess.Popen(redis_argv, stdout=redis_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))
         redis_url = f"redis://127.0.0.1:{rport}/0"
         import redis
 
@@ -121,9 +123,12 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         base = f"http://127.0.0.1:{port}"
         _wait("gunicorn", lambda: urllib.request.urlopen(base + "/healthz", timeout=5).status == 200, 90, procs[-1], web_log)
         _wait("celery worker", lambda: " ready." in worker_log.read_text(), 90, procs[1], worker_log)
-        yield Cluster(redis_url, base, worker_log, web_log, tmp / "access.log")
+        cluster = Cluster(redis_url, base, worker_log, web_log, tmp / "access.log", [procs[0]], redis_argv, redis_log)
+        yield cluster
     finally:
         for p in reversed(procs):
+            _stop(p)
+        for p in cluster.redis[1:] if "cluster" in locals() else []:
             _stop(p)
 
 
@@ -132,11 +137,17 @@ def _dependencies(cluster: Cluster) -> list[dict]:
         return json.loads(r.read())
 
 
-def _embed_body(cluster: Cluster, n: int) -> dict:
+@functools.cache
+def _engine():
     from repgeom.pipeline import Engine
+
+    return Engine()
+
+
+def _embed_body(cluster: Cluster, n: int) -> dict:
     from repgeom.ui.state import View
 
-    engine = Engine()
+    engine = _engine()
     view = View.parse(engine, {**View.default(engine).controls(), "tab": "embeddings", "n_embed": n}).controls()
     spec = next(d for d in _dependencies(cluster) if d["output"].startswith("..embed-grid.figure"))
     outputs = [dict(zip(("id", "property"), o.split("."), strict=True)) for o in spec["output"].strip(".").split("...")]
@@ -240,6 +251,94 @@ def test_two_gunicorn_workers_share_cached_answers_through_redis(cluster):
     import redis
 
     assert redis.Redis.from_url(cluster.redis_url).keys("repgeom:responses-*")
+
+
+def _start_job(cluster: Cluster, n: int) -> tuple[float, bytes]:
+    """Ask for an embeddings view of ``n`` per class: seconds to the answer, and the answer."""
+    body = _embed_body(cluster, n)
+    t0 = time.monotonic()
+    status, answer, _ = cluster.post(body)
+    assert status == 200, (status, answer[:300])
+    return time.monotonic() - t0, answer
+
+
+def _notice_after(cluster: Cluster, n: int, answer: bytes) -> str | None:
+    """Poll the refused job once and return the message its page is shown."""
+    query, _ = _handle_query(answer)
+    status, polled, _ = cluster.post(_embed_body(cluster, n), query)
+    if status != 200:
+        return None
+    return json.loads(polled).get("sideUpdate", {}).get("embed-message", {}).get("children")
+
+
+def _pings(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url).ping())
+    except redis.RedisError:
+        return False
+
+
+def _recovers(cluster: Cluster, n: int) -> float:
+    """Seconds until a new job is queued on Celery again (each web worker retries Redis after its cool-down)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60:
+        _, answer = _start_job(cluster, n)
+        if not json.loads(answer)["job"].startswith("refused"):
+            return time.monotonic() - t0
+        time.sleep(0.5)
+    raise AssertionError("jobs were still refused 60 s after Redis came back")
+
+
+def test_with_redis_hung_or_stopped_a_job_is_refused_with_a_message_within_3_s_and_jobs_resume_when_it_returns(cluster):
+    import redis
+
+    from repgeom.ui.background import REDIS_NOTICE
+
+    redis.Redis.from_url(cluster.redis_url).save()  # what a restarted Redis loads: the handles' signing secret
+    succeeded = cluster.worker_log.read_text().count("] succeeded")
+    figures = {}
+    for how in ("hung", "stopped"):
+        server = cluster.redis[-1]
+        if how == "hung":
+            os.kill(server.pid, signal.SIGSTOP)
+        else:
+            server.send_signal(signal.SIGKILL)
+            server.wait(10)
+        try:
+            for attempt in range(3):  # both web workers, within and after their cool-down
+                seconds, answer = _start_job(cluster, 7 + attempt)
+                assert seconds < 3, f"Redis {how}: the job start took {seconds:.1f} s"
+                assert json.loads(answer)["job"].startswith("refused"), answer[:300]
+                notice = _notice_after(cluster, 7 + attempt, answer)
+                assert notice in (REDIS_NOTICE, None), notice  # None: the poll went to the other worker
+                figures.setdefault(how, []).append(seconds)
+            assert any(_notice_after(cluster, 7, _start_job(cluster, 7)[1]) == REDIS_NOTICE for _ in range(6)), "no page was told"
+        finally:
+            if how == "hung":
+                os.kill(server.pid, signal.SIGCONT)
+            else:
+                cluster.redis.append(subprocess.Popen(cluster.redis_argv, stdout=cluster.redis_log.open("a"), stderr=subprocess.STDOUT,
+                                                      start_new_session=True))
+                _wait("redis back", lambda: _pings(cluster.redis_url), 15, cluster.redis[-1], cluster.redis_log)
+        figures[f"{how} recovery"] = _recovers(cluster, 12)
+    body = _embed_body(cluster, 12)
+    status, answer, _ = cluster.post(body)
+    query, _ = _handle_query(answer)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120:
+        status, answer, _ = cluster.post(body, query)
+        if status == 200 and "response" in json.loads(answer):
+            break
+        time.sleep(0.25)
+    else:
+        raise AssertionError("the job queued after Redis came back never finished")
+    final = json.loads(answer)["response"]
+    assert final.get("embed-message", {}).get("children") == "" and final["embed-grid"]["figure"]["data"], str(final)[:500]
+    assert cluster.worker_log.read_text().count("] succeeded") > succeeded, "the Celery worker ran it"
+    print(f"\nRedis outages: job start {figures}")
+    assert "Traceback" not in cluster.web_log.read_text()
 
 
 # ------------------------------------------------------------------------------------ one machine, no Redis

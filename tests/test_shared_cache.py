@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from repgeom.core.atomic import UnwritableTarget
-from repgeom.shared_cache import FolderStore, MemoryStore, RedisStore, SharedStore, open_atomically, open_store, write_atomically
+from repgeom.shared_cache import CircuitBreaker, FolderStore, MemoryStore, RedisStore, SharedStore, open_atomically, open_store, write_atomically
 
 
 def test_folder_store_round_trip_and_refuses_odd_keys(tmp_path):
@@ -253,7 +253,7 @@ def test_redis_down_is_a_quick_miss_logged_once_and_retried_after_a_cool_down(ca
     from repgeom.shared_cache import REDIS_TIMEOUT_S
 
     assert REDIS_TIMEOUT_S <= 2
-    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", cooldown_s=0.5)
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", breaker=CircuitBreaker(0.5))
     tried = []
     real_get = store.client.get
     store.client.get = lambda *a, **k: (tried.append(1), real_get(*a, **k))[1]
@@ -268,7 +268,7 @@ def test_redis_down_is_a_quick_miss_logged_once_and_retried_after_a_cool_down(ca
     assert first < 3 and skipped < 0.5 and len(tried) == 1, (first, skipped, tried)
     time.sleep(0.6)
     assert store.get("aa") is None and len(tried) == 2, "tried again after the cool-down"
-    assert sum("Redis read failed" in r.getMessage() for r in caplog.records) == 1
+    assert sum("shared cache read: Redis failed" in r.getMessage() for r in caplog.records) == 1
     print(f"Redis down: first miss {first * 1000:.0f} ms, 100 skipped calls {skipped * 1000:.1f} ms")
 
 
@@ -295,12 +295,12 @@ def test_redis_hung_by_sigstop_is_a_miss_within_3_s_and_recovers(tmp_path, caplo
     proc = subprocess.Popen([server, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        store = RedisStore(f"redis://127.0.0.1:{port}/0", cooldown_s=1.0)
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", breaker=CircuitBreaker(1.0))
         deadline = time.monotonic() + 20
         while store.get("aa") is None:
             store.put("aa", b"value")
             assert time.monotonic() < deadline, "redis-server did not start"
-            store._open_until = None
+            store.breaker.worked()
             time.sleep(0.05)
         caplog.clear()
         proc.send_signal(signal.SIGSTOP)
@@ -319,7 +319,7 @@ def test_redis_hung_by_sigstop_is_a_miss_within_3_s_and_recovers(tmp_path, caplo
             time.sleep(0.05)
         recovered = time.monotonic() - t0
         messages = [r.getMessage() for r in caplog.records]
-        assert sum("Redis read failed" in m for m in messages) == 1 and any("reachable again" in m for m in messages)
+        assert sum("shared cache read: Redis failed" in m for m in messages) == 1 and any("reachable again" in m for m in messages)
         print(f"Redis SIGSTOPped: miss after {hung * 1000:.0f} ms, then skipped in {skipped * 1000:.1f} ms; "
               f"served again {recovered:.2f} s after SIGCONT (cool-down 1 s)")
     finally:

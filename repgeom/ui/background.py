@@ -86,9 +86,9 @@ from dash.background_callback.managers import BaseBackgroundCallbackManager
 from ..core.errors import RepgeomError
 from ..core.files import read_regular
 from ..settings import Settings
-from ..shared_cache import FolderStore, celery_timeouts, trim_folder, write_atomically
+from ..shared_cache import CircuitBreaker, FolderStore, celery_timeouts, trim_folder, write_atomically
 
-__all__ = ["BUSY_NOTICE", "LOST_NOTICE", "REFUSED", "Background", "JobBounds", "JobCancelled", "JobFiles", "JobSlots", "PoolManager",
+__all__ = ["BUSY_NOTICE", "LOST_NOTICE", "REDIS_NOTICE", "REFUSED", "Background", "JobBounds", "JobCancelled", "JobFiles", "JobSlots", "PoolManager",
            "app_callbacks", "client_id", "default_cache_dir", "default_job_slots", "make_background", "make_celery", "notices_to"]
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,9 @@ _TOKEN = re.compile(r"[0-9a-f]{32}")
 REFUSED = "refused"
 #: What a page is told when its job is refused; ``{why}`` says which bound.
 BUSY_NOTICE = "The server is busy: {why}. Nothing was started; try again in a minute."
+#: What a page is told when its job cannot be queued because Redis (the scaled-out mode's broker) is unreachable.
+REDIS_NOTICE = ("The job queue (Redis) is not answering, so nothing was started. Cached views still show; "
+                "try again in a minute (the server retries Redis by itself).")
 #: What a page is told when its job ended without a result and may not restart again (its process was stopped or ran out of memory).
 LOST_NOTICE = ("This computation stopped before it finished (the server stopped its process, or memory ran out). "
                "Change a control to try again, or use the command line (python -m repgeom export) for large views.")
@@ -475,6 +478,7 @@ class PoolManager(BaseBackgroundCallbackManager):
             else:
                 token = secrets.token_hex(16)
                 spec = {"callback": job_fn.key, "result": key, "payload": json.dumps([args, dict(context)]), "client": client, "restarts": 0}
+                self.files.delete(self._make_set_props_key(key))  # an earlier refusal's notice is not this job's
                 write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
                 self._launch(token, spec)
                 return token
@@ -770,7 +774,98 @@ def app_callbacks(settings: Settings) -> Callbacks:
 
 
 class _CeleryManager(_Settled, CeleryManager):
-    """Dash's Celery manager without the finished-looks-cancelled race."""
+    """Dash's Celery manager without the finished-looks-cancelled race, and clear when Redis is unreachable.
+
+    A job that cannot be queued (Redis down or hung: each operation times out within
+    :data:`~repgeom.shared_cache.REDIS_TIMEOUT_S`) is not an error page: the job is
+    :data:`REFUSED` and its page told why, through a notice kept in this machine's folder
+    (Redis being the trouble). While the process's Redis breaker is open no poll waits on
+    Redis; after its cool-down the next job tries Redis, and when it answers everything is
+    as before.
+
+    Args:
+        celery: the Celery app.
+        notices: where notices are kept while Redis is unreachable (created when first needed).
+        breaker: the circuit breaker shared with the process's other Redis users.
+        **kwargs: as for :class:`dash.CeleryManager`.
+    """
+
+    def __init__(self, celery: Any, notices: Path, breaker: CircuitBreaker | None = None, **kwargs: Any) -> None:
+        super().__init__(celery, **kwargs)
+        self.notices_dir = notices
+        self.breaker = breaker or CircuitBreaker()
+        self._targets: dict[str, tuple[str, str]] = {}
+
+    def make_job_fn(self, fn: Callable[..., Any], progress: Any, key: Any = None) -> Any:
+        """Dash's Celery task for ``fn``; where its notices go is noted by the task's name."""
+        task = super().make_job_fn(fn, progress, key)
+        target = getattr(fn, "repgeom_notices", None)
+        if target is not None:
+            self._targets[task.name] = target
+        return task
+
+    def _redis(self, what: Callable[[], Any], fallback: Any) -> Any:
+        """``what()``, or ``fallback`` when Redis fails or its breaker is open."""
+        if not self.breaker.available:
+            return fallback
+        try:
+            result = what()
+        except Exception as exc:  # noqa: BLE001 - kombu, redis-py and Celery each raise their own
+            self.breaker.failed("background jobs", exc)
+            return fallback
+        self.breaker.worked()
+        return result
+
+    def _files(self) -> JobFiles | None:
+        try:
+            return JobFiles(self.notices_dir)
+        except OSError:
+            return None
+
+    def call_job_fn(self, key: str, job_fn: Any, args: Any, context: Any) -> Any:
+        """Queue the job on Celery; :data:`REFUSED` (its page told why) when Redis is unreachable."""
+        token = self._redis(lambda: CeleryManager.call_job_fn(self, key, job_fn, args, context), REFUSED)
+        files = self._files()
+        if files is None:
+            return token
+        if token != REFUSED:
+            files.delete(self._make_set_props_key(key))  # an earlier refusal's notice is not this job's
+            return token
+        target = self._targets.get(getattr(job_fn, "name", ""))
+        if target is not None:
+            component_id, prop = target
+            with contextlib.suppress(OSError):
+                files.set(self._make_set_props_key(key), {component_id: {prop: REDIS_NOTICE}})
+        return token
+
+    def job_running(self, job: Any) -> bool:
+        """Whether Celery runs the job (``False`` for a refused one, or while Redis is unreachable)."""
+        return job != REFUSED and bool(self._redis(lambda: super(_CeleryManager, self).job_running(job), False))
+
+    def get_result(self, key: str, job: Any) -> Any:
+        """The stored result, else ``UNDEFINED`` (also while Redis is unreachable)."""
+        if job == REFUSED:
+            return self.UNDEFINED
+        return self._redis(lambda: super(_CeleryManager, self).get_result(key, job), self.UNDEFINED)
+
+    def get_progress(self, key: str) -> Any:
+        """The job's progress, or ``None`` while Redis is unreachable."""
+        return self._redis(lambda: super(_CeleryManager, self).get_progress(key), None)
+
+    def get_updated_props(self, key: str) -> dict[str, Any]:
+        """A notice kept here, else the job's ``set_props`` from Redis."""
+        files = self._files()
+        props_key = self._make_set_props_key(key)
+        local = files.load(props_key) if files is not None and files.has(props_key) else None
+        if local is not None:
+            files.delete(props_key)
+            return dict(local)
+        return self._redis(lambda: super(_CeleryManager, self).get_updated_props(key), {})
+
+    def terminate_job(self, job: Any) -> None:
+        """Revoke the job on Celery (nothing for a refused one, or while Redis is unreachable)."""
+        if job != REFUSED:
+            self._redis(lambda: super(_CeleryManager, self).terminate_job(job), None)
 
 
 @dataclass(frozen=True)
@@ -796,6 +891,7 @@ def make_background(
     fingerprint: str,
     build: Callable[[], Callbacks] | None = None,
     slots: int | None = None,
+    breaker: CircuitBreaker | None = None,
 ) -> Background:
     """Build the background-callback manager.
 
@@ -806,6 +902,7 @@ def make_background(
         build: what a pool process runs once to get the callbacks (default:
             :func:`app_callbacks` of ``settings``).
         slots: the bound on jobs computing at once (default :func:`default_job_slots`).
+        breaker: scaled out, the Redis circuit breaker shared with the shared caches.
 
     Returns:
         A :class:`Background`.
@@ -813,7 +910,8 @@ def make_background(
     keep = [lambda: fingerprint]  # results are kept, per build (see the module notes)
     if settings.redis_url:
         celery = make_celery(settings.redis_url)
-        return Background(_CeleryManager(celery, cache_by=keep, expire=RESULT_TTL_S), "celery", celery)
+        manager = _CeleryManager(celery, cache_dir / f"jobs-{fingerprint[:16]}", breaker, cache_by=keep, expire=RESULT_TTL_S)
+        return Background(manager, "celery", celery)
     files = JobFiles(cache_dir / f"jobs-{fingerprint[:16]}")
     files.trim()
     manager = PoolManager(files, build or functools.partial(app_callbacks, settings), cache_by=keep, slots=slots,

@@ -17,7 +17,7 @@ from flask import jsonify
 from ..core.errors import RepgeomError
 from ..pipeline import Engine
 from ..settings import Settings, check_runtime
-from ..shared_cache import open_store
+from ..shared_cache import CircuitBreaker, open_store
 from . import views
 from .background import Background, PoolManager, default_cache_dir, make_background
 from .callbacks import register
@@ -118,18 +118,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     fingerprint = build_fingerprint(Path(settings.models_dir or ASSETS.parent / "models") / "manifest.json")
     _prune_stale_builds(cache_dir, fingerprint)
+    breaker = CircuitBreaker() if settings.redis_url else None  # one per process: the caches and the job queue
     if engine is None:
         arrays = f"arrays-{fingerprint[:16]}"
         engine = Engine(
             settings.models_dir, settings.data_root, settings.device, cache_bytes=settings.cache_bytes,
-            shared=open_store(settings.redis_url, cache_dir / arrays, arrays),
+            shared=open_store(settings.redis_url, cache_dir / arrays, arrays, breaker=breaker),
         )
     for model_id, reason in engine.load_errors.items():
         log.warning("model %s refused: %s", model_id, reason)
     if not engine.model_ids:
         raise RepgeomError("no model could be loaded: " + "; ".join(engine.load_errors.values()))
     view = View.default(engine)
-    background = make_background(settings, cache_dir, fingerprint)
+    background = make_background(settings, cache_dir, fingerprint, breaker=breaker)
     app = Dash(
         __name__,
         title="repgeom",
@@ -146,7 +147,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     register(app, engine, max_answer_bytes=settings.max_answer_bytes)
     if settings.response_cache_bytes > 0:
         responses = f"responses-{fingerprint[:16]}"  # shared only where asked: --cache-dir or Redis
-        shared = open_store(settings.redis_url, cache_dir / responses, responses) if settings.cache_dir or settings.redis_url else None
+        shared = (open_store(settings.redis_url, cache_dir / responses, responses, breaker=breaker)
+                  if settings.cache_dir or settings.redis_url else None)
         install_response_cache(app.server, settings.response_cache_bytes, shared)
 
     @app.server.route("/healthz")

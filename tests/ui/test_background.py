@@ -29,6 +29,7 @@ from repgeom.ui import background
 from repgeom.ui.background import (
     BUSY_NOTICE,
     LOST_NOTICE,
+    REDIS_NOTICE,
     REFUSED,
     JobBounds,
     JobFiles,
@@ -656,3 +657,38 @@ def test_starting_a_celery_job_with_redis_down_fails_within_3_s():
         with pytest.raises(Exception):  # noqa: B017 - kombu's OperationalError or Celery's RuntimeError
             bg.celery.send_task("repgeom.nothing")
         assert time.monotonic() - t0 < 3
+
+
+def test_a_job_asked_for_while_redis_is_unreachable_is_refused_with_a_notice_within_3_s(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    manager = make_background(Settings(redis_url=f"redis://127.0.0.1:{port}/0"), tmp_path, "f" * 64).manager
+    task = manager.make_job_fn(noticed_work, True, "noticed")
+    key = _key("redis-down")
+    for attempt in range(2):  # the second within the cool-down: Redis is not asked at all
+        t0 = time.monotonic()
+        job = manager.call_job_fn(key, task, [{"dir": str(tmp_path), "name": "redis-down"}], {})
+        assert job == REFUSED and time.monotonic() - t0 < 3, (attempt, time.monotonic() - t0)
+        t0 = time.monotonic()
+        assert manager.get_result(key, job) is manager.UNDEFINED and not manager.job_running(job)
+        assert manager.get_updated_props(key) == {"notice-board": {"children": REDIS_NOTICE}}
+        assert manager.get_progress(key) is None and manager.get_updated_props(key) == {}
+        assert time.monotonic() - t0 < 3
+
+
+def test_a_refusal_nobody_read_is_not_shown_to_the_job_that_later_starts(tmp_path):
+    manager = _manager(tmp_path, slots=1, bounds=JobBounds(total=1, per_client=10))
+    try:
+        _, long_job = _start(manager, tmp_path, "long", seconds=30, steps=300)
+        key, refused = _start(manager, tmp_path, "later")
+        assert refused == REFUSED  # its notice is stored; its page never polled
+        manager.terminate_job(long_job)
+        _wait("the cancelled job still counts", lambda: not manager.job_running(long_job), 30)
+        key, job = _start(manager, tmp_path, "later")
+        assert job != REFUSED and _notice(manager, key) is None
+        _wait("no result", lambda: manager.result_ready(key))
+    finally:
+        manager.close()
