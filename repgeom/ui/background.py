@@ -463,13 +463,21 @@ class PoolManager(BaseBackgroundCallbackManager):
     def call_job_fn(self, key: str, job_fn: _Job, args: Any, context: Any) -> str | int:
         """Queue the job on the pool; its token, ``0`` when its result is already stored, :data:`REFUSED` over a bound.
 
-        A refused job starts nothing; its page is told why (see :func:`notices_to`).
+        A job for a view already queued or running joins it: its page gets that job's token
+        (a follower), and no second computation is queued. A refused job starts nothing;
+        its page is told why (see :func:`notices_to`).
         """
         if self.files.has(key):
             return 0  # stored: the first poll reads it, there is no job to wait for
         client = client_id()
         with self._admission():
-            live = [spec for _, spec in self._live_jobs()]
+            jobs = self._live_jobs()
+            for token, spec in jobs:
+                if spec["result"] == key and spec["callback"] == job_fn.key:  # the same view is on its way: wait for it
+                    spec["followers"] = int(spec.get("followers", 0)) + 1
+                    write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
+                    return token
+            live = [spec for _, spec in jobs]
             mine = sum(spec.get("client") == client for spec in live)
             if len(live) >= self.bounds.total:
                 why = f"{len(live)} computations are queued or running, the most this server takes"
@@ -576,10 +584,19 @@ class PoolManager(BaseBackgroundCallbackManager):
             self._launch(token, spec)
 
     def terminate_job(self, job: Any) -> None:
-        """Cancel the job (any worker's): a queued one never starts, a running one stops at its next progress update."""
+        """Cancel the job (any worker's): a queued one never starts, a running one stops at its next progress update.
+
+        A job that other pages follow is not cancelled: one fewer follows it.
+        """
         token = _token(job)
         if token is None or not self.job_running(token):
             return
+        with self._admission():
+            spec = self._read_spec(token)
+            if spec is not None and int(spec.get("followers", 0)) > 0:
+                spec["followers"] = int(spec["followers"]) - 1
+                write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
+                return
         with contextlib.suppress(OSError):
             (self.files.directory / f"run-{token}.cancel").touch(0o600)
         with self._lock:

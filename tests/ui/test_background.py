@@ -345,13 +345,30 @@ def test_two_servers_share_jobs_results_and_cancel_through_the_folder(tmp_path):
 def test_identical_jobs_compute_once_the_others_wait_and_get_the_result(tmp_path):
     a, b = _manager(tmp_path), _manager(tmp_path)
     try:
-        jobs = [_start(m, tmp_path, "same", seconds=2, steps=4) for m in (a, b, a)]
-        assert len({key for key, _ in jobs}) == 1 and len({job for _, job in jobs}) == 3
+        jobs = [_start(m, tmp_path, "same", seconds=2, steps=4, client=f"10.0.0.{i}") for i, m in enumerate((a, b, a))]
+        assert len({key for key, _ in jobs}) == 1 and len({job for _, job in jobs}) == 1, "the later pages follow the first job"
         key = jobs[0][0]
         _wait("no result", lambda: a.result_ready(key))
         _wait("the waiting jobs never ended", lambda: not any(a.job_running(job) for _, job in jobs), 30)
         assert [w for w, _, _ in _log(tmp_path)] == ["start", "end"], "the same job was computed more than once"
         assert a.get_result(key, None)["name"] == b.get_result(key, None)["name"] == "same"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_one_followers_cancel_leaves_the_job_to_the_others_and_the_last_cancel_stops_it(tmp_path):
+    a, b = _manager(tmp_path), _manager(tmp_path)
+    try:
+        key, job = _start(a, tmp_path, "followed", seconds=60, steps=600, client="10.0.0.1")
+        assert _start(b, tmp_path, "followed", seconds=60, steps=600, client="10.0.0.2") == (key, job)
+        _wait("no progress", lambda: a.get_progress(key) is not None)
+        b.terminate_job(job)  # the second page leaves
+        time.sleep(1.0)
+        assert a.job_running(job), "one page's cancel stopped the job another page waits for"
+        a.terminate_job(job)  # the last one leaves
+        _wait("the job nobody follows still runs", lambda: not a.job_running(job), 15)
+        assert not a.result_ready(key)
     finally:
         a.close()
         b.close()
