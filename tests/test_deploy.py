@@ -417,6 +417,7 @@ def _healthcheck(port: int, tmp_path: Path) -> int:
     return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30).returncode
 
 
+@pytest.mark.load
 def test_the_image_cmd_serves_two_workers_with_loaded_models_and_stops_on_sigterm(tmp_path):
     import dash
     import torch
@@ -495,6 +496,7 @@ def test_the_image_cmd_serves_two_workers_with_loaded_models_and_stops_on_sigter
         _kill_group(proc)
 
 
+@pytest.mark.load
 def test_a_worker_above_the_rss_bound_is_replaced_and_the_server_keeps_answering(tmp_path):
     port = _free_port()
     log_path = tmp_path / "gunicorn.log"

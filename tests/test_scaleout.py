@@ -32,6 +32,8 @@ BIN = Path(sys.executable).parent
 UPDATE = "/_dash-update-component"
 
 
+pytestmark = pytest.mark.load  # Redis, a Celery worker and gunicorn, for real
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -546,6 +546,7 @@ def _raw_status(port: int, head: bytes, chunks) -> int:  # noqa: ANN001 - an ite
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_planted_pickle_under_gunicorn(planted, engine, dash) -> None:
     victim, marker = planted["victim"], planted["marker"]
     port = _free_port()
