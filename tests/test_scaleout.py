@@ -226,12 +226,11 @@ def test_a_running_job_is_cancelled(cluster):
 
 def test_two_gunicorn_workers_share_cached_answers_through_redis(cluster):
     deps = _dependencies(cluster)
-    spec = next(d for d in deps if d["output"].startswith("..path-graph.figure"))
-    from repgeom.pipeline import Engine
+    spec = next(d for d in deps if d["output"].startswith("..models-table.children"))  # a request-thread callback
     from repgeom.ui.state import View
 
-    engine = Engine()
-    view = View.parse(engine, {**View.default(engine).controls(), "tab": "paths", "n_embed": 7}).controls()
+    engine = _engine()
+    view = View.parse(engine, {**View.default(engine).controls(), "tab": "models", "n_embed": 7}).controls()
     outputs = [dict(zip(("id", "property"), o.split("."), strict=True)) for o in spec["output"].strip(".").split("...")]
     body = {"output": spec["output"], "outputs": outputs, "state": [], "changedPropIds": ["view.data"],
             "inputs": [{"id": "view", "property": "data", "value": view}]}
