@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,8 @@ def dashboard(engine) -> Dash:
 
 def _choose(page: BrowserPage, dropdown_id: str, option: str) -> None:
     page.page.click(f"#{dropdown_id}")
-    page.page.get_by_role("dialog").get_by_role("option", name=option, exact=True).click()
+    # an option is named by its value, maybe followed by " · " and its description (the node selector)
+    page.page.get_by_role("dialog").get_by_role("option", name=re.compile(rf"^{re.escape(option)}( ·|$)")).click()
 
 
 def _heatmaps(page: BrowserPage, graph: str) -> int:

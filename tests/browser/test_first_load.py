@@ -1,4 +1,4 @@
-"""The first view in a real Chromium: compressed, within a byte budget, drawn in about two seconds.
+"""The first view in a real Chromium: compressed and within a byte budget; the time to draw it is reported.
 
 The default views are computed first (as the server's start-up warm-up does), so what is
 measured is what a visitor waits for: the page, its scripts, the layout and the first
@@ -30,10 +30,6 @@ pytestmark = pytest.mark.browser
 FIRST_LOAD_BUDGET = 3_000_000
 #: Bytes on the wire for the RDM tab's figures (the first figures a visitor sees).
 FIGURES_BUDGET = 1_000_000
-#: Seconds from the request for the page to the RDM grid and slider drawn, on an idle machine.
-#: A test machine shared by other jobs gives the browser and the server a fraction of a core:
-#: the bound is scaled by the run queue per core (the 1-minute load average), and reported.
-FIRST_VIEW_S = 2.0
 
 
 def test_the_first_view_is_compressed_within_its_byte_budget(
@@ -72,10 +68,10 @@ def test_the_first_view_is_compressed_within_its_byte_budget(
         "rdm_figures_sent_bytes": figure_bytes, "rdm_figures_uncompressed_bytes": figures[0][4],
         "requests": [(r[0][:60], r[2], r[3], r[4], r[6], r[7]) for r in rows if r[4] > 4096],
     }
-    busy = max(1.0, os.getloadavg()[0] / len(os.sched_getaffinity(0)))
-    report["load_per_core"] = round(busy, 2)
+    report["load_per_core"] = round(os.getloadavg()[0] / len(os.sched_getaffinity(0)), 2)
+    # The time is reported, not asserted: speed is measured by the benchmarks, and a shared
+    # CI machine's load would decide a timed assertion. The bytes are the budget.
     print("\nfirst view:", json.dumps(report))
     assert figure_bytes <= FIGURES_BUDGET, report
     assert sent <= FIRST_LOAD_BUDGET, report
-    assert drawn_s <= FIRST_VIEW_S * busy, report
     page.assert_no_errors()
