@@ -808,10 +808,10 @@ class _CeleryManager(_Settled, CeleryManager):
     """
 
     def __init__(self, celery: Any, notices: Path, breaker: CircuitBreaker | None = None, **kwargs: Any) -> None:
-        super().__init__(celery, **kwargs)
+        self._targets: dict[str, tuple[str, str]] = {}  # before Dash's __init__, which registers the known callbacks
         self.notices_dir = notices
         self.breaker = breaker or CircuitBreaker()
-        self._targets: dict[str, tuple[str, str]] = {}
+        super().__init__(celery, **kwargs)
 
     def make_job_fn(self, fn: Callable[..., Any], progress: Any, key: Any = None) -> Any:
         """Dash's Celery task for ``fn``; where its notices go is noted by the task's name."""
