@@ -475,7 +475,7 @@ class PoolManager(BaseBackgroundCallbackManager):
             for token, spec in jobs:
                 if spec["result"] == key and spec["callback"] == job_fn.key:  # the same view is on its way: wait for it
                     spec["followers"] = int(spec.get("followers", 0)) + 1
-                    write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
+                    self._write_spec(token, spec)
                     return token
             live = [spec for _, spec in jobs]
             mine = sum(spec.get("client") == client for spec in live)
@@ -487,7 +487,7 @@ class PoolManager(BaseBackgroundCallbackManager):
                 token = secrets.token_hex(16)
                 spec = {"callback": job_fn.key, "result": key, "payload": json.dumps([args, dict(context)]), "client": client, "restarts": 0}
                 self.files.delete(self._make_set_props_key(key))  # an earlier refusal's notice is not this job's
-                write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
+                self._write_spec(token, spec)
                 self._launch(token, spec)
                 return token
         log.warning("background job refused: %s", why)
@@ -538,6 +538,9 @@ class PoolManager(BaseBackgroundCallbackManager):
     def _spec_path(self, token: str) -> Path:
         return self.files.directory / f"run-{token}.json"
 
+    def _write_spec(self, token: str, spec: dict[str, Any]) -> None:
+        write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
+
     def _read_spec(self, token: str) -> dict[str, Any] | None:
         try:
             spec = json.loads(read_regular(self._spec_path(token), max_bytes=self.files.max_bytes, what="job"))
@@ -579,7 +582,7 @@ class PoolManager(BaseBackgroundCallbackManager):
                 self._notify(spec["callback"], key, LOST_NOTICE)
                 return
             spec["restarts"] = int(spec.get("restarts", 0)) + 1
-            write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
+            self._write_spec(token, spec)
             log.info("background job %s ended without a result; starting it again", token[:8])
             self._launch(token, spec)
 
@@ -595,7 +598,7 @@ class PoolManager(BaseBackgroundCallbackManager):
             spec = self._read_spec(token)
             if spec is not None and int(spec.get("followers", 0)) > 0:
                 spec["followers"] = int(spec["followers"]) - 1
-                write_atomically(self._spec_path(token), json.dumps(spec).encode(), mode=0o600)
+                self._write_spec(token, spec)
                 return
         with contextlib.suppress(OSError):
             (self.files.directory / f"run-{token}.cancel").touch(0o600)

@@ -479,13 +479,19 @@ def test_one_client_may_have_only_its_share_of_jobs(tmp_path):
         manager.close()
 
 
+def _leave_with_a_queued_job(folder: Path) -> tuple[PoolManager, tuple[str, str], tuple[str, str]]:
+    """A one-slot server starts a short job and queues another, then closes as a recycled worker does."""
+    leaving = _manager(folder, slots=1)
+    running = _start(leaving, folder, "running", seconds=1, steps=4)
+    _wait("the first job never started", lambda: leaving.get_progress(running[0]) is not None)
+    queued = _start(leaving, folder, "queued")
+    leaving.close()
+    return leaving, running, queued
+
+
 def test_a_recycled_workers_queued_job_is_started_again_by_the_next_poll(tmp_path):
     """gunicorn recycles a worker (memory bound): its queued jobs must not end as an empty answer."""
-    leaving = _manager(tmp_path, slots=1)
-    running = _start(leaving, tmp_path, "running", seconds=1, steps=4)
-    _wait("the first job never started", lambda: leaving.get_progress(running[0]) is not None)
-    key, job = _start(leaving, tmp_path, "queued")
-    leaving.close()  # as the worker leaves
+    leaving, running, (key, job) = _leave_with_a_queued_job(tmp_path)
     _wait("the running job was lost", lambda: JobFiles(tmp_path).has(running[0]))
     time.sleep(0.5)
     assert not leaving.job_running(job) and [n for w, n, _ in _log(tmp_path) if w == "start"] == ["running"]
@@ -501,11 +507,7 @@ def test_a_recycled_workers_queued_job_is_started_again_by_the_next_poll(tmp_pat
 
 
 def test_a_job_lost_more_often_than_it_may_restart_tells_its_page(tmp_path):
-    leaving = _manager(tmp_path, slots=1)
-    running = _start(leaving, tmp_path, "running", seconds=1, steps=4)
-    _wait("the first job never started", lambda: leaving.get_progress(running[0]) is not None)
-    key, job = _start(leaving, tmp_path, "queued")
-    leaving.close()
+    _, _, (key, job) = _leave_with_a_queued_job(tmp_path)
     other = _manager(tmp_path, slots=1, bounds=JobBounds(restarts=0))
     other.make_job_fn(noticed_work, True, "noticed")  # as every worker's app registers its callbacks
     try:
