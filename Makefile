@@ -25,8 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Two test processes, each computing on one thread: two processes of two OpenMP threads each on
+# two cores make t-SNE and BLAS threads spin against each other (a 1.7 s test took 38 s).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not browser and not load and not full_mnist" -p no:cacheprovider -n 2
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+	$(PY) -m pytest -m "not browser and not load and not full_mnist" -p no:cacheprovider -n 2 --dist worksteal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
