@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["DIMMED_OPACITY", "METHOD_NAMES", "POINT_FIELDS", "default_class_names", "embedding_animation", "embedding_grid", "quality_lines", "quality_text"]
 
 METHOD_NAMES = {"pca": "PCA", "mds": "MDS", "tsne": "t-SNE"}
-_GL_THRESHOLD = 2000  # above this many points per panel, draw with WebGL
 #: What each point's ``customdata`` holds, in order (the hover and click callbacks read it back).
 POINT_FIELDS = ("index", "node", "method")
 #: Opacity of the points outside an isolated group.
@@ -97,10 +96,10 @@ def _distortion_notes(d: NeighbourDistortion | None, indices: np.ndarray) -> np.
     )
 
 
-def _rings(coords: np.ndarray, rows: Sequence[int], name: str, color: str, size: int, show_legend: bool, scatter: type) -> go.BaseTraceType:
+def _rings(coords: np.ndarray, rows: Sequence[int], name: str, color: str, size: int, show_legend: bool) -> go.BaseTraceType:
     """Open rings around ``rows`` (no hover: the point underneath answers it)."""
     sel = [int(s) for s in rows if 0 <= int(s) < len(coords)]
-    return scatter(
+    return go.Scatter(
         x=coords[sel, 0] if sel else [],
         y=coords[sel, 1] if sel else [],
         mode="markers",
@@ -133,7 +132,6 @@ def _class_traces(
 ) -> list[go.BaseTraceType]:
     coords = e.coords
     notes = _distortion_notes(distortion, indices)
-    scatter = go.Scattergl if len(coords) > _GL_THRESHOLD else go.Scatter
     colors = class_colors(len(class_names))
     in_group = None if group is None else np.isin(np.arange(len(coords)), np.asarray(list(group), dtype=int))
     traces: list[go.BaseTraceType] = []
@@ -143,7 +141,7 @@ def _class_traces(
             continue
         isolate = {} if in_group is None else {"selectedpoints": np.flatnonzero(in_group[rows]).tolist(), "unselected": {"marker": {"opacity": DIMMED_OPACITY}}}
         traces.append(
-            scatter(
+            go.Scatter(
                 x=coords[rows, 0],
                 y=coords[rows, 1],
                 mode="markers",
@@ -159,8 +157,8 @@ def _class_traces(
                 **isolate,
             )
         )
-    traces.append(_rings(coords, highlight, "search matches", _SEARCH_COLOR, 13, show_legend, scatter))
-    traces.append(_rings(coords, selection, "selected", _SELECTED_COLOR, 15, False, scatter))
+    traces.append(_rings(coords, highlight, "search matches", _SEARCH_COLOR, 13, show_legend))
+    traces.append(_rings(coords, selection, "selected", _SELECTED_COLOR, 15, False))
     return traces
 
 

@@ -520,9 +520,8 @@ def shepard_figure(panels: Sequence[tuple[str, np.ndarray, np.ndarray, float | N
     for k, (name, true, plotted, _) in enumerate(panels):
         r, c = k // cols + 1, k % cols + 1
         top = float(max(np.max(true, initial=0.0), np.max(plotted, initial=0.0))) * 1.05 or 1.0
-        scatter = go.Scattergl if len(true) > 2000 else go.Scatter
         fig.add_trace(
-            scatter(
+            go.Scatter(
                 x=true,
                 y=plotted,
                 mode="markers",

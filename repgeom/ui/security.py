@@ -48,10 +48,10 @@ Design notes:
       Content-Security-Policy whose ``script-src`` is ``'self'`` plus the SHA-256 of
       each inline script Dash writes into the page (``app.csp_hashes()``: the renderer
       start-up line and any clientside callbacks; the ``_dash-config`` block is JSON,
-      not a script), ``'unsafe-eval'`` (Plotly's WebGL traces, which the embedding
-      figures use above 2000 points per panel, compile their drawing code with
-      ``new Function``: ``tests/browser/test_csp.py`` shows a WebGL scatter blocked and
-      undrawn without it), inline styles (Plotly writes ``<style>`` elements),
+      not a script), and nothing that evaluates text as code: no ``'unsafe-eval'``
+      (the figures draw with plotly.js's cartesian bundle, which has no WebGL traces,
+      the only part of plotly.js that compiles code with ``new Function``;
+      ``tests/browser/test_csp.py`` shows ``eval`` refused), inline styles (Plotly writes ``<style>`` elements),
       ``data:``/``blob:`` images (digit thumbnails, PNG export), no framing, no
       plugins, no ``<base>``; plus ``X-Frame-Options: DENY``,
       ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: same-origin``.
@@ -117,18 +117,17 @@ _APP_ROUTES = ("/healthz",)
 _CALLBACK = "_dash-update-component"
 
 
-def content_security_policy(script_hashes: Sequence[str], unsafe_eval: bool = True) -> str:
+def content_security_policy(script_hashes: Sequence[str]) -> str:
     """The Content-Security-Policy header value.
 
     Args:
         script_hashes: CSP source expressions for the page's inline scripts, such as
             ``"'sha256-...'"`` (what :meth:`dash.Dash.csp_hashes` returns).
-        unsafe_eval: allow ``new Function`` (Plotly's WebGL traces need it).
 
     Returns:
         The policy, directives separated by ``"; "``.
     """
-    script = ["'self'", *script_hashes] + (["'unsafe-eval'"] if unsafe_eval else [])
+    script = ["'self'", *script_hashes]
     directives = {
         "default-src": ["'self'"],
         "script-src": script,
