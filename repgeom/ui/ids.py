@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CONTROL_IDS", "DOWNLOAD_JOB", "EMBED_JOB", "GRAPH_IDS", "ID", "JOBS", "PATH_JOB", "RDM_JOB", "JobIds", "note_id", "preset_id"]
+__all__ = ["CONTROL_IDS", "DIFF_JOB", "DOWNLOAD_JOB", "EMBED_JOB", "GRAPH_IDS", "ID", "JOBS", "PATH_JOB", "RDM_JOB", "JobIds", "note_id", "preset_id"]
 
 
 class ID:
@@ -152,8 +152,10 @@ PATH_JOB = _job_ids("path")
 RDM_JOB = _job_ids("rdm")
 #: The ``.npz`` download's job.
 DOWNLOAD_JOB = _job_ids("download")
+#: The RDM tab's difference RDM (its bootstrap takes seconds).
+DIFF_JOB = _job_ids("diff")
 #: Every job by the name the page shows it under.
-JOBS = {"embeddings": EMBED_JOB, "paths": PATH_JOB, "RDMs": RDM_JOB, "download": DOWNLOAD_JOB}
+JOBS = {"embeddings": EMBED_JOB, "paths": PATH_JOB, "RDMs": RDM_JOB, "download": DOWNLOAD_JOB, "difference RDM": DIFF_JOB}
 
 
 def preset_id(index: int) -> dict[str, str | int]:

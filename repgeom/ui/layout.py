@@ -21,7 +21,7 @@ from ..figures.rdm import COLORSCALES
 from ..figures.style import COMPARE_LABELS
 from ..pipeline import Engine
 from .explanations import FIGURE_NOTES, GLOSSARY
-from .ids import DOWNLOAD_JOB, EMBED_JOB, ID, JOBS, PATH_JOB, RDM_JOB, JobIds, note_id, preset_id
+from .ids import DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, ID, JOBS, PATH_JOB, RDM_JOB, JobIds, note_id, preset_id
 from .state import LANDMARK_CHOICES, SURVIVE_COMPARISONS, View, per_class_limit
 
 __all__ = [
@@ -456,6 +456,7 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
                         ],
                     ),
                     _message(ID.DIFF_MESSAGE),
+                    _progress(DIFF_JOB),
                     _graph(ID.DIFF_GRAPH, 200),
                 ],
             ),

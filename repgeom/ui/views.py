@@ -19,6 +19,7 @@ from ..core.embedding.quality import default_neighbors
 from ..core.errors import RepgeomError
 from ..core.neighbours import point_neighbours
 from ..core.rdm import bin_edges
+from ..core.stimuli import Stimuli
 from ..figures import (
     difference_figure,
     embedding_animation,
@@ -58,6 +59,7 @@ __all__ = [
     "NeighboursInfo",
     "PathViews",
     "ProbeViews",
+    "difference_stimuli",
     "difference_view",
     "dataset_models",
     "display_side",
@@ -408,8 +410,25 @@ def survive_view(engine: Engine, view: View, progress: Progress | None = None) -
     return survive_figure(paths, aligned, colors)
 
 
-def difference_view(engine: Engine, view: View) -> go.Figure | None:
+def difference_stimuli(engine: Engine, view: View) -> Stimuli:
+    """The stimuli of the view's difference RDM (the RDM tab's).
+
+    Raises:
+        RepgeomError: above :data:`DIFF_MAX_N` stimuli.
+    """
+    stim = engine.stimuli(view.spec(engine, view.n_rdm))
+    if stim.n > DIFF_MAX_N:
+        raise RepgeomError(f"the difference RDM is offered up to {DIFF_MAX_N} stimuli, got {stim.n}: lower the RDMs' images per class")
+    return stim
+
+
+def difference_view(engine: Engine, view: View, progress: Progress | None = None) -> go.Figure | None:
     """The difference RDM of ``view.diff_a`` minus ``view.diff_b`` on the RDM tab's stimuli (``None`` until both are chosen).
+
+    Args:
+        engine: the engine.
+        view: the view (its A, B, stimuli and dissimilarity).
+        progress: told of each step (features, then the bootstrap) when given.
 
     Raises:
         RepgeomError: above :data:`DIFF_MAX_N` stimuli.
@@ -419,9 +438,12 @@ def difference_view(engine: Engine, view: View) -> go.Figure | None:
     dataset = engine.dataset_of(view.model).id
     (ma, na), (mb, nb) = (split_model_node(engine, x, dataset, w) for x, w in ((view.diff_a, "A"), (view.diff_b, "B")))
     spec = view.spec(engine, view.n_rdm)
-    stim = engine.stimuli(spec)
-    if stim.n > DIFF_MAX_N:
-        raise RepgeomError(f"the difference RDM is offered up to {DIFF_MAX_N} stimuli, got {stim.n}: lower the RDMs' images per class")
+    stim = difference_stimuli(engine, view)
+    if progress is not None:
+        progress(0, 2, f"features of {view.diff_a} and {view.diff_b}")
+        for model, node in ((ma, na), (mb, nb)):
+            engine.prefetch_features(model, [node], spec)
+        progress(1, 2, f"{DIFF_BOOT} bootstrap samples of both RDMs")
     diff, mask = engine.difference(ma, na, mb, nb, spec, view.rdm_method, n_boot=DIFF_BOOT)
     return difference_figure(diff, mask, stim.labels, view.diff_a, view.diff_b, view.rdm_method, DIFF_BOOT, engine.dataset_of(view.model).class_names)
 

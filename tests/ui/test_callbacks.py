@@ -109,7 +109,8 @@ def test_inactive_tabs_are_not_computed(engine):
     assert models.models_panel(engine, view) == (no_update,) * 3
     assert embeddings.embedding_request(engine, view, []) is no_update
     assert embeddings.embedding_figures(engine, print, {"view": view, "selection": []}) == (no_update,) * 4
-    assert rdms.difference_figure(engine, {**view, "tab": "paths"}) == (no_update,) * 2
+    assert rdms.difference_gate(engine, {**view, "tab": "paths"}) == (no_update,) * 4
+    assert rdms.difference_job(engine, print, {"view": {**view, "tab": "paths"}}) == (no_update,) * 2
 
 
 @pytest.mark.parametrize(

@@ -138,16 +138,24 @@ def test_paths_over_training(engine):
 
 
 def test_difference_rdm_view(engine):
+    # (no other test computes this difference on the session's engine: the first gate must find it uncached)
     view = _view(engine, n_rdm=3, diff_a="feedforward/fc1", diff_b="feedforward_seed2/fc1")
-    fig, message = rdms.difference_figure(engine, view)
+    figure, message, request, _abandon = rdms.difference_gate(engine, view)  # not computed yet: a job request
+    assert figure is no_update and message == "" and request == {"view": View.parse(engine, view).controls()}
+    steps = []
+    fig, message = rdms.difference_job(engine, steps.append, request)
+    assert [s[2] for s in steps] == ["0/2 · features of feedforward/fc1 and feedforward_seed2/fc1", f"1/2 · {views.DIFF_BOOT} bootstrap samples of both RDMs"]
+    cached, message_again, no_request, abandon = rdms.difference_gate(engine, view)  # now cached: answered at once
+    assert no_request is no_update and isinstance(abandon, str) and message_again == ""
+    assert np.array_equal(np.asarray(cached.data[0].z, dtype=float), np.asarray(fig.data[0].z, dtype=float), equal_nan=True)
     spec = View.parse(engine, view).spec(engine, 3)
     diff, mask = engine.difference("feedforward", "fc1", "feedforward_seed2", "fc1", spec, "correlation", n_boot=views.DIFF_BOOT)
     z = np.asarray(fig.data[0].z, dtype=float)
     assert message == "" and np.isnan(z[~mask]).all() and np.allclose(z[mask], diff[mask], atol=1e-6)
     assert "A = feedforward/fc1 minus B = feedforward_seed2/fc1" in fig.layout.title.text
-    hint, message = rdms.difference_figure(engine, _view(engine, n_rdm=3))
+    hint, message, _r, _a = rdms.difference_gate(engine, _view(engine, n_rdm=3))
     assert "Choose A and B" in hint.layout.annotations[0].text
-    _f, message = rdms.difference_figure(engine, _view(engine, n_rdm=100, diff_a="feedforward/fc1", diff_b="feedforward/fc2"))
+    _f, message, _r, _a = rdms.difference_gate(engine, _view(engine, n_rdm=100, diff_a="feedforward/fc1", diff_b="feedforward/fc2"))
     assert "up to 600 stimuli" in _text(message)
 
 

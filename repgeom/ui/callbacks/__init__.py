@@ -53,7 +53,7 @@ from flask import has_request_context, request
 
 from ...pipeline import Engine
 from ..background import notices_to
-from ..ids import CONTROL_IDS, DOWNLOAD_JOB, EMBED_JOB, GRAPH_IDS, ID, PATH_JOB, RDM_JOB, JobIds, preset_id
+from ..ids import CONTROL_IDS, DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, GRAPH_IDS, ID, PATH_JOB, RDM_JOB, JobIds, preset_id
 from . import download, embeddings, jobs, models, paths, probe, rdms, selection, sync
 
 __all__ = ["register"]
@@ -159,10 +159,10 @@ def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANS
         Output(EMBED_JOB.request, "data"),
         [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data"), Input(ID.HIGHLIGHT, "data"), Input(ID.GROUP, "data"), Input(EMBED_JOB.again, "n_clicks")],
     )(_bind(embeddings.embedding_request, engine))
-    app.callback(
-        [Output(ID.DIFF_GRAPH, "figure"), Output(ID.DIFF_MESSAGE, "children")],
-        Input(ID.VIEW, "data"),
-    )(_bind(rdms.difference_figure, engine))
+    _job(
+        app, DIFF_JOB, "difference RDM", [Output(ID.DIFF_GRAPH, "figure"), Output(ID.DIFF_MESSAGE, "children")], ID.DIFF_MESSAGE,
+        _bind(rdms.difference_job, engine), _bind(rdms.difference_gate, engine), [Input(ID.VIEW, "data")],
+    )
 
     _job(
         app, EMBED_JOB, "embeddings",

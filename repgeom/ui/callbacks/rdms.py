@@ -3,7 +3,8 @@
 Large stimulus sets with many nodes take seconds, so the tab has a gate and a job:
 :func:`rdm_gate` answers at once what is cached or small (:data:`DIRECT_CELLS`), and
 otherwise sends :func:`rdm_job` a request, which runs as a background job with progress
-and Cancel.
+and Cancel. The difference RDM below them (a bootstrap) has its own gate and job
+(:func:`difference_gate`, :func:`difference_job`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..state import View
 from .common import guarded, parse_selection, parse_view
 from .jobs import reporter
 
-__all__ = ["DIRECT_CELLS", "difference_figure", "rdm_figures", "rdm_gate", "rdm_job"]
+__all__ = ["DIRECT_CELLS", "difference_gate", "difference_job", "rdm_figures", "rdm_gate", "rdm_job"]
 
 #: RDM cells (stimuli² × nodes) the gate computes in the request itself: 6 nodes of 1,000
 #: stimuli take under a second; more goes to a background job.
@@ -90,13 +91,41 @@ def rdm_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
     return views.presented(view, grid), views.presented(view, slider), ""
 
 
-@guarded(2, 1)
-def difference_figure(engine: Engine, data: Any) -> tuple:
-    """``(difference RDM figure, message)`` for the view's A and B; a hint until both are chosen."""
-    view = parse_view(engine, data)
-    if view is None or view.tab != "rdms":
-        return no_update, no_update
-    fig = views.difference_view(engine, view)
+def _difference(engine: Engine, view: View, progress: views.Progress | None = None) -> tuple:
+    """``(figure, message)`` of the view's difference RDM; a hint until A and B are chosen."""
+    fig = views.difference_view(engine, view, progress)
     if fig is None:
         return views.note_figure("Choose A and B (model / node) to see where their RDMs differ reliably."), ""
     return views.presented(view, fig), ""
+
+
+@guarded(4, 1)
+def difference_gate(engine: Engine, data: Any, _again: Any = None) -> tuple:
+    """``(figure, message, request, abandon)``: the difference RDM at once when cached, else a job request.
+
+    Its bootstrap takes seconds, so an uncached difference goes to :func:`difference_job`
+    (``{"view": ...}``); a direct answer comes with a fresh ``abandon`` token (which
+    cancels a job still running for an older view). Nothing unless the RDM tab shows.
+    """
+    view = parse_view(engine, data)
+    if view is None or view.tab != "rdms":
+        return (no_update,) * 4
+    if view.diff_a and view.diff_b:
+        views.difference_stimuli(engine, view)  # too many stimuli is said at once, not after a job
+    try:
+        with engine.cached_only():
+            outputs = _difference(engine, view)
+    except NotCached:
+        return no_update, "", {"view": view.controls()}, no_update
+    return (*outputs, no_update, secrets.token_hex(8))
+
+
+@guarded(2, 1)
+def difference_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
+    """``(figure, message)`` for a request of :func:`difference_gate`, with progress (a background job)."""
+    if not isinstance(request, Mapping):
+        return no_update, no_update
+    view = parse_view(engine, request.get("view"))
+    if view is None or view.tab != "rdms":
+        return no_update, no_update
+    return _difference(engine, view, reporter(set_progress))
