@@ -73,6 +73,8 @@ __all__ = ["DEFAULT_CACHE_BYTES", "PROBE_NEIGHBOURS", "Engine", "NodeMetrics", "
 
 #: Default bound on an engine's cache of computed results.
 DEFAULT_CACHE_BYTES = _SETTINGS_CACHE_BYTES
+#: Bytes of the cache of per-node summaries (block contrast and silhouette: about 10^5 nodes × views).
+SUMMARY_CACHE_BYTES = 16 << 20
 
 T = TypeVar("T")
 
@@ -176,9 +178,9 @@ class _LRU:
     :class:`NotCached` instead of computing.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, probing: threading.local | None = None) -> None:
         self._max = max_bytes
-        self._probing = threading.local()
+        self._probing = threading.local() if probing is None else probing  # shared: one cached_only covers both caches
         self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._size = 0
         self._lock = threading.RLock()
@@ -316,7 +318,11 @@ class Engine:
         self._steps = {k: repeated_steps(e.nodes, self.models[k].module) for k, e in self._extractors.items()}
         self._descriptions = {k: describe_nodes(e.graph, self._steps[k], self.models[k].entry.descriptions) for k, e in self._extractors.items()}
         self._history_lock = threading.Lock()
-        self._cache = _LRU(DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
+        probing = threading.local()
+        self._cache = _LRU(DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes, probing)
+        # Per-node summaries (a few numbers each) in a cache of their own: in the main one, the
+        # arrays they were computed from would push them out.
+        self._summaries = _LRU(SUMMARY_CACHE_BYTES, probing)
         self.shared = shared
 
     def _add_dataset(self, model: str) -> None:
@@ -875,15 +881,26 @@ class Engine:
         return self._cache.get_or_compute(key, lambda: difference_rdm(a.matrix, b.matrix, a.labels, n_boot, seed))
 
     def node_metrics(self, model: str, nodes: str | Sequence[str] | None, spec: StimulusSpec, method: str = "correlation") -> NodeMetrics:
-        """Block contrast and silhouette of every chosen node of ``model``."""
-        rdms = self.rdms(model, nodes, spec, method)
-        labels = self.stimuli(spec).labels
-        return NodeMetrics(
-            model,
-            [r.node for r in rdms],
-            [block_contrast(r.matrix, labels) for r in rdms],
-            [silhouette(r.matrix, labels, r.method) for r in rdms],
-        )
+        """Block contrast and silhouette of every chosen node of ``model``.
+
+        Each node's two numbers are kept in a cache of small results, so they are answered
+        again after its RDM and features have been evicted.
+        """
+        chosen = self.select_nodes(model, nodes)
+        self.check_choice("RDM method", method, RDM_METHODS)
+        missing = [n for n in chosen if ("metrics", model, n, spec, method) not in self._summaries]
+        if missing and not all(self._cached(("rdm", model, n, spec, method)) for n in missing):
+            self.prefetch_features(model, missing, spec)
+
+        def of(node: str) -> tuple[float, float]:
+            def make() -> tuple[float, float]:
+                r = self.rdm(model, node, spec, method)
+                return block_contrast(r.matrix, r.labels), silhouette(r.matrix, r.labels, r.method)
+
+            return self._summaries.get_or_compute(("metrics", model, node, spec, method), make)
+
+        values = [of(n) for n in chosen]
+        return NodeMetrics(model, list(chosen), [v[0] for v in values], [v[1] for v in values])
 
     def probe(
         self,

@@ -7,7 +7,7 @@ import pytest
 import rsatoolbox
 import torch
 
-from repgeom.pipeline import Engine
+from repgeom.pipeline import Engine, StimulusSpec
 
 STEPS = ["conv2", "conv2_2", "conv2_4"]
 
@@ -58,3 +58,20 @@ def test_seed_variability_yardstick_from_the_manifests_replicate(engine):
     path = engine.path(["feedforward", "feedforward_seed2"], {"feedforward": ["fc1"], "feedforward_seed2": ["fc1"]}, spec)
     assert vari["input"] == pytest.approx(0.0, abs=1e-6) and vari["fc1"] == pytest.approx(path.distances[0, 1], abs=1e-12) and vari["fc1"] > 0.01
     assert engine.seed_variability("recurrent", None, spec) == {}
+
+
+def test_node_metrics_are_answered_again_after_their_arrays_are_evicted():
+    """Per-node metrics live in a cache of small results: arrays that push RDMs out of a small main cache leave them."""
+    from repgeom.core.metrics import block_contrast, silhouette
+
+    engine = Engine(device="cpu", cache_bytes=2 << 20)  # holds about two RDMs of 400 stimuli
+    spec = StimulusSpec(n_per_class=40)
+    first = engine.node_metrics("recurrent", "all", spec)
+    misses = engine.cache_info()["misses"]
+    with engine.cached_only():  # nothing is computed: a miss would raise NotCached
+        again = engine.node_metrics("recurrent", "all", spec)
+    assert again == first and engine.cache_info()["misses"] == misses
+    assert len(first.nodes) == len(engine.nodes("recurrent")) > 5
+    rdm = engine.rdm("recurrent", first.nodes[-1], spec)  # the oracle: the same numbers from the RDM itself
+    assert first.block_contrast[-1] == pytest.approx(block_contrast(rdm.matrix, rdm.labels), abs=1e-12)
+    assert first.silhouette[-1] == pytest.approx(silhouette(rdm.matrix, rdm.labels, "correlation"), abs=1e-12)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CONTROL_IDS", "DIFF_JOB", "DOWNLOAD_JOB", "EMBED_JOB", "GRAPH_IDS", "ID", "JOBS", "PATH_JOB", "RDM_JOB", "JobIds", "note_id", "preset_id"]
+__all__ = [
+    "CONTROL_IDS", "DIFF_JOB", "DOWNLOAD_JOB", "EMBED_JOB", "GRAPH_IDS", "ID", "JOBS",
+    "METRICS_JOB", "PATH_JOB", "RDM_JOB", "JobIds", "note_id", "preset_id",
+]
 
 
 class ID:
@@ -77,6 +80,7 @@ class ID:
     DIFF_GRAPH = "diff-graph"
     DIFF_MESSAGE = "diff-message"
     METRICS_GRAPH = "metrics-graph"
+    METRICS_MESSAGE = "metrics-message"
     MODELS_TABLE = "models-table"
     MODELS_MESSAGE = "models-message"
     SIDE_GRAPH = "side-graph"
@@ -154,8 +158,10 @@ RDM_JOB = _job_ids("rdm")
 DOWNLOAD_JOB = _job_ids("download")
 #: The RDM tab's difference RDM (its bootstrap takes seconds).
 DIFF_JOB = _job_ids("diff")
+#: The models tab's per-node metrics of every model (every node's RDM).
+METRICS_JOB = _job_ids("metrics")
 #: Every job by the name the page shows it under.
-JOBS = {"embeddings": EMBED_JOB, "paths": PATH_JOB, "RDMs": RDM_JOB, "download": DOWNLOAD_JOB, "difference RDM": DIFF_JOB}
+JOBS = {"embeddings": EMBED_JOB, "paths": PATH_JOB, "RDMs": RDM_JOB, "download": DOWNLOAD_JOB, "difference RDM": DIFF_JOB, "metrics": METRICS_JOB}
 
 
 def preset_id(index: int) -> dict[str, str | int]:

@@ -21,7 +21,7 @@ from ..figures.rdm import COLORSCALES
 from ..figures.style import COMPARE_LABELS
 from ..pipeline import Engine
 from .explanations import FIGURE_NOTES, GLOSSARY
-from .ids import DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, ID, JOBS, PATH_JOB, RDM_JOB, JobIds, note_id, preset_id
+from .ids import DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, ID, JOBS, METRICS_JOB, PATH_JOB, RDM_JOB, JobIds, note_id, preset_id
 from .state import LANDMARK_CHOICES, SURVIVE_COMPARISONS, View, per_class_limit
 
 __all__ = [
@@ -492,6 +492,8 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
                 children=[
                     _message(ID.MODELS_MESSAGE),
                     html.Div(id=ID.MODELS_TABLE),
+                    _message(ID.METRICS_MESSAGE),
+                    _progress(METRICS_JOB),
                     _graph(ID.METRICS_GRAPH, 560),
                     html.H3("Models side by side"),
                     _message(ID.SIDE_MESSAGE),

@@ -474,10 +474,21 @@ def dataset_models(engine: Engine, view: View) -> list[str]:
     return [view.model, *(m for m in engine.model_ids if m != view.model and engine.dataset_of(m).id == dataset)]
 
 
-def metrics_view(engine: Engine, view: View) -> go.Figure:
-    """Block contrast and silhouette over every node of every model of the view's dataset, in one plot."""
+def metrics_view(engine: Engine, view: View, progress: Progress | None = None) -> go.Figure:
+    """Block contrast and silhouette over every node of every model of the view's dataset, in one plot.
+
+    Args:
+        engine: the engine.
+        view: the view (its model's dataset, stimuli and dissimilarity).
+        progress: told of each model in turn when given.
+    """
     spec = view.spec(engine, view.n_rdm)
-    metrics = [engine.node_metrics(m, "all", spec, view.rdm_method) for m in dataset_models(engine, view)]
+    models = dataset_models(engine, view)
+    metrics = []
+    for k, m in enumerate(models):
+        if progress is not None:
+            progress(k, len(models), f"every node's RDM of {m}")
+        metrics.append(engine.node_metrics(m, "all", spec, view.rdm_method))
     return metrics_figure(metrics, model_colors(engine), view.rdm_method)
 
 

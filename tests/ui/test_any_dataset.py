@@ -119,8 +119,9 @@ def test_path_models_and_download_for_other_models(tiles):
     fig, _labels, _shepard, _note, message = paths.path_figure(tiles, _view(tiles, tab="paths", n_embed=2, path_models=["ff12", "rec12"]))
     lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines+markers"]
     assert message == "" and [(t.name, t.line.color) for t in lines] == [("ff12", MODEL_PALETTE[0]), ("rec12", MODEL_PALETTE[1])]
-    table, metrics, message = models.models_panel(tiles, _view(tiles, tab="models", n_rdm=2))
-    assert message == "" and "ff12" in _text(table) and "rec12" in _text(table) and metrics.data[0].line.color == MODEL_PALETTE[0]
+    table, message = models.models_panel(tiles, _view(tiles, tab="models", n_rdm=2))
+    metrics, _m = models.metrics_job(tiles, lambda _p: None, {"view": _view(tiles, tab="models", n_rdm=2)})
+    assert message == _m == "" and "ff12" in _text(table) and "rec12" in _text(table) and metrics.data[0].line.color == MODEL_PALETTE[0]
     data, message = download.download(tiles, _view(tiles, n_rdm=2))
     z = np.load(io.BytesIO(base64.b64decode(data["content"])))
     assert message == "" and z["rdm/ff12/conv1"].shape == (24, 24)
@@ -175,7 +176,7 @@ def test_switching_to_a_model_of_another_dataset_brings_its_stimuli_and_names(mi
     assert (back["attack_model"], back["path_models"], back["n_rdm"]) == ("feedforward", ["recurrent"], 3)
     linked = View.from_query(mixed, "?model=ff12&n_embed=2")
     assert (linked.attack_model, linked.path_models, linked.n_rdm, linked.n_embed) == ("ff12", ("ff12",), 3, 2)
-    table, _metrics, _ = models.models_panel(mixed, _view(mixed, tab="models", n_rdm=2))
+    table, _ = models.models_panel(mixed, _view(mixed, tab="models", n_rdm=2))
     assert "tiles" in _text(table) and "MNIST" in _text(table)
 
 

@@ -106,7 +106,9 @@ def test_inactive_tabs_are_not_computed(engine):
     assert rdms.rdm_figures(engine, None, []) == (no_update,) * 3
     assert paths.path_figure(engine, view) == (no_update,) * 5
     assert paths.survive_figure(engine, view) == (no_update,) * 2
-    assert models.models_panel(engine, view) == (no_update,) * 3
+    assert models.models_panel(engine, view) == (no_update,) * 2
+    assert models.metrics_gate(engine, view) == (no_update,) * 4
+    assert models.metrics_job(engine, print, {"view": view}) == (no_update,) * 2
     assert embeddings.embedding_request(engine, view, []) is no_update
     assert embeddings.embedding_figures(engine, print, {"view": view, "selection": []}) == (no_update,) * 4
     assert rdms.difference_gate(engine, {**view, "tab": "paths"}) == (no_update,) * 4
@@ -185,8 +187,16 @@ def test_a_progress_store_that_fails_does_not_fail_the_job(engine):
 
 
 def test_models_panel(engine):
-    table, metrics, message = models.models_panel(engine, _view(engine, tab="models", n_rdm=3))
+    view = _view(engine, tab="models", n_rdm=3)
+    table, message = models.models_panel(engine, view)
     assert "2,650" in _text(table) and [r["model"] for r in views.models_rows(engine)] == engine.model_ids
+    metrics, message, request, abandon = models.metrics_gate(engine, view)
+    if request is not no_update:  # not cached yet on the session's engine: a job, model by model
+        steps = []
+        metrics, message = models.metrics_job(engine, steps.append, request)
+        assert [s[2].split(" · ")[-1] for s in steps] == [f"every node's RDM of {m}" for m in views.dataset_models(engine, View.parse(engine, view))]
+        metrics, message, request, abandon = models.metrics_gate(engine, view)
+    assert request is no_update and isinstance(abandon, str)  # computed: answered at once
     mnist = [m for m in engine.model_ids if engine.dataset_of(m).id == engine.dataset_of(engine.defaults.model).id]
     assert len(mnist) >= 2 and message == ""
     assert [t.name for t in metrics.data[::2]] == views.dataset_models(engine, View.parse(engine, _view(engine, tab="models")))

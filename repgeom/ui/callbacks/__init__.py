@@ -9,8 +9,9 @@
     hypothesis ─┤        (validated View) ├─► paths (gate → job: path, angle to labels,
      editor's add   + hypotheses' options │          Shepard, side by side)
     selection ──┘   + a link's pair ──────┼─► selection store
-                                          ├─► rdms.difference_figure
-                                          ├─► models.models_panel (table + every model's metrics)
+                                          ├─► rdms difference (gate → job: a bootstrap)
+                                          ├─► models.models_panel (the models table)
+                                          ├─► models metrics (gate → job: every model's per-node metrics)
                                           ├─► models.side_by_side (models' RDMs, one colour scale)
                                           └─► download (gate → job, on the button's click: .npz)
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
@@ -53,7 +54,7 @@ from flask import has_request_context, request
 
 from ...pipeline import Engine
 from ..background import notices_to
-from ..ids import CONTROL_IDS, DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, GRAPH_IDS, ID, PATH_JOB, RDM_JOB, JobIds, preset_id
+from ..ids import CONTROL_IDS, DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, GRAPH_IDS, ID, METRICS_JOB, PATH_JOB, RDM_JOB, JobIds, preset_id
 from . import download, embeddings, jobs, models, paths, probe, rdms, selection, sync
 
 __all__ = ["register"]
@@ -183,10 +184,11 @@ def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANS
         ID.PATH_MESSAGE, _bind(paths.path_job, engine), _bind(paths.path_gate, engine), [Input(ID.VIEW, "data")],
     )
 
-    app.callback(
-        [Output(ID.MODELS_TABLE, "children"), Output(ID.METRICS_GRAPH, "figure"), Output(ID.MODELS_MESSAGE, "children")],
-        Input(ID.VIEW, "data"),
-    )(_bind(models.models_panel, engine))
+    app.callback([Output(ID.MODELS_TABLE, "children"), Output(ID.MODELS_MESSAGE, "children")], Input(ID.VIEW, "data"))(_bind(models.models_panel, engine))
+    _job(
+        app, METRICS_JOB, "metrics", [Output(ID.METRICS_GRAPH, "figure"), Output(ID.METRICS_MESSAGE, "children")], ID.METRICS_MESSAGE,
+        _bind(models.metrics_job, engine), _bind(models.metrics_gate, engine), [Input(ID.VIEW, "data")],
+    )
     app.callback([Output(ID.SIDE_GRAPH, "figure"), Output(ID.SIDE_MESSAGE, "children")], Input(ID.VIEW, "data"))(_bind(models.side_by_side, engine))
 
     limiter = probe.RateLimit()  # per app, so per server worker

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from dash import html, no_update
 
-from ...pipeline import Engine
+from ...pipeline import Engine, NotCached
 from .. import views
 from .common import guarded, parse_view
+from .jobs import reporter
 
-__all__ = ["models_panel", "models_table", "side_by_side"]
+__all__ = ["metrics_gate", "metrics_job", "models_panel", "models_table", "side_by_side"]
 
 
 def models_table(rows: list[dict[str, Any]]) -> html.Table:
@@ -20,13 +23,44 @@ def models_table(rows: list[dict[str, Any]]) -> html.Table:
     return html.Table([head, body] if head else [body], className="models-table")
 
 
-@guarded(3, 2)
+@guarded(2, 1)
 def models_panel(engine: Engine, data: Any) -> tuple:
-    """``(models table, metrics figure, message)``; nothing unless the models tab shows."""
+    """``(models table, message)``; nothing unless the models tab shows."""
     view = parse_view(engine, data)
     if view is None or view.tab != "models":
-        return no_update, no_update, no_update
-    return models_table(views.models_rows(engine)), views.presented(view, views.metrics_view(engine, view)), ""
+        return no_update, no_update
+    return models_table(views.models_rows(engine)), ""
+
+
+@guarded(4, 1)
+def metrics_gate(engine: Engine, data: Any, _again: Any = None) -> tuple:
+    """``(metrics figure, message, request, abandon)``: every model's per-node metrics at once when cached, else a job request.
+
+    They need every node's RDM of every model of the dataset (seconds at many stimuli),
+    so uncached metrics go to :func:`metrics_job` (``{"view": ...}``). A direct answer
+    comes with a fresh ``abandon`` token (which cancels a job still running for an older
+    view). Nothing unless the models tab shows.
+    """
+    view = parse_view(engine, data)
+    if view is None or view.tab != "models":
+        return (no_update,) * 4
+    try:
+        with engine.cached_only():
+            figure = views.metrics_view(engine, view)
+    except NotCached:
+        return no_update, "", {"view": view.controls()}, no_update
+    return views.presented(view, figure), "", no_update, secrets.token_hex(8)
+
+
+@guarded(2, 1)
+def metrics_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
+    """``(metrics figure, message)`` for a request of :func:`metrics_gate`, model by model with progress (a background job)."""
+    if not isinstance(request, Mapping):
+        return no_update, no_update
+    view = parse_view(engine, request.get("view"))
+    if view is None or view.tab != "models":
+        return no_update, no_update
+    return views.presented(view, views.metrics_view(engine, view, reporter(set_progress))), ""
 
 
 @guarded(2, 1)
