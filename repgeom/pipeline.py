@@ -246,7 +246,8 @@ def _embedding_to_bytes(e: Embedding) -> bytes:
     buf = io.BytesIO()
     np.savez(
         buf, coords=e.coords, labels=e.labels, text=np.array([e.method, e.model, e.node]),
-        numbers=np.array([e.trustworthiness, np.nan if e.stress is None else e.stress, np.nan if e.perplexity is None else e.perplexity]),
+        numbers=np.array([e.trustworthiness, np.nan if e.stress is None else e.stress, np.nan if e.perplexity is None else e.perplexity,
+                          *(e.explained or (np.nan, np.nan))]),
     )
     return buf.getvalue()
 
@@ -254,10 +255,11 @@ def _embedding_to_bytes(e: Embedding) -> bytes:
 def _embedding_from_bytes(data: bytes) -> Embedding:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         method, model, node = (str(t) for t in z["text"])
-        trust, stress, perplexity = (float(x) for x in z["numbers"])
+        trust, stress, perplexity, *shares = (float(x) for x in z["numbers"])
         return Embedding(
             coords=z["coords"], method=method, model=model, node=node, labels=z["labels"], trustworthiness=trust,
             stress=None if math.isnan(stress) else stress, perplexity=None if math.isnan(perplexity) else perplexity,
+            explained=(shares[0], shares[1]) if len(shares) == 2 and not math.isnan(shares[0]) else None,
         )
 
 

@@ -70,6 +70,12 @@ def test_embeddings_travel_between_engines_through_the_store(tmp_path, monkeypat
     np.testing.assert_array_equal(got.labels, made.labels)
     assert (got.method, got.model, got.node, got.trustworthiness, got.stress, got.perplexity) == (
         made.method, made.model, made.node, made.trustworthiness, made.stress, made.perplexity)
+    # a PCA keeps its variance shares through the store
+    monkeypatch.undo()
+    pca = first.embedding("recurrent", "conv2_4", spec, "pca")
+    monkeypatch.setattr(pipeline, "embed", must_not_compute)
+    assert pca.explained is not None and second.embedding("recurrent", "conv2_4", spec, "pca").explained == pytest.approx(pca.explained)
+    assert got.explained is None
     # a corrupt entry is recomputed, not trusted
     monkeypatch.undo()
     for f in tmp_path.glob("*.bin"):

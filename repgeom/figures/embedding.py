@@ -24,13 +24,23 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import CONTROLS_PAD, STRESS_NAME, base_layout, class_colors, frame_slider, grid_shape, panel_px, play_menu, wrap_label
+from .style import CONTROLS_PAD, DEFAULT_FIGURE_PX, STRESS_NAME, base_layout, class_colors, frame_slider, grid_fit, play_menu, wrap_label
 
 if TYPE_CHECKING:
     from ..core.distortion import NeighbourDistortion
     from ..core.embedding import Embedding
 
-__all__ = ["DIMMED_OPACITY", "METHOD_NAMES", "POINT_FIELDS", "default_class_names", "embedding_animation", "embedding_grid", "quality_lines", "quality_text"]
+__all__ = [
+    "DIMMED_OPACITY",
+    "METHOD_NAMES",
+    "POINT_FIELDS",
+    "axis_titles",
+    "default_class_names",
+    "embedding_animation",
+    "embedding_grid",
+    "quality_lines",
+    "quality_text",
+]
 
 METHOD_NAMES = {"pca": "PCA", "mds": "MDS", "tsne": "t-SNE"}
 #: What each point's ``customdata`` holds, in order (the hover and click callbacks read it back).
@@ -62,6 +72,19 @@ def quality_lines(e: Embedding, trust_k: int = 5) -> list[str]:
 def quality_text(e: Embedding, trust_k: int = 5) -> str:
     """The measures of :func:`quality_lines` on one line, separated by `` · ``."""
     return " · ".join(quality_lines(e, trust_k))
+
+
+def axis_titles(e: Embedding) -> tuple[str, str]:
+    """The titles of a panel's two axes: ``PC 1 (34 % var.)``, ``PC 2 (12 %)``, ``MDS dim 1``, ``t-SNE dim 2``...
+
+    A PCA axis gives its share of the features' variance when the embedding carries it.
+    MDS and t-SNE axes have no units (any rotation of the plot is as good), so they are only named.
+    """
+    if e.method != "pca":
+        return f"{METHOD_NAMES[e.method]} dim 1", f"{METHOD_NAMES[e.method]} dim 2"
+    if e.explained is None:
+        return "PC 1", "PC 2"
+    return f"PC 1 ({100 * e.explained[0]:.0f} % var.)", f"PC 2 ({100 * e.explained[1]:.0f} %)"
 
 
 def _panel_title(e: Embedding, trust_k: int, method: bool = False) -> str:
@@ -174,14 +197,28 @@ def _square_range(coords: np.ndarray) -> list[float]:
     return [centre - half, centre + half]
 
 
-def _class_legend() -> dict:
-    """A horizontal class legend under the panels: it wraps into lines and never needs a scrollbar."""
-    return {"title": {"text": "class"}, "itemsizing": "constant", "orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "top"}
+def _class_legend(y: float = 0.0) -> dict:
+    """A horizontal class legend under the panels (its top at paper ``y``): it wraps into lines and never needs a scrollbar."""
+    return {"title": {"text": "class"}, "itemsizing": "constant", "orientation": "h", "x": 0, "xanchor": "left", "y": y, "yanchor": "top"}
 
 
 def _legend_px(n_classes: int) -> int:
     """Pixels below the panels for :func:`_class_legend` (about eight classes a line at 1366 px)."""
     return 30 + 24 * -(-n_classes // 8)
+
+
+#: Pixels of an embedding grid's width that are not panels: the margins, with the method names and the first column's axis titles.
+_GRID_CHROME_X = 84
+#: Pixels between two columns (room for the right one's y-axis title).
+_GRID_GAP_X = 30
+#: Pixels under a panel for its x-axis title.
+_AXIS_TITLE_PX = 20
+#: The axis titles' type size (px).
+_AXIS_TITLE_FONT = 11
+#: An embedding's axes: a titled frame without ticks or numbers (its coordinates have no units to read).
+_BARE_AXIS = {
+    "visible": True, "showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "showline": True, "linecolor": "#d0d4da", "mirror": True,
+}
 
 
 def embedding_grid(
@@ -193,13 +230,16 @@ def embedding_grid(
     trust_k: int = 5,
     highlight: Sequence[int] = (),
     group: Sequence[int] | None = None,
+    width: int | None = None,
+    height: int | None = None,
 ) -> go.Figure:
     """Methods × nodes panels; points coloured by class; each panel's quality measures under its title.
 
-    Nodes are wrapped into blocks of at most :data:`~.style.MAX_GRID_COLS` columns; each
-    block has one row per method (named at the left), so panels keep a readable size at
-    any node count. A single node puts its methods side by side in one row, each panel
-    titled with its method. The class legend runs horizontally under the panels.
+    Nodes are wrapped into blocks of as many columns as ``width`` allows at a readable panel
+    side (see :func:`~.style.grid_fit`); each block has one row per method (named at the
+    left), so panels keep a readable size at any node count. A single node puts its methods
+    side by side in one row, each panel titled with its method. Every panel's axes are
+    titled (:func:`axis_titles`); the class legend runs horizontally under the panels.
 
     Args:
         grid: ``grid[row][col]`` embeddings; every row one method over the same nodes.
@@ -210,6 +250,8 @@ def embedding_grid(
         trust_k: the neighbours the trustworthiness counted (named in the panel titles).
         highlight: stimulus rows ringed as search matches in every panel.
         group: stimulus rows of an isolated group (the others dimmed in every panel), or ``None``.
+        width: the figure's width on the page in CSS px (default :data:`~.style.DEFAULT_FIGURE_PX`).
+        height: the height (CSS px) the whole figure must fit into, or ``None`` to grow with its rows.
 
     Raises:
         ValueError: when a label has no class name.
@@ -217,20 +259,28 @@ def embedding_grid(
     names = _check_names(grid[0][0].labels, class_names)
     n_methods, n_nodes = len(grid), len(grid[0])
     single = n_nodes == 1
+    width = width or DEFAULT_FIGURE_PX
+    lines = 1 + max(len(quality_lines(e, trust_k)) + wrap_label(e.node).count("<br>") for row in grid for e in row)
+    gap, top, bottom = 20 * lines + 12 + _AXIS_TITLE_PX, 66 + 20 * lines, _legend_px(len(names)) + _AXIS_TITLE_PX
     if single:
-        blocks, cols, rows = 1, n_methods, 1
+        fit = grid_fit(n_methods, width, _GRID_CHROME_X, _GRID_GAP_X, height, top + bottom, gap)
+        blocks, cols, rows, side = 1, n_methods, 1, fit.side
     else:
-        blocks, cols = grid_shape(n_nodes)
+        fit = grid_fit(n_nodes, width, _GRID_CHROME_X, _GRID_GAP_X, height, top + bottom, gap, rows_per_block=n_methods)
+        blocks, cols, side = fit.rows, fit.cols, fit.side
         rows = blocks * n_methods
     # panel (method m, node j) -> (row, col), 1-based
     place = {(m, j): (1, m + 1) if single else ((j // cols) * n_methods + m + 1, j % cols + 1) for m in range(n_methods) for j in range(n_nodes)}
     at = {rc: mj for mj, rc in place.items()}
     titles = [_panel_title(grid[at[(r, c)][0]][at[(r, c)][1]], trust_k, single) if (r, c) in at else "" for r in range(1, rows + 1) for c in range(1, cols + 1)]
-    lines = max(t.count("<br>") + 1 for t in titles)
-    side, gap, top, bottom = panel_px(cols), 20 * lines + 12, 66 + 20 * lines, _legend_px(len(names))
     plot = rows * side + (rows - 1) * gap
+    across = max(width - _GRID_CHROME_X, 1)
     fig = make_subplots(
-        rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.04 if cols > 1 else 0.1, vertical_spacing=gap / plot if rows > 1 else 0.0
+        rows=rows,
+        cols=cols,
+        subplot_titles=titles,
+        horizontal_spacing=min(_GRID_GAP_X / across, 0.5 / cols) if cols > 1 else 0.1,
+        vertical_spacing=gap / plot if rows > 1 else 0.0,
     )
     for r in range(1, rows + 1):
         for c in range(1, cols + 1):
@@ -243,8 +293,20 @@ def embedding_grid(
             fig.add_trace(t, row=r, col=c)
         rng = _square_range(e.coords)
         k = (r - 1) * cols + c
-        fig.update_xaxes(range=rng, constrain="domain", row=r, col=c)
-        fig.update_yaxes(range=rng, scaleanchor=f"x{'' if k == 1 else k}", constrain="domain", constraintoward="top", row=r, col=c)
+        x_title, y_title = axis_titles(e)
+        fig.update_xaxes(
+            range=rng, constrain="domain", title={"text": x_title, "font": {"size": _AXIS_TITLE_FONT}, "standoff": 2}, **_BARE_AXIS, row=r, col=c
+        )
+        fig.update_yaxes(
+            range=rng,
+            scaleanchor=f"x{'' if k == 1 else k}",
+            constrain="domain",
+            constraintoward="top",
+            title={"text": y_title, "font": {"size": _AXIS_TITLE_FONT}, "standoff": 2},
+            **_BARE_AXIS,
+            row=r,
+            col=c,
+        )
     if not single:
         for r in range(1, rows + 1):
             y0, y1 = fig.get_subplot(r, 1).yaxis.domain
@@ -252,7 +314,7 @@ def embedding_grid(
                 text=f"<b>{METHOD_NAMES[grid[(r - 1) % n_methods][0].method]}</b>",
                 xref="paper",
                 yref="paper",
-                x=-0.01,
+                x=-24 / across,
                 xanchor="right",
                 y=(y0 + y1) / 2,
                 textangle=-90,
@@ -264,8 +326,8 @@ def embedding_grid(
             title=f"Embeddings of {grid[0][0].model} ({len(indices)} stimuli)<br><sup>from the Euclidean distances of each node's features · "
             "trustworthiness counts the k nearest neighbours kept</sup>",
             height=top + plot + bottom,
-            legend=_class_legend(),
-            margin={"l": 40, "r": 20, "t": top, "b": bottom},
+            legend=_class_legend(-_AXIS_TITLE_PX / plot),
+            margin={"l": 64, "r": 20, "t": top, "b": bottom},
         )
     )
     return fig
@@ -314,12 +376,12 @@ def embedding_animation(
         **base_layout(
             title=_anim_title(first, radii[0], rescaled, trust_k),
             height=720,
-            xaxis={"range": rng, "visible": False},
-            yaxis={"range": rng, "visible": False, "scaleanchor": "x"},
+            xaxis={"range": rng, **_BARE_AXIS, "title": {"text": f"{METHOD_NAMES[first.method]} dim 1 (frames aligned)", "standoff": 4}},
+            yaxis={"range": rng, **_BARE_AXIS, "scaleanchor": "x", "title": {"text": f"{METHOD_NAMES[first.method]} dim 2", "standoff": 4}},
             legend={"title": {"text": "class"}, "itemsizing": "constant"},
-            sliders=[frame_slider([e.node for e in frames], 0, "node: ", redraw=False, lead=0.0, pad_top=CONTROLS_PAD[1] - 30)],
-            updatemenus=[play_menu(900, pad_top=CONTROLS_PAD[0] - 30)],
-            margin={"l": 50, "r": 30, "t": 80, "b": CONTROLS_PAD[1] + 50},
+            sliders=[frame_slider([e.node for e in frames], 0, "node: ", redraw=False, lead=0.0, pad_top=CONTROLS_PAD[1] - 30 + _AXIS_TITLE_PX)],
+            updatemenus=[play_menu(900, pad_top=CONTROLS_PAD[0] - 30 + _AXIS_TITLE_PX)],
+            margin={"l": 50, "r": 30, "t": 80, "b": CONTROLS_PAD[1] + 50 + _AXIS_TITLE_PX},
         )
     )
     return fig

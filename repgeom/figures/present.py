@@ -8,7 +8,8 @@ Design notes:
     :data:`~.style.CLASS_COLORS` and :data:`~.style.MODEL_PALETTE` are swapped for the
     Okabe-Ito palette (plus a marker shape per class, so classes differ by more than hue).
     A model's own manifest colour is kept. Figures up to :data:`FILL_MAX_PX` tall drop their
-    height, so the page can stretch them over the screen.
+    height, so the page can stretch them over the screen; a grid already fitted to the screen
+    (``keep_height``) keeps its height, its larger margins taken from its panels.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _trace(trace: dict[str, Any]) -> dict[str, Any]:
     return trace
 
 
-def _layout(layout: dict[str, Any]) -> dict[str, Any]:
+def _layout(layout: dict[str, Any], keep_height: bool = False) -> dict[str, Any]:
     layout = copy.deepcopy(layout)
     layout["font"] = _big(layout.get("font"))
     if "title" in layout:
@@ -117,25 +118,28 @@ def _layout(layout: dict[str, Any]) -> dict[str, Any]:
     if isinstance(margin, dict):  # room for the larger type
         layout["margin"] = {k: int(v * 1.3) if isinstance(v, (int, float)) else v for k, v in margin.items()}
     height = layout.get("height")
-    if isinstance(height, (int, float)) and height <= FILL_MAX_PX:
-        layout.pop("height")
-        layout["autosize"] = True
-    elif isinstance(height, (int, float)):
-        layout["height"] = int(height * 1.3)
+    if isinstance(height, (int, float)) and not keep_height:
+        if height <= FILL_MAX_PX:
+            layout.pop("height")
+            layout["autosize"] = True
+        else:
+            layout["height"] = int(height * 1.3)
     return layout
 
 
-def for_projector(fig: go.Figure) -> go.Figure:
+def for_projector(fig: go.Figure, keep_height: bool = False) -> go.Figure:
     """``fig`` restyled for a projector (a new figure; ``fig`` is left as it is).
 
     Args:
         fig: any figure the dashboard draws.
+        keep_height: keep the figure's height as it is (a grid laid out to fit the screen's
+            height), instead of filling the screen or growing with the larger type.
 
     Returns:
         The same traces and frames with every font at least :data:`MIN_FONT_PX` px,
         ``<sup>`` small print at full size, palette colours swapped for :data:`OKABE_ITO`
         (class markers also get a shape from :data:`CLASS_SYMBOLS`), and no fixed height for
-        a figure up to :data:`FILL_MAX_PX` px tall.
+        a figure up to :data:`FILL_MAX_PX` px tall (unless ``keep_height``).
     """
     spec = fig.to_plotly_json()
     frames = [
@@ -146,4 +150,4 @@ def for_projector(fig: go.Figure) -> go.Figure:
         }
         for f in spec.get("frames", [])
     ]
-    return go.Figure(data=[_trace(t) for t in spec["data"]], layout=_layout(spec["layout"]), frames=frames, skip_invalid=False)
+    return go.Figure(data=[_trace(t) for t in spec["data"]], layout=_layout(spec["layout"], keep_height), frames=frames, skip_invalid=False)

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .style import CONTROLS_PAD, METRIC_LABELS, base_layout, frame_slider, grid_shape, panel_px, play_menu, wrap_label
+from .style import CONTROLS_PAD, DEFAULT_FIGURE_PX, METRIC_LABELS, base_layout, frame_slider, grid_fit, play_menu, wrap_label
 
 if TYPE_CHECKING:
     from ..core.rdm import RDM
@@ -23,6 +23,8 @@ NORMALISE = ("per", "shared")
 MAX_TICK_LABELS = 20
 #: The title of an RDM's rows and columns.
 STIMULUS_AXIS = "stimulus (sorted by class)"
+#: The same, short enough for a grid panel's side at a projector's 18 px type.
+_GRID_AXIS = "stimulus (by class)"
 
 
 def class_ticks(labels: np.ndarray, class_names: Sequence[str] | None = None) -> tuple[list[float], list[str], list[float]]:
@@ -92,16 +94,25 @@ def _heatmap(mat: np.ndarray, coloraxis: str, name: str, scaled: bool, binned: b
     )
 
 
-def _grid_geometry(k: int, top: int, bottom: int, gap: int) -> tuple[int, int, float, int]:
-    """``(rows, cols, vertical spacing, figure height)`` of ``k`` panels wrapped into rows.
+#: Pixels of a grid's width that are not panels: the margins, the first column's class names and the colour bar.
+_GRID_CHROME_X = 200
+#: Pixels between two columns of a grid.
+_GRID_GAP_X = 20
 
-    Every row is :func:`~.style.panel_px` pixels high whatever the number of rows, and
-    ``gap`` pixels separate rows (room for the next row's titles).
+
+def _grid_geometry(k: int, width: int, height: int | None, top: int, bottom: int, gap: int) -> tuple[int, int, float, float, int]:
+    """``(rows, cols, horizontal spacing, vertical spacing, figure height)`` of ``k`` panels wrapped into rows.
+
+    The columns and the panel side come from :func:`~.style.grid_fit` for a figure
+    ``width`` px wide (and ``height`` px high, when it must fit one); every row is one
+    panel side high whatever the number of rows, and ``gap`` pixels separate rows (room
+    for the next row's titles).
     """
-    rows, cols = grid_shape(k)
-    side = panel_px(cols)
-    plot = rows * side + (rows - 1) * gap
-    return rows, cols, (gap / plot if rows > 1 else 0.0), plot + top + bottom
+    fit = grid_fit(k, width, _GRID_CHROME_X, _GRID_GAP_X, height, top + bottom, gap)
+    plot = fit.rows * fit.side + (fit.rows - 1) * gap
+    across = max(width - _GRID_CHROME_X, 1)
+    hspace = min(_GRID_GAP_X / across, 0.5 / fit.cols) if fit.cols > 1 else 0.1
+    return fit.rows, fit.cols, hspace, (gap / plot if fit.rows > 1 else 0.0), plot + top + bottom
 
 
 def rdm_grid(
@@ -112,12 +123,16 @@ def rdm_grid(
     title: str | None = None,
     class_names: Sequence[str] | None = None,
     descriptions: Mapping[str, str] | None = None,
+    width: int | None = None,
+    height: int | None = None,
 ) -> go.Figure:
     """Square RDM heat maps, one per node (the seed's ``plot_rdms``), wrapped into rows.
 
-    At most :data:`~.style.MAX_GRID_COLS` panels share a row, so every panel keeps a
-    readable size (about 200 px or more on a 1366 px screen) at any node count; each row
-    has the same height and the figure grows with the rows.
+    As many panels share a row as ``width`` allows at a readable side
+    (:data:`~.style.MIN_PANEL_PX`; at most :data:`~.style.MAX_GRID_COLS`), so every panel
+    keeps a readable size at any node count; each row has the same height and the figure
+    grows with the rows. Given ``height``, the panels are instead sized (and the columns
+    chosen) so that the whole grid fits into it (a projector).
 
     Args:
         rdms: RDMs of one stimulus set, in display order.
@@ -127,6 +142,9 @@ def rdm_grid(
         title: figure title.
         class_names: the name of each label, written at class-block centres (default: the label).
         descriptions: node -> plain-language description, shown on hover.
+        width: the figure's width on the page in CSS px (default
+            :data:`~.style.DEFAULT_FIGURE_PX`, the main column at 1366 px).
+        height: the height (CSS px) the whole figure must fit into, or ``None`` to grow with its rows.
 
     Returns:
         A figure with one ``Heatmap`` per RDM sharing one colour axis, rows from the top,
@@ -135,9 +153,9 @@ def rdm_grid(
     """
     k = len(rdms)
     top, bottom, gap = 90, 60, 48
-    rows, cols, vspace, height = _grid_geometry(k, top, bottom, gap)
+    rows, cols, hspace, vspace, height = _grid_geometry(k, width or DEFAULT_FIGURE_PX, height, top, bottom, gap)
     titles = [wrap_label(r.node) for r in rdms] + [""] * (rows * cols - k)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03 if cols > 1 else 0.1, vertical_spacing=vspace)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=hspace, vertical_spacing=vspace)
     mats, lo, hi, cbar = _scaled(rdms, normalise)
     n = rdms[0].matrix.shape[0]
     centres, texts, bounds = class_ticks(rdms[0].labels, class_names)
@@ -158,7 +176,7 @@ def rdm_grid(
         fig.update_xaxes(
             tickvals=centres,
             ticktext=texts if lowest else [""] * len(texts),
-            title={"text": STIMULUS_AXIS if lowest else "", "font": {"size": 11}},
+            title={"text": _GRID_AXIS if lowest else "", "font": {"size": 11}},
             showgrid=False,
             zeroline=False,
             constrain="domain",
@@ -169,7 +187,7 @@ def rdm_grid(
             tickvals=centres,
             ticktext=texts,
             showticklabels=col == 1,
-            title={"text": STIMULUS_AXIS if col == 1 else "", "font": {"size": 11}},
+            title={"text": _GRID_AXIS if col == 1 else "", "font": {"size": 11}},
             automargin=True,
             autorange="reversed",
             showgrid=False,

@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "CLASS_COLORS",
     "COMPARE_LABELS",
     "CONTROLS_PAD",
+    "DEFAULT_FIGURE_PX",
     "MAX_GRID_COLS",
+    "MAX_PANEL_PX",
+    "MIN_PANEL_PX",
     "METRIC_LABELS",
     "STRESS_NAME",
     "MODEL_PALETTE",
     "base_layout",
     "class_colors",
+    "GridFit",
     "frame_slider",
+    "grid_fit",
     "grid_shape",
     "model_color",
     "model_colors",
-    "panel_px",
     "path_basis",
     "play_menu",
     "wrap_label",
@@ -134,13 +139,22 @@ def base_layout(**overrides: Any) -> dict[str, Any]:
 #: Pixels below the plot area to the play buttons' row, and to the slider's row under it
 #: (room for the x-axis tick labels and title above them): the buttons never cover the slider.
 CONTROLS_PAD = (45, 95)
-#: Panels per row in a wrapped grid: at 1366 px the main column holds three panels of at least 180 px.
-MAX_GRID_COLS = 3
-#: Pixel heights of a wrapped grid's rows: the panel side by the number of columns (1, 2, 3 ...).
-PANEL_PX = (440, 330, 240)
+#: The smallest readable side of a grid panel, in CSS px: ten class names fit down it at 11 px,
+#: and a panel title of 18 characters at 14 px fits across it. A grid has as many columns as
+#: the width it is drawn in allows at this side (a narrow screen 2, 1366 px 3).
+MIN_PANEL_PX = 180
+#: The largest side of a grid panel while exploring (one or two nodes on a wide screen).
+MAX_PANEL_PX = 440
+#: Most panels a row while exploring: a wider screen gives larger panels instead (1920 px: 4).
+MAX_GRID_COLS = 4
+#: The width (CSS px) a grid is laid out for when none is given: the main column of a 1366 px
+#: window, between the sidebar and the inspector, less a scroll bar.
+DEFAULT_FIGURE_PX = 798
+#: The smallest panel side a grid fitted into a height gets, however many panels it holds.
+_FLOOR_PX = 48
 
 
-def grid_shape(k: int, max_cols: int = MAX_GRID_COLS) -> tuple[int, int]:
+def grid_shape(k: int, max_cols: int = 3) -> tuple[int, int]:
     """``(rows, cols)`` for ``k`` panels wrapped into rows of at most ``max_cols``, as even as possible.
 
     Args:
@@ -152,13 +166,73 @@ def grid_shape(k: int, max_cols: int = MAX_GRID_COLS) -> tuple[int, int]:
         (5 panels in rows of 3: 2 rows of 3 and 2; 22 panels: 8 rows of 3).
     """
     k = max(int(k), 1)
-    rows = -(-k // max_cols)
+    rows = -(-k // max(int(max_cols), 1))
     return rows, -(-k // rows)
 
 
-def panel_px(cols: int) -> int:
-    """The side in pixels a wrapped grid gives each row when it has ``cols`` columns."""
-    return PANEL_PX[min(max(cols, 1), len(PANEL_PX)) - 1]
+@dataclass(frozen=True)
+class GridFit:
+    """How a grid of panels is laid out.
+
+    Attributes:
+        rows: rows of blocks (a block is ``rows_per_block`` rows of panels, one per method).
+        cols: panels per row.
+        side: each panel's side in CSS px (the row height; the panels are square).
+    """
+
+    rows: int
+    cols: int
+    side: int
+
+
+def grid_fit(
+    k: int,
+    width: int,
+    chrome_x: int,
+    gap_x: int,
+    height: int | None = None,
+    chrome_y: int = 0,
+    gap_y: int = 0,
+    rows_per_block: int = 1,
+) -> GridFit:
+    """Columns and panel side for ``k`` panels (or blocks of panels) drawn ``width`` px wide.
+
+    Without ``height`` (exploring; the page scrolls): the most columns, up to
+    :data:`MAX_GRID_COLS`, whose panels keep :data:`MIN_PANEL_PX` (at least one), each panel
+    as wide as its column, up to :data:`MAX_PANEL_PX`. With ``height`` (a projector): the
+    columns whose panels are largest while every row fits into ``height``.
+
+    Args:
+        k: panels in the grid (nodes, for a grid of blocks).
+        width: the figure's width in CSS px.
+        chrome_x: px of the width that are not panels or gaps (margins, colour bar).
+        gap_x: px between two columns.
+        height: the figure's whole height in CSS px, or ``None`` when it may grow.
+        chrome_y: px of the height that are not panels or gaps (title, legend, margins).
+        gap_y: px between two rows of panels (room for titles).
+        rows_per_block: rows of panels per row of blocks.
+
+    Returns:
+        The :class:`GridFit`; its rows are as even as :func:`grid_shape` makes them.
+    """
+    k = max(int(k), 1)
+    usable = max(int(width) - chrome_x, 1)
+
+    def across(cols: int) -> float:
+        return (usable - (cols - 1) * gap_x) / cols
+
+    if height is None:
+        cols = max([c for c in range(1, min(k, MAX_GRID_COLS) + 1) if across(c) >= MIN_PANEL_PX] or [1])
+        rows, cols = grid_shape(k, cols)
+        return GridFit(rows, cols, max(int(min(MAX_PANEL_PX, across(cols))), _FLOOR_PX))
+    best = GridFit(k, 1, 0)
+    for c in range(1, k + 1):
+        rows, cols = grid_shape(k, c)
+        lines = rows * rows_per_block
+        side = int(min(across(cols), (height - chrome_y - (lines - 1) * gap_y) / lines))
+        if side > best.side:
+            best = GridFit(rows, cols, side)
+    return GridFit(best.rows, best.cols, max(best.side, _FLOOR_PX))
 
 
 def wrap_label(text: str, width: int = 18) -> str:

@@ -79,7 +79,8 @@ FIGURE_NOTES: dict[str, FigureNote] = {
         "together. Rows are methods, columns are nodes; colour is the stimulus's class.",
         "Well-separated colour clusters mean the node separates the classes. Under each panel: trustworthiness "
         "(how many 2-D neighbours are true neighbours), and stress (MDS) or perplexity (t-SNE).",
-        "The axes have no units and no meaning of their own: each panel may be rotated or mirrored. t-SNE "
+        "A PCA panel's axes are its first two principal components (PC 1, PC 2, each with its share of the variance). "
+        "MDS and t-SNE axes have no units and no meaning of their own: each panel may be rotated or mirrored. t-SNE "
         "distorts distances between clusters and cluster sizes; compare panels by their neighbourhoods, not by "
         "positions. Low trustworthiness or high stress means the 2-D picture misrepresents the node.",
     ),
@@ -209,6 +210,12 @@ GLOSSARY: tuple[GlossaryEntry, ...] = (
     GlossaryEntry(
         "PCA",
         "Principal component analysis: the 2-D linear projection that keeps the most variance. Distances can only shrink; far-apart points may overlap.",
+    ),
+    GlossaryEntry(
+        "principal component",
+        "One axis of a PCA picture: PC 1 is the direction along which the features vary most, PC 2 the most after it; "
+        "'% var.' on an axis is its share of the features' total variance.",
+        ("PC", "PC 1", "PC 2"),
     ),
     GlossaryEntry(
         "MDS",

@@ -115,6 +115,8 @@ class ID:
     MODE = "mode"
     SHORTCUTS = "shortcuts"
     GRAPH_CONFIGS = "graph-configs"
+    #: the browser window's size, bucketed (see :mod:`repgeom.ui.viewport`)
+    VIEWPORT = "viewport"
 
 
 @dataclass(frozen=True)

@@ -542,6 +542,7 @@ def build_layout(engine: Engine, view: View) -> html.Div:
             dcc.Store(id=ID.GRAPH_CONFIGS, data=None),
             dcc.Store(id=ID.HIGHLIGHT, data=[]),
             dcc.Store(id=ID.GROUP, data=None),
+            dcc.Store(id=ID.VIEWPORT, data=None),
             *(dcc.Store(id=i, data=None) for job in JOBS.values() for i in (job.request, job.abandon)),
             html.Header(
                 className="header",

@@ -44,6 +44,7 @@ from ..figures.present import for_projector
 from ..figures.style import COMPARE_LABELS, STRESS_NAME, model_color, path_basis
 from ..pipeline import PROBE_NEIGHBOURS, Engine
 from .state import View, default_nodes, split_model_node
+from .viewport import DEFAULT, Viewport
 
 __all__ = [
     "DIFF_BOOT",
@@ -118,9 +119,12 @@ SEARCH_MAX_CHARS = 400
 SEARCH_MAX_TERMS = 32
 
 
-def presented(view: View, fig: go.Figure) -> go.Figure:
-    """``fig`` as the view's display mode shows it: restyled for a projector in presentation mode, else as it is."""
-    return for_projector(fig) if view.mode == "present" and isinstance(fig, go.Figure) else fig
+def presented(view: View, fig: go.Figure, fitted: bool = False) -> go.Figure:
+    """``fig`` as the view's display mode shows it: restyled for a projector in presentation mode, else as it is.
+
+    ``fitted``: the figure was laid out to fit the screen's height (a grid), which it keeps.
+    """
+    return for_projector(fig, keep_height=fitted) if view.mode == "present" and isinstance(fig, go.Figure) else fig
 
 
 def model_colors(engine: Engine) -> dict[str, str]:
@@ -166,8 +170,8 @@ def selection_rows(indices: np.ndarray, selection: Sequence[int]) -> list[int]:
     return [where[int(s)] for s in selection if int(s) in where]
 
 
-def rdm_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.Figure, go.Figure]:
-    """The row of RDM heat maps and the large heat map with a node slider."""
+def rdm_views(engine: Engine, view: View, selection: Sequence[int], viewport: Viewport = DEFAULT) -> tuple[go.Figure, go.Figure]:
+    """The grid of RDM heat maps (laid out for the browser's ``viewport``) and the large heat map with a node slider."""
     spec = view.spec(engine, view.n_rdm)
     full = engine.rdms(view.model, list(view.nodes), spec, view.rdm_method)
     n = full[0].matrix.shape[0]
@@ -182,7 +186,10 @@ def rdm_views(engine: Engine, view: View, selection: Sequence[int]) -> tuple[go.
     names = engine.dataset_of(view.model).class_names
     described = engine.node_descriptions(view.model)
     return (
-        rdm_grid(rdms, view.normalise, view.colorscale, rows, title=title, class_names=names, descriptions=described),
+        rdm_grid(
+            rdms, view.normalise, view.colorscale, rows, title=title, class_names=names, descriptions=described,
+            width=viewport.figure_width(view.mode), height=viewport.figure_height(view.mode),
+        ),
         rdm_slider(rdms, view.normalise, view.colorscale, rows, active=len(rdms) - 1, class_names=names, descriptions=described),
     )
 
@@ -203,6 +210,7 @@ def embedding_views(
     progress: Callable[[int, int, str], None] | None = None,
     highlight: Sequence[int] = (),
     group: Sequence[int] | None = None,
+    viewport: Viewport = DEFAULT,
 ) -> EmbeddingViews:
     """The methods × nodes grid, the animation of one method through the nodes, and MDS's Shepard diagrams.
 
@@ -216,6 +224,7 @@ def embedding_views(
         progress: called as ``progress(done, total, what)`` before each embedding is computed.
         highlight: indices of the stimuli ringed as search matches in every panel.
         group: indices of an isolated group (the other points dimmed in every panel), or ``None``.
+        viewport: the browser's window, which the grid is laid out for.
     """
     spec = view.spec(engine, view.n_embed)
     stim = engine.stimuli(spec)
@@ -241,7 +250,9 @@ def embedding_views(
     names = engine.dataset_of(view.model).class_names
     k = default_neighbors(stim.n)
     return EmbeddingViews(
-        embedding_grid(grid, stim.indices, rows, names, distortions, k, found, isolated),
+        embedding_grid(
+            grid, stim.indices, rows, names, distortions, k, found, isolated, width=viewport.figure_width(view.mode), height=viewport.figure_height(view.mode)
+        ),
         embedding_animation(frames, stim.indices, rows, names, [rms_radius(e.coords) for e in raw], rescaled, k, found, isolated),
         embedding_shepard(grid, true),
     )

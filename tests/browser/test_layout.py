@@ -6,6 +6,7 @@ and fails on any overlap; screenshots land in ``artifacts/screenshots/layout-*.p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ TIMEOUT = 180_000  # ms: a cold cache on a busy 2-core machine
 VIEWPORTS = {"1366x768": (1366, 768), "1920x1080": (1920, 1080)}
 #: The smallest side a grid panel may have, in CSS pixels.
 MIN_PANEL_PX = 180
+#: Columns of a grid of every node, by window: the main column holds three readable panels at 1366 px, four at 1920 px.
+GRID_COLS = {"1366x768": 3, "1920x1080": 4}
 
 # Boxes (x, y, width, height) of what a Plotly graph drew: each subplot's plot area, each
 # annotation (subplot titles, row labels) and the figure's title, the colour bars and the legend (with its
@@ -50,6 +53,8 @@ _BOXES_JS = """(sel) => {
         yticksizes: texts('.ytick text').map((el) => parseFloat(getComputedStyle(el).fontSize)),
         colorbars: Array.from(gd.querySelectorAll('.colorbar')).map(box),
         axistitles: Array.from(gd.querySelectorAll('.g-xtitle, .g-ytitle, .g-x2title, .g-y2title')).filter((el) => el.textContent.trim()).map(box),
+        subplotaxistitles: Array.from(gd.querySelectorAll('.infolayer g')).filter((el) => /^g-[xy]\\d*title$/.test(el.getAttribute('class') || ''))
+            .filter((el) => el.textContent.trim()).map(box),
         buttons: Array.from(gd.querySelectorAll('.updatemenu-button')).map(box),
         sliders: Array.from(gd.querySelectorAll('.slider-group')).map(box),
         legend: legend && legend._height ? { box: box(gd.querySelector('.legend')), full: legend._height, shown: legend._effHeight } : null,
@@ -98,14 +103,24 @@ def _measure(page: BrowserPage, graph: str) -> dict[str, Any]:
     return out
 
 
-def _assert_grid_reads(m: dict[str, Any], n_panels: int, what: str) -> None:
+def _columns(m: dict[str, Any]) -> int:
+    """How many columns a grid's panels stand in (left edges more than 20 px apart start a new one)."""
+    lefts = sorted(p[0] for p in m["visiblePanels"])
+    return 1 + sum(b - a > 20 for a, b in zip(lefts, lefts[1:], strict=False))
+
+
+def _assert_grid_reads(m: dict[str, Any], n_panels: int, what: str, min_side: float = MIN_PANEL_PX) -> None:
     panels = m["visiblePanels"]
     assert len(panels) == n_panels, f"{what}: {len(panels)} panels drawn, {n_panels} expected"
-    small = [p for p in panels if min(p[2], p[3]) < MIN_PANEL_PX]
-    assert not small, f"{what}: panels under {MIN_PANEL_PX} px: {small[:3]}"
+    small = [p for p in panels if min(p[2], p[3]) < min_side]
+    assert not small, f"{what}: panels under {min_side} px: {small[:3]}"
     assert not _clashes(panels), f"{what}: panels overlap: {_clashes(panels)[:3]}"
     assert not _clashes(m["annotations"]), f"{what}: titles overlap: {_clashes(m['annotations'])[:3]}"
     assert not _clashes(m["annotations"], panels), f"{what}: titles run into panels: {_clashes(m['annotations'], panels)[:3]}"
+    axes = m["subplotaxistitles"]
+    assert not _clashes(axes), f"{what}: axis titles overlap: {_clashes(axes)[:3]}"
+    assert not _clashes(axes, m["annotations"]), f"{what}: axis titles run into titles: {_clashes(axes, m['annotations'])[:3]}"
+    assert not _clashes(axes, panels), f"{what}: axis titles run into panels: {_clashes(axes, panels)[:3]}"
     if m["legend"] is not None:
         assert m["legend"]["shown"] >= m["legend"]["full"] - 1, f"{what}: the legend scrolls ({m['legend']})"
         assert not _clashes([m["legend"]["box"]], panels), f"{what}: the legend covers a panel"
@@ -126,6 +141,8 @@ def test_rdm_and_embedding_grids_wrap_into_readable_panels(
     grid = _measure(page, "rdm-grid")
     page.page.screenshot(path=screenshot_dir / f"layout-rdms-{name}.png", full_page=True)
     _assert_grid_reads(grid, len(nodes), f"RDM grid, {name}")
+    if count == "all":  # as many columns as the window's width allows at a readable side
+        assert _columns(grid) == GRID_COLS[viewport], f"RDM grid, {name}: {_columns(grid)} columns"
 
     _assert_controls_apart(_measure(page, "rdm-slider"), f"RDM slider, {name}")
 
@@ -133,7 +150,46 @@ def test_rdm_and_embedding_grids_wrap_into_readable_panels(
     emb = _measure(page, "embed-grid")
     page.page.screenshot(path=screenshot_dir / f"layout-embeddings-{name}.png", full_page=True)
     _assert_grid_reads(emb, 3 * len(nodes), f"embedding grid, {name}")
+    if count == "all":
+        assert _columns(emb) == GRID_COLS[viewport], f"embedding grid, {name}: {_columns(emb)} columns"
     _assert_controls_apart(_measure(page, "embed-anim"), f"embedding animation, {name}")
+    page.assert_no_errors()
+
+
+def test_a_grid_takes_the_columns_of_a_window_resized_and_fits_one_screen_in_presentation_mode(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path, node_sets: dict[int, list[str]]
+) -> None:
+    from playwright.sync_api import expect
+
+    nodes = node_sets[max(node_sets)]
+    base = live_server(dashboard) + f"?nodes={','.join(nodes)}&n_rdm=5"
+    _open(page, base, VIEWPORTS["1366x768"])
+    narrow = _measure(page, "rdm-grid")
+    assert _columns(narrow) == GRID_COLS["1366x768"], _columns(narrow)
+    # a wider window: the page reports it and the grid is laid out again, with more columns
+    page.page.set_viewport_size({"width": 1920, "height": 1080})
+    deadline = time.monotonic() + TIMEOUT / 1000
+    wide = narrow
+    while _columns(wide) == _columns(narrow) and time.monotonic() < deadline:
+        page.page.wait_for_timeout(500)
+        page.wait_for_dash_idle(TIMEOUT)
+        wide = _measure(page, "rdm-grid")
+    assert _columns(wide) == GRID_COLS["1920x1080"] > _columns(narrow), (_columns(narrow), _columns(wide))
+    _assert_grid_reads(wide, len(nodes), "RDM grid after a resize to 1920x1080")
+
+    # presentation mode at 1920 × 1080: every panel of the grid on one screen, type at 18 px or more
+    size = VIEWPORTS["1920x1080"]
+    _open(page, base + "&mode=present", size)
+    expect(page.page.locator(".sidebar")).to_be_hidden()
+    shown = _measure(page, "rdm-grid")
+    page.page.screenshot(path=screenshot_dir / f"layout-present-rdms-{len(nodes)}nodes-1920x1080.png")
+    box = page.page.locator("#rdm-grid .js-plotly-plot").bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size[1], f"the grid runs past the screen's bottom edge: {box}"
+    assert box["width"] >= 0.9 * size[0], box
+    _assert_grid_reads(shown, len(nodes), "RDM grid, presentation mode at 1920x1080", min_side=120)
+    assert all(p[1] + p[3] <= size[1] for p in shown["visiblePanels"])
+    fonts = page.page.evaluate(_FONTS_JS, "#rdm-grid")
+    assert fonts and all(px >= 18 for _, px in fonts), [f for f in fonts if f[1] < 18][:5]
     page.assert_no_errors()
 
 

@@ -52,6 +52,16 @@ def test_pca_matches_sklearn_including_signs(shape):
     np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("shape", [(50, 200), (300, 20)])
+def test_pca_carries_its_share_of_variance_as_sklearn_measures_it(shape):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=shape) @ np.diag(np.linspace(3, 0.1, shape[1]))
+    e = embed(torch.from_numpy(x), "pca", np.zeros(shape[0], dtype=int))
+    np.testing.assert_allclose(e.explained, PCA(n_components=2, svd_solver="full").fit(x).explained_variance_ratio_, rtol=1e-6)
+    assert embed(torch.from_numpy(x), "mds", np.zeros(shape[0], dtype=int)).explained is None
+    assert emb.variance_shares(torch.ones(5, 3), np.zeros((5, 2))) is None  # features that do not vary
+
+
 def test_classical_mds_recovers_an_exact_planar_configuration():
     rng = np.random.default_rng(2)
     pts = rng.normal(size=(40, 2))

@@ -447,3 +447,64 @@ def test_projector_figures_have_large_type_no_small_print_and_the_okabe_ito_pale
     tall = rdm_grid(_rdms(22))
     assert tall.layout.height > FILL_MAX_PX and for_projector(tall).layout.height > tall.layout.height
     assert for_projector(tall).layout.coloraxis.colorbar.tickfont.size >= MIN_FONT_PX
+
+
+# ----------------------------------------------------------------- grids laid out for the window (issue 13)
+from repgeom.figures.style import MAX_PANEL_PX, MIN_PANEL_PX, grid_fit  # noqa: E402
+
+
+def _columns(fig):
+    return len({round(b[0], 6) for b in _panel_boxes(fig)})
+
+
+@pytest.mark.parametrize(("width", "cols"), [(500, 1), (700, 2), (798, 3), (900, 3), (1000, 4), (1352, 4), (2000, 4)])
+def test_a_grid_has_as_many_columns_as_its_width_holds_at_a_readable_side(width, cols):
+    fit = grid_fit(22, width, chrome_x=200, gap_x=20)
+    assert fit.cols == cols and fit.rows * fit.cols >= 22 and fit.rows * (fit.cols - 1) < 22
+    assert MIN_PANEL_PX <= fit.side <= MAX_PANEL_PX and fit.cols <= MAX_GRID_COLS
+    assert fit.cols * fit.side + (fit.cols - 1) * 20 <= width - 200  # the panels fit across
+    # a panel one column more would be under the readable side (or past the column cap)
+    assert fit.cols == MAX_GRID_COLS or (width - 200 - fit.cols * 20) / (fit.cols + 1) < MIN_PANEL_PX
+    assert grid_fit(2, width, 200, 20).cols <= 2  # never more columns than panels
+
+
+@pytest.mark.parametrize("k", [1, 5, 22])
+def test_a_grid_fitted_into_a_height_keeps_every_row_inside_it(k):
+    fit = grid_fit(k, 1888, chrome_x=200, gap_x=20, height=930, chrome_y=150, gap_y=48)
+    lines = fit.rows
+    assert fit.rows * fit.cols >= k and 150 + lines * fit.side + (lines - 1) * 48 <= 930
+    for cols in range(1, k + 1):  # no other column count gives larger panels that fit
+        rows = -(-k // cols)
+        assert min((1688 - (cols - 1) * 20) / cols, (780 - (rows - 1) * 48) / rows) <= fit.side + 1
+
+
+def test_rdm_grid_follows_its_width_and_fits_a_projector_height():
+    narrow, wide = rdm_grid(_rdms(22), width=700), rdm_grid(_rdms(22), width=1352)
+    assert _columns(narrow) == 2 and _columns(wide) == 4 and _columns(rdm_grid(_rdms(22))) == 3
+    assert wide.layout.height < narrow.layout.height
+    fitted = rdm_grid(_rdms(22), width=1888, height=930)
+    assert fitted.layout.height <= 930 and _columns(fitted) > 4
+    boxes = _panel_boxes(fitted)
+    assert len(boxes) == 22 and _disjoint(boxes)
+    # presentation mode keeps a fitted grid's height (larger type takes room from the panels, not from the screen)
+    from repgeom.figures.present import for_projector
+
+    assert for_projector(fitted, keep_height=True).layout.height == fitted.layout.height
+
+
+def test_embedding_grid_follows_its_width_and_titles_every_panels_axes():
+    methods = ("pca", "mds", "tsne")
+    grid = [[_emb(f"node_{j}", m) for j in range(22)] for m in methods]
+    assert _columns(embedding_grid(grid, np.arange(30), width=1352)) == 4
+    assert _columns(embedding_grid(grid, np.arange(30), width=560)) == 2
+    fig = embedding_grid(grid, np.arange(30))
+    layout = fig.to_plotly_json()["layout"]
+    titled = {k: v["title"]["text"] for k, v in layout.items() if k[1:5] == "axis" and v.get("visible") is not False}
+    assert len(titled) == 2 * 3 * 22
+    assert sorted(set(titled.values())) == ["MDS dim 1", "MDS dim 2", "PC 1", "PC 2", "t-SNE dim 1", "t-SNE dim 2"]
+    # a PCA that carries its variance shares names them
+    shared = Embedding(_emb("a").coords, "pca", "recurrent", "a", LABELS, 0.9, explained=(0.342, 0.118))
+    one = embedding_grid([[shared]], np.arange(30))
+    assert (one.layout.xaxis.title.text, one.layout.yaxis.title.text) == ("PC 1 (34 % var.)", "PC 2 (12 %)")
+    # the class legend starts under the lowest x-axis titles
+    assert one.layout.legend.y < 0

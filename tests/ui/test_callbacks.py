@@ -167,7 +167,8 @@ def test_path_figure(engine):
 def test_embeddings_request_gate_and_job_report_progress(engine):
     view = _view(engine, tab="embeddings", n_embed=3, embed_methods=["pca", "mds"], nodes=["conv2", "conv2_4"])
     request = embeddings.embedding_request(engine, view, [7, True, -1, "x"])
-    assert request == {"view": view, "selection": [7], "highlight": [], "group": None}
+    default_size = {"width": 1366, "height": 768}  # no window size reported
+    assert request == {"view": view, "selection": [7], "highlight": [], "group": None, "viewport": default_size}
     assert embeddings.embedding_request(engine, {**view, "n_embed": -5}, []) is no_update  # a bad view starts no job
     seen = []
     grid, anim, shepard, message = embeddings.embedding_figures(engine, seen.append, request)

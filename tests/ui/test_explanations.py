@@ -192,13 +192,38 @@ def _axes(fig: go.Figure) -> dict[str, dict]:
 
 
 def test_every_visible_axis_of_every_figure_has_a_title(figures):
+    drawn = 0
     for graph, fig in figures.items():
         assert fig is not None, graph
         for name, axis in _axes(fig).items():
-            if axis.get("visible") is False or axis.get("showticklabels") is False:  # hidden, or a row of panels named at its left
+            # hidden, or without numbers or a line: a row of panels whose rows are named at its left
+            if axis.get("visible") is False or (axis.get("showticklabels") is False and not axis.get("showline")):
                 continue
+            drawn += graph == ID.EMBED_GRID
             title = (axis.get("title") or {}).get("text")
             assert isinstance(title, str) and title.strip(), f"{graph}: {name} has no title"
+    assert drawn == 2 * 3 * 2, "every embedding panel (3 methods × 2 nodes) shows both its axes"
+
+
+def test_embedding_panels_name_their_axes_and_pca_its_share_of_variance(figures):
+    fig = figures[ID.EMBED_GRID]
+    layout = fig.to_plotly_json()["layout"]
+    seen = set()
+    for trace in fig.data:
+        if trace.customdata is None:
+            continue
+        method = trace.customdata[0][2]
+        x = layout["xaxis" + trace.xaxis[1:]]["title"]["text"]
+        y = layout["yaxis" + trace.yaxis[1:]]["title"]["text"]
+        if method == "pca":
+            px, py = (float(re.search(r"\((\d+) %", t).group(1)) for t in (x, y))
+            assert x.startswith("PC 1 (") and "% var." in x and y.startswith("PC 2 (") and 0 < py <= px < 100, (x, y)
+        else:
+            assert (x, y) == ({"mds": "MDS", "tsne": "t-SNE"}[method] + " dim 1", {"mds": "MDS", "tsne": "t-SNE"}[method] + " dim 2"), (method, x, y)
+        seen.add(method)
+    assert seen == {"pca", "mds", "tsne"}
+    anim = figures[ID.EMBED_ANIM].layout
+    assert "dim 1" in anim.xaxis.title.text and "dim 2" in anim.yaxis.title.text and anim.xaxis.visible is not False
 
 
 def test_rdm_axes_name_the_stimuli_sorted_by_class(figures):

@@ -114,14 +114,18 @@ def test_the_rdm_gate_computes_small_views_itself_and_sends_large_ones_to_a_job(
     assert isinstance(grid, go.Figure) and message == "" and request is no_update and isinstance(abandon, str)
 
     large = _view(fresh, n_rdm=6, nodes=["conv2", "conv2_2", "conv2_4"])
-    out = rdms.rdm_gate(fresh, large, [5], direct_cells=0)
-    assert out[:2] == (no_update, no_update) and out[3] == {"view": large, "selection": [5]}
+    narrow = {"width": 1100, "height": 800}  # the page's window, snapped to its bucket on the way
+    out = rdms.rdm_gate(fresh, large, [5], narrow, direct_cells=0)
+    assert out[:2] == (no_update, no_update) and out[3] == {"view": large, "selection": [5], "viewport": {"width": 1024, "height": 768}}
     progress = Recorder()
     grid, slider, message = rdms.rdm_job(fresh, progress, out[3])
     assert [t for _, _, t in progress.calls] == ["0/4 · features of 3 nodes", "1/4 · RDM of conv2", "2/4 · RDM of conv2_2",
                                                   "3/4 · RDM of conv2_4", "drawing"]
-    direct = rdms.rdm_gate(fresh, large, [5], direct_cells=0)
+    assert len({tuple(grid.layout[f"xaxis{k}"].domain) for k in ("", 2, 3)}) == 2, "the job lays the grid out for the window it was sent: 2 columns"
+    direct = rdms.rdm_gate(fresh, large, [5], narrow, direct_cells=0)
     assert isinstance(direct[0], go.Figure) and direct[0].to_json() == grid.to_json(), "cached now: answered directly"
+    wide = rdms.rdm_gate(fresh, large, [5], {"width": 1920, "height": 1080}, direct_cells=0)[0]
+    assert len({tuple(wide.layout[f"xaxis{k}"].domain) for k in ("", 2, 3)}) == 3 and wide.to_json() != grid.to_json()
 
 
 def test_a_cancel_shows_the_notice_and_a_new_request_hides_it():

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..rdm import euclidean_distances
 from .align import align_sequence
-from .api import EMBED_METHODS, MDS_MAX_N, TRUST_SAMPLE, Embedding, embed, embed_many, prepare_backends
+from .api import EMBED_METHODS, MDS_MAX_N, TRUST_SAMPLE, Embedding, embed, embed_many, prepare_backends, variance_shares
 from .mds import MdsOptions, classical_mds, mds_starts, smacof, smacof_many
 from .pca import pca_2d, pca_scores, principal_axes, top_eigh
 from .quality import stress1, trustworthiness_from_distances
@@ -51,4 +51,5 @@ __all__ = [
     "trustworthiness_from_distances",
     "tsne_2d",
     "tsne_many",
+    "variance_shares",
 ]

@@ -15,7 +15,7 @@ from .pca import pca_2d
 from .quality import default_neighbors, trustworthiness_from_distances
 from .tsne import DEFAULT_PERPLEXITY, TsneOptions, tsne_many
 
-__all__ = ["EMBED_METHODS", "MDS_MAX_N", "TRUST_SAMPLE", "Embedding", "embed", "embed_many", "prepare_backends"]
+__all__ = ["EMBED_METHODS", "MDS_MAX_N", "TRUST_SAMPLE", "Embedding", "embed", "embed_many", "prepare_backends", "variance_shares"]
 
 EMBED_METHODS = ("pca", "mds", "tsne")
 #: Trustworthiness above this many stimuli is computed on a seeded sample of this size.
@@ -38,6 +38,8 @@ class Embedding:
         stress: for MDS, stress-1 of the 2-D distances against the stimulus distances
             (``None`` for PCA and t-SNE, whose scale is not fitted to the distances).
         perplexity: the t-SNE perplexity actually used (``None`` for other methods).
+        explained: for PCA, the shares of the features' total variance along its two axes
+            (``None`` for other methods).
     """
 
     coords: np.ndarray
@@ -48,6 +50,7 @@ class Embedding:
     trustworthiness: float
     stress: float | None = None
     perplexity: float | None = None
+    explained: tuple[float, float] | None = None
 
 
 def prepare_backends() -> None:
@@ -100,6 +103,24 @@ def embed(
     """
     return embed_many([features], method, labels, model, [node], seed, perplexity, [distances],
                       tsne_options=tsne_options, mds_options=mds_options, trust_sample=trust_sample)[0]
+
+
+def variance_shares(features: torch.Tensor, coords: np.ndarray) -> tuple[float, float] | None:
+    """The shares of the features' total variance that the two columns of ``coords`` (PC scores) carry.
+
+    Args:
+        features: (N, ...) one node's features.
+        coords: (N, 2) their first two principal-component scores.
+
+    Returns:
+        ``(share of PC 1, share of PC 2)``, each in [0, 1]; ``None`` when the features do not vary.
+    """
+    flat = features.reshape(features.shape[0], -1).to(torch.float64)
+    total = float(((flat - flat.mean(dim=0)) ** 2).sum())
+    if not total > 0:
+        return None
+    along = ((coords - coords.mean(axis=0)) ** 2).sum(axis=0)
+    return float(along[0] / total), float(along[1] / total)
 
 
 def embed_many(
@@ -155,8 +176,10 @@ def embed_many(
     ]
     stresses: list[float | None] = [None] * len(features)
     perplexities: list[float | None] = [None] * len(features)
+    shares: list[tuple[float, float] | None] = [None] * len(features)
     if method == "pca":
         coords = [pca_2d(f, d).cpu().numpy() for f, d in zip(features, dists, strict=True)]
+        shares = [variance_shares(f, xy) for f, xy in zip(features, coords, strict=True)]
     elif method == "mds":
         coords = [np.zeros((n, 2)) for n in sizes]
         for n in sorted(set(sizes)):
@@ -172,7 +195,7 @@ def embed_many(
         coords = [c for c, _ in done]
         perplexities = [p for _, p in done]
     out = []
-    for f, d, n, xy, name, stress, used in zip(features, dists, sizes, coords, names, stresses, perplexities, strict=True):
+    for f, d, n, xy, name, stress, used, share in zip(features, dists, sizes, coords, names, stresses, perplexities, shares, strict=True):
         if n > trust_sample:  # a seeded sample keeps the O(N²) ranking bounded
             pick = np.sort(np.random.default_rng(seed).choice(n, trust_sample, replace=False))
             sub = euclidean_distances(f.reshape(n, -1)[torch.as_tensor(pick, device=f.device)])
@@ -180,5 +203,5 @@ def embed_many(
         else:
             tw = trustworthiness_from_distances(d, xy, n_neighbors=default_neighbors(n)) if n > 3 else 1.0
         out.append(Embedding(coords=xy, method=method, model=model, node=name, labels=np.asarray(labels),
-                             trustworthiness=tw, stress=stress, perplexity=used))
+                             trustworthiness=tw, stress=stress, perplexity=used, explained=share))
     return out

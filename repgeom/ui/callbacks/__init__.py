@@ -17,6 +17,7 @@
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
     clicks on points ─► selection.neighbours (k nearest in feature space and on the plot)
     hovers ─► selection.hover (the stimulus images)
+    url.search, window resize ─► (clientside) viewport store (window size, bucketed) ─► rdms, embeddings (grid columns, panel size)
     image format, view ─► download.graph_configs ─► configs store ─► (clientside) every graph's camera button
     canvas (assets/probe.js), upload ─► probe image store ─► probe.probe_figures (+ view; bounded per client)
     point search ─► selection.search ─► highlight store ─┐
@@ -55,6 +56,7 @@ from flask import has_request_context, request
 from ...pipeline import Engine
 from ..background import notices_to
 from ..ids import CONTROL_IDS, DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, GRAPH_IDS, ID, METRICS_JOB, PATH_JOB, RDM_JOB, JobIds, preset_id
+from ..viewport import viewport_js
 from . import download, embeddings, jobs, models, paths, probe, rdms, selection, sync
 
 __all__ = ["register"]
@@ -153,12 +155,19 @@ def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANS
     _job(
         app, RDM_JOB, "RDM",
         [Output(ID.RDM_GRID, "figure"), Output(ID.RDM_SLIDER, "figure"), Output(ID.RDM_MESSAGE, "children")], ID.RDM_MESSAGE,
-        _bind(rdms.rdm_job, engine), _bind(rdms.rdm_gate, engine), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data")],
+        _bind(rdms.rdm_job, engine), _bind(rdms.rdm_gate, engine), [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data"), Input(ID.VIEWPORT, "data")],
     )
 
     app.callback(
         Output(EMBED_JOB.request, "data"),
-        [Input(ID.VIEW, "data"), Input(ID.SELECTION, "data"), Input(ID.HIGHLIGHT, "data"), Input(ID.GROUP, "data"), Input(EMBED_JOB.again, "n_clicks")],
+        [
+            Input(ID.VIEW, "data"),
+            Input(ID.SELECTION, "data"),
+            Input(ID.HIGHLIGHT, "data"),
+            Input(ID.GROUP, "data"),
+            Input(ID.VIEWPORT, "data"),
+            Input(EMBED_JOB.again, "n_clicks"),
+        ],
     )(_bind(embeddings.embedding_request, engine))
     _job(
         app, DIFF_JOB, "difference RDM", [Output(ID.DIFF_GRAPH, "figure"), Output(ID.DIFF_MESSAGE, "children")], ID.DIFF_MESSAGE,
@@ -274,6 +283,7 @@ def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANS
         [Input(ID.DOWNLOAD_BUTTON, "n_clicks")], [State(ID.VIEW, "data")],
     )
 
+    app.clientside_callback(viewport_js(ID.VIEWPORT), Output(ID.VIEWPORT, "data"), Input(ID.URL, "search"), State(ID.VIEWPORT, "data"))
     app.callback(Output(ID.GRAPH_CONFIGS, "data"), [Input(ID.IMAGE_FORMAT, "value"), Input(ID.VIEW, "data")])(_bind(download.graph_configs, engine))
     app.clientside_callback(_APPLY_CONFIGS % json.dumps(list(GRAPH_IDS)), [Output(g, "config") for g in GRAPH_IDS], Input(ID.GRAPH_CONFIGS, "data"))
 

@@ -18,6 +18,7 @@ from dash import no_update
 from ...pipeline import Engine, NotCached
 from .. import views
 from ..state import View
+from ..viewport import parse_viewport
 from .common import guarded, parse_selection, parse_view
 from .jobs import reporter
 
@@ -28,17 +29,23 @@ __all__ = ["DIRECT_CELLS", "difference_gate", "difference_job", "rdm_figures", "
 DIRECT_CELLS = 6 * 1000**2
 
 
+def _shown(view: View, grid: Any, slider: Any) -> tuple:
+    """The grid (laid out for the window, kept at its height on a projector) and the slider, as the display mode shows them."""
+    return views.presented(view, grid, fitted=True), views.presented(view, slider)
+
+
 @guarded(3, 2)
-def rdm_figures(engine: Engine, data: Any, selection: Any) -> tuple:
+def rdm_figures(engine: Engine, data: Any, selection: Any, viewport: Any = None) -> tuple:
     """``(grid figure, slider figure, message)`` for the view store ``data``, the selection ringed.
 
-    Nothing is computed unless the RDM tab shows.
+    Nothing is computed unless the RDM tab shows. ``viewport`` is the browser's window
+    size store (see :mod:`repgeom.ui.viewport`), which the grid is laid out for.
     """
     view = parse_view(engine, data)
     if view is None or view.tab != "rdms":
         return no_update, no_update, no_update
-    grid, slider = views.rdm_views(engine, view, parse_selection(selection))
-    return views.presented(view, grid), views.presented(view, slider), ""
+    grid, slider = views.rdm_views(engine, view, parse_selection(selection), parse_viewport(viewport))
+    return (*_shown(view, grid, slider), "")
 
 
 def _small(engine: Engine, view: View, direct_cells: int) -> bool:
@@ -47,27 +54,28 @@ def _small(engine: Engine, view: View, direct_cells: int) -> bool:
 
 
 @guarded(5, 2)
-def rdm_gate(engine: Engine, data: Any, selection: Any, _again: Any = None, direct_cells: int = DIRECT_CELLS) -> tuple:
+def rdm_gate(engine: Engine, data: Any, selection: Any, viewport: Any = None, _again: Any = None, direct_cells: int = DIRECT_CELLS) -> tuple:
     """``(grid, slider, message, request, abandon)``: the figures at once when cached or small, else a job request.
 
     Nothing unless the RDM tab shows. A direct answer comes with a fresh ``abandon``
     token (which cancels a job still running for an older view); a job request is
-    ``{"view", "selection"}`` for :func:`rdm_job`. Views of at most ``direct_cells``
+    ``{"view", "selection", "viewport"}`` for :func:`rdm_job`. Views of at most ``direct_cells``
     RDM cells (stimuli² × nodes) are computed here.
     """
     view = parse_view(engine, data)
     if view is None or view.tab != "rdms":
         return (no_update,) * 5
     chosen = parse_selection(selection)
+    window = parse_viewport(viewport)
     try:
         if _small(engine, view, direct_cells):
-            grid, slider = views.rdm_views(engine, view, chosen)
+            grid, slider = views.rdm_views(engine, view, chosen, window)
         else:
             with engine.cached_only():
-                grid, slider = views.rdm_views(engine, view, chosen)
+                grid, slider = views.rdm_views(engine, view, chosen, window)
     except NotCached:
-        return no_update, no_update, "", {"view": view.controls(), "selection": chosen}, no_update
-    return views.presented(view, grid), views.presented(view, slider), "", no_update, secrets.token_hex(8)
+        return no_update, no_update, "", {"view": view.controls(), "selection": chosen, "viewport": window.as_data()}, no_update
+    return (*_shown(view, grid, slider), "", no_update, secrets.token_hex(8))
 
 
 @guarded(3, 2)
@@ -87,8 +95,8 @@ def rdm_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
         progress(k + 1, len(nodes) + 1, f"RDM of {node}")
         engine.rdm(view.model, node, spec, view.rdm_method)
     progress(len(nodes) + 1, len(nodes) + 1, "drawing")
-    grid, slider = views.rdm_views(engine, view, parse_selection(request.get("selection")))
-    return views.presented(view, grid), views.presented(view, slider), ""
+    grid, slider = views.rdm_views(engine, view, parse_selection(request.get("selection")), parse_viewport(request.get("viewport")))
+    return (*_shown(view, grid, slider), "")
 
 
 def _difference(engine: Engine, view: View, progress: views.Progress | None = None) -> tuple:
