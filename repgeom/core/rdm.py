@@ -42,8 +42,10 @@ __all__ = [
     "COMPARE_METHODS",
     "RDM",
     "RDM_METHODS",
+    "BlockStats",
     "bin_edges",
     "block_mean",
+    "block_stats",
     "centred_gram",
     "compare_rdms",
     "compute_rdm",
@@ -383,6 +385,54 @@ def block_mean(matrix: np.ndarray, edges: np.ndarray) -> np.ndarray:
     sums = np.add.reduceat(np.add.reduceat(matrix, starts, axis=0), starts, axis=1)
     counts = np.diff(edges).astype(np.float64)
     return sums / np.outer(counts, counts)
+
+
+@dataclass(frozen=True)
+class BlockStats:
+    """What one block of an RDM holds: its mean as a block-mean map shows it, and the spread of its pairs.
+
+    Attributes:
+        mean: mean over every entry of the block (the block-mean map's cell; a stimulus
+            in both runs adds its zero self-dissimilarity).
+        pairs: distinct pairs of two different stimuli in the block.
+        pair_mean: mean dissimilarity over those pairs.
+        sd: their standard deviation (population, ``ddof=0``).
+        low: their smallest dissimilarity.
+        high: their largest dissimilarity.
+    """
+
+    mean: float
+    pairs: int
+    pair_mean: float
+    sd: float
+    low: float
+    high: float
+
+
+def block_stats(matrix: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> BlockStats:
+    """The mean and the spread of ``matrix`` over the block ``rows`` × ``cols``.
+
+    Args:
+        matrix: (N, N) symmetric RDM with a zero diagonal.
+        rows: (n,) distinct row positions of the block.
+        cols: (m,) distinct column positions of the block (equal to ``rows``, disjoint from
+            them, or overlapping).
+
+    Returns:
+        :class:`BlockStats`. The spread is over the block's pairs of different stimuli,
+        each unordered pair once (a pair inside both runs appears twice in the block).
+        With no such pair (a single stimulus) the pair statistics are NaN.
+    """
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    block = np.asarray(matrix, dtype=np.float64)[np.ix_(rows, cols)]
+    r, c = rows[:, None], cols[None, :]
+    shared = np.isin(r, cols) & np.isin(c, rows)  # both stimuli in both runs: the pair is also at (c, r)
+    keep = (r != c) & (~shared | (r < c))
+    values = block[keep]
+    if values.size == 0:
+        nan = float("nan")
+        return BlockStats(float(block.mean()), 0, nan, nan, nan, nan)
+    return BlockStats(float(block.mean()), int(values.size), float(values.mean()), float(values.std()), float(values.min()), float(values.max()))
 
 
 def onehot_rdm(labels: np.ndarray | torch.Tensor, method: str = "euclidean", n_classes: int | None = None) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from .embedding import embedding_animation, embedding_grid
 from .images import image_data_uri
-from .metrics import metrics_figure, pair_figure
+from .metrics import block_figure, metrics_figure, pair_figure
 from .path import labels_distance_figure, path_figure, shepard_figure, survive_figure, training_path_figure
 from .probe import probe_embedding_figure, probe_probabilities_figure, probe_rows_figure
 from .rdm import difference_figure, rdm_grid, rdm_models, rdm_slider
@@ -16,6 +16,7 @@ __all__ = [
     "training_path_figure",
     "embedding_animation",
     "embedding_grid",
+    "block_figure",
     "metrics_figure",
     "pair_figure",
     "path_figure",

@@ -1,4 +1,4 @@
-"""Per-node metric lines and the selected pair's dissimilarity across nodes."""
+"""Per-node metric lines, and the selected pair's (or block's) dissimilarity across nodes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .style import METRIC_LABELS, base_layout, model_color, model_colors
 if TYPE_CHECKING:
     from ..pipeline import NodeMetrics
 
-__all__ = ["metrics_figure", "pair_figure"]
+__all__ = ["block_figure", "metrics_figure", "pair_figure"]
 
 
 def metrics_figure(metrics: Sequence[NodeMetrics], colors: Mapping[str, str] | None = None, method: str = "correlation") -> go.Figure:
@@ -111,6 +111,71 @@ def pair_figure(
             yaxis={"title": {"text": f"{method} dissimilarity"}},
             xaxis={"tickangle": -45, "tickfont": {"size": 10}, "title": {"text": "node (graph order)", "font": {"size": 11}}},
             margin={"l": 60, "r": 20, "t": 90, "b": 110},
+        )
+    )
+    return fig
+
+
+def block_figure(
+    model: str,
+    nodes: Sequence[str],
+    means: Sequence[float],
+    sds: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    title: str,
+    method: str,
+    color: str | None = None,
+) -> go.Figure:
+    """Dissimilarity of one block of stimulus pairs at every node: its mean ± SD and its min–max range.
+
+    Args:
+        model: the model's id.
+        nodes: its nodes, in graph order.
+        means: the block's mean at each node (as the block-mean map shows it).
+        sds: the standard deviation over the block's pairs at each node.
+        lows: the smallest pair dissimilarity in the block at each node.
+        highs: the largest pair dissimilarity in the block at each node.
+        title: what the block is (short lines joined by ``<br>``: the inspector is narrow); a
+            last line saying what the line, bars and band show is added.
+        method: the RDM method (for the axis title).
+        color: the model's colour (default: the palette's first).
+    """
+    line = model_color(0, color)
+    x = list(nodes)
+    fig = go.Figure(
+        [
+            go.Scatter(x=x, y=list(highs), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip", name="max"),
+            go.Scatter(
+                x=x, y=list(lows), mode="lines", line={"width": 0}, fill="tonexty", fillcolor="rgba(120,120,120,0.18)",
+                name="min–max over the pairs", customdata=list(highs),
+                hovertemplate="%{x}: pairs from %{y:.4g} to %{customdata:.4g}<extra></extra>",
+            ),
+            go.Scatter(
+                x=x, y=list(means), mode="lines+markers", line={"color": line}, name="block mean ± SD",
+                error_y={"type": "data", "array": list(sds), "visible": True, "color": line, "thickness": 1},
+                customdata=list(sds), hovertemplate="%{x}: block mean %{y:.4g} ± %{customdata:.3g} (SD)<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(
+        **base_layout(
+            title={
+                "text": f"{title}<br><sup>bars: ± SD · grey band: min–max</sup>",
+                "font": {"size": 13},
+                "x": 0,
+                "xref": "paper",
+                "xanchor": "left",
+                "y": 1,
+                "yref": "container",
+                "yanchor": "top",
+                "pad": {"t": 16},
+            },
+            height=340,
+            yaxis={"title": {"text": f"{method} dissimilarity"}},
+            xaxis={"tickangle": -45, "tickfont": {"size": 10}, "title": {"text": "node (graph order)", "font": {"size": 11}}},
+            showlegend=False,  # the title's last line says what the line, bars and band are
+            margin={"l": 60, "r": 20, "t": 100, "b": 110},
         )
     )
     return fig

@@ -107,6 +107,7 @@ class ID:
     NEIGHBOURS_PANEL = "neighbours-panel"
     PAIR_GRAPH = "pair-graph"
     PAIR_MESSAGE = "pair-message"
+    PAIR_BLOCK = "pair-block"
     CLEAR_SELECTION = "clear-selection"
     DOWNLOAD_BUTTON = "download-button"
     DOWNLOAD = "download"

@@ -578,8 +578,12 @@ def build_layout(engine: Engine, view: View) -> html.Div:
                                 ),
                             ),
                             html.H2("Selected pair"),
-                            html.Div("Click an RDM cell, or two points, to follow a pair through the nodes.", className="field-hint"),
+                            html.Div(
+                                "Click an RDM cell, or two points, to follow a pair through the nodes (a cell of a block-mean map selects its block).",
+                                className="field-hint",
+                            ),
                             _message(ID.PAIR_MESSAGE),
+                            html.Div(id=ID.PAIR_BLOCK, className="pair-block"),
                             figure_note(ID.PAIR_GRAPH),
                             dcc.Graph(id=ID.PAIR_GRAPH, config=_GRAPH_CONFIG, style={"height": "340px"}),
                             html.Button("clear selection", id=ID.CLEAR_SELECTION, className="button", n_clicks=0),

@@ -18,9 +18,10 @@ from ..core.embedding import align_sequence
 from ..core.embedding.quality import default_neighbors
 from ..core.errors import RepgeomError
 from ..core.neighbours import point_neighbours
-from ..core.rdm import bin_edges
+from ..core.rdm import bin_edges, block_stats
 from ..core.stimuli import Stimuli
 from ..figures import (
+    block_figure,
     difference_figure,
     embedding_animation,
     embedding_grid,
@@ -53,6 +54,8 @@ __all__ = [
     "PATH_BOOT",
     "SHEPARD_PAIRS",
     "SIDE_MODELS",
+    "BlockInfo",
+    "BlockSelection",
     "Progress",
     "EmbeddingViews",
     "HoverInfo",
@@ -60,6 +63,7 @@ __all__ = [
     "NeighboursInfo",
     "PathViews",
     "ProbeViews",
+    "block_view",
     "difference_stimuli",
     "difference_view",
     "dataset_models",
@@ -80,11 +84,13 @@ __all__ = [
     "path_view",
     "probe_note",
     "probe_views",
+    "rdm_cell_block",
     "rdm_cell_blocks",
     "rdm_cell_rows",
     "rdm_hover",
     "rdm_views",
     "selection_rows",
+    "single_pair_limit",
     "side_by_side_view",
     "side_models",
     "side_nodes",
@@ -112,6 +118,8 @@ SIDE_MODELS = 4
 NEIGHBOURS = 3
 #: Images shown from each side of a hovered block of a block-mean RDM.
 BLOCK_IMAGES = 3
+#: Most stimuli on each side of a selected block (a store naming more is not read).
+MAX_BLOCK = 5_000
 #: Nearest neighbours listed for a clicked point (in feature space and on the plot).
 POINT_NEIGHBOURS = 6
 #: The point search's longest text and most terms.
@@ -162,6 +170,51 @@ def rdm_cell_rows(engine: Engine, view: View, x: int, y: int) -> tuple[int, int]
     """Stimulus rows (in the RDM view's stimulus set) under heat-map cell (x, y); first of a block."""
     (i, _), (j, _), _ = rdm_cell_blocks(engine, view, x, y)
     return i, j
+
+
+@dataclass(frozen=True)
+class BlockSelection:
+    """A clicked cell of a block-mean RDM map: the block of stimulus pairs it averages.
+
+    Stimuli are named by their index in the dataset's image set (as a pair is), so the
+    selection means the same stimuli whatever the view's node count. It lives in the
+    selection store as ``{"block": {"rows": [...], "cols": [...], "node": ...}}`` and is not
+    kept in the URL (a link keeps single pairs only).
+
+    Attributes:
+        rows: the stimuli of the cell's row run.
+        cols: the stimuli of the cell's column run.
+        node: the node of the clicked panel (``None`` when the map does not say, as the slider's).
+    """
+
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+    node: str | None = None
+
+    def to_store(self) -> dict[str, Any]:
+        """The selection store's value for this block."""
+        return {"block": {"rows": list(self.rows), "cols": list(self.cols), "node": self.node}}
+
+
+def rdm_cell_block(engine: Engine, view: View, x: int, y: int, panel: int | None) -> BlockSelection | None:
+    """The block under heat-map cell (x, y) when the map shows block means, else ``None`` (the cell is one pair).
+
+    Args:
+        engine: the engine.
+        view: a validated view (its RDM tab's stimuli and nodes).
+        x: the cell's column.
+        y: the cell's row.
+        panel: index of the clicked node in ``view.nodes`` (``None`` when unknown).
+
+    Raises:
+        RepgeomError: for a cell outside the map.
+    """
+    (r0, r1), (c0, c1), binned = rdm_cell_blocks(engine, view, x, y)
+    if not binned:
+        return None
+    indices = engine.stimuli(view.spec(engine, view.n_rdm)).indices
+    node = view.nodes[panel] if panel is not None and 0 <= panel < len(view.nodes) else None
+    return BlockSelection(tuple(int(i) for i in indices[r0:r1]), tuple(int(i) for i in indices[c0:c1]), node)
 
 
 def selection_rows(indices: np.ndarray, selection: Sequence[int]) -> list[int]:
@@ -564,6 +617,88 @@ def pair_view(engine: Engine, view: View, selection: Sequence[int]) -> go.Figure
     )
 
 
+@dataclass(frozen=True)
+class BlockInfo:
+    """What the pair panel shows for a selected block: its figure, what it holds, how to pick single pairs, example images."""
+
+    figure: go.Figure
+    summary: str
+    hint: str
+    images: list[str]
+    captions: list[str]
+
+
+def single_pair_limit(engine: Engine, view: View) -> int:
+    """The most images per class at which the view's RDM maps show one cell per pair (at least 1)."""
+    cells = int((HEATMAP_CELLS / (len(view.nodes) + 1)) ** 0.5)
+    return max(1, cells // len(engine.dataset_of(view.model).class_names))
+
+
+def block_view(engine: Engine, view: View, block: BlockSelection) -> BlockInfo:
+    """The pair panel for a block of a block-mean map: its mean, spread and range at every node, and example images.
+
+    The mean is the block-mean map's value (the tooltip's); the spread (SD, min, max) is
+    over the block's pairs of two different stimuli. With the clicked node known, the
+    summary gives its numbers (and, for maps scaled per node, the value as the map shows it).
+
+    Raises:
+        RepgeomError: when the block's stimuli are not all in the RDM tab's stimulus set.
+    """
+    spec = view.spec(engine, view.n_rdm)
+    stim = engine.stimuli(spec)
+    rows, cols = selection_rows(stim.indices, block.rows), selection_rows(stim.indices, block.cols)
+    if len(rows) != len(block.rows) or len(cols) != len(block.cols):
+        raise RepgeomError("the selected block's stimuli are not all in the RDMs' current stimulus set; click a cell again")
+    nodes = engine.nodes(view.model)
+    rdms = engine.rdms(view.model, nodes, spec, view.rdm_method)
+    stats = [block_stats(r.matrix, np.asarray(rows), np.asarray(cols)) for r in rdms]
+    names = engine.dataset_of(view.model).class_names
+
+    def classes(where: Sequence[int]) -> str:
+        present = [names[c] for c in sorted(set(stim.labels[list(where)].tolist()))]
+        return ("class " if len(present) == 1 else "classes ") + ", ".join(present)
+
+    first = stats[0]
+    size = f"{len(rows)} × {len(cols)} stimuli"
+    summary = f"A block of {size}, {first.pairs} pairs of different stimuli (rows: {classes(rows)}; columns: {classes(cols)})."
+    if block.node in nodes:
+        k = nodes.index(block.node)
+        s = stats[k]
+        summary += f" At {block.node}: block mean of the {view.rdm_method} dissimilarity {s.mean:.4g}"
+        if view.normalise == "per":
+            side = display_side(stim.n, len(view.nodes))
+            summary += f" (shown as {s.mean / float(rdms[k].reduced(side).matrix.max()):.4g} of the node's max)"
+        if s.pairs != len(rows) * len(cols):
+            summary += f"; over its pairs of different stimuli (the zero self-pairs left out) the mean is {s.pair_mean:.4g}"
+        summary += f"; SD over the pairs {s.sd:.3g}; min {s.low:.4g}, max {s.high:.4g}."
+    summary += " The figure gives them at every node."
+    limit = single_pair_limit(engine, view)
+    hint = (
+        f"The maps show block means at {spec.n_per_class} images per class, so a cell is a block of pairs. To pick single pairs, "
+        f"set the RDMs' images per class to {limit} or fewer (each cell is then one pair), or click two points of an embedding."
+    )
+    title = f"block of {size}<br>{classes(rows)} × {classes(cols)}<br><sup>in {view.model}</sup>"
+    fig = block_figure(
+        view.model, nodes, [s.mean for s in stats], [s.sd for s in stats], [s.low for s in stats], [s.high for s in stats],
+        title, view.rdm_method, model_colors(engine)[view.model],
+    )
+    images, captions = [], []
+    for what, where in (("row", rows), ("column", cols)):
+        for r, cap in _spread_images(stim, names, where):
+            images.append(r)
+            captions.append(f"{what} · {cap}")
+    return BlockInfo(fig, summary, hint, images, captions)
+
+
+def _spread_images(stim: Any, names: Sequence[str], rows: Sequence[int]) -> list[tuple[str, str]]:
+    """:data:`BLOCK_IMAGES` images spread across ``rows`` (first, middle, last), with ``class … · image #…`` captions."""
+    picks = sorted(set(np.linspace(0, len(rows) - 1, min(BLOCK_IMAGES, len(rows))).round().astype(int).tolist()))
+    return [
+        (image_data_uri(stim.pixels[rows[p]], size=56), f"class {names[int(stim.labels[rows[p]])]} · image #{int(stim.indices[rows[p]])}")
+        for p in picks
+    ]
+
+
 def update_selection(current: Sequence[int], new: Sequence[int], pair: bool) -> list[int]:
     """A click's effect: an RDM cell replaces the pair; a point joins it (last two kept)."""
     if pair:
@@ -653,9 +788,9 @@ def _block_hover(
     summary += f" · block {y} (rows: {classes(*rows)}) × block {x} (columns: {classes(*cols)}); the map shows block means at this size"
     images, captions = [], []
     for what, k, (a, b) in (("row", y, rows), ("column", x, cols)):
-        for r in sorted(set(np.linspace(a, b - 1, min(BLOCK_IMAGES, b - a)).round().astype(int).tolist())):
-            images.append(image_data_uri(stim.pixels[r], size=56))
-            captions.append(f"{what} block {k} · class {names[int(stim.labels[r])]} · image #{int(stim.indices[r])}")
+        for image, cap in _spread_images(stim, names, range(a, b)):
+            images.append(image)
+            captions.append(f"{what} block {k} · {cap}")
     return HoverInfo(images, captions, summary)
 
 

@@ -219,3 +219,151 @@ def test_a_block_mean_cell_and_the_hover_panel_agree(
     assert {c.split(" · ")[0] for c in captions.all_text_contents()} == {f"row block {y}", f"column block {x}"}
     page.page.screenshot(path=screenshot_dir / "rdm-block-hover.png", full_page=True)
     page.assert_no_errors()
+
+
+# Every point of the first panel (the PCA of the first node) with its image index and its place on the screen.
+_PANEL_POINTS_JS = """(sel) => {
+    const gd = document.querySelector(sel);
+    const box = gd.getBoundingClientRect();
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    const out = [];
+    for (const t of gd._fullData) {
+        if (t.xaxis !== "x" || t.yaxis !== "y" || t.name === "selected" || t.name === "search matches" || !Array.isArray(t.customdata)) continue;
+        for (let k = 0; k < t._length; k++) {
+            out.push({id: t.customdata[k][0], x: box.left + xa._offset + xa.l2p(t.x[k]), y: box.top + ya._offset + ya.l2p(t.y[k])});
+        }
+    }
+    return out;
+}"""
+
+
+def _inside(x: float, y: float, polygon: list[tuple[float, float]]) -> bool:
+    """Whether (x, y) is inside ``polygon`` (ray casting)."""
+    hit = False
+    for (x0, y0), (x1, y1) in zip(polygon, polygon[1:] + polygon[:1], strict=True):
+        if (y0 > y) != (y1 > y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
+            hit = not hit
+    return hit
+
+
+def _edge_distance(x: float, y: float, polygon: list[tuple[float, float]]) -> float:
+    """Distance in pixels from (x, y) to the nearest edge of ``polygon``."""
+    best = float("inf")
+    for (x0, y0), (x1, y1) in zip(polygon, polygon[1:] + polygon[:1], strict=True):
+        dx, dy = x1 - x0, y1 - y0
+        t = max(0.0, min(1.0, ((x - x0) * dx + (y - y0) * dy) / (dx * dx + dy * dy)))
+        best = min(best, ((x - x0 - t * dx) ** 2 + (y - y0 - t * dy) ** 2) ** 0.5)
+    return best
+
+
+def test_lasso_selection_isolates_the_points_inside_the_path_in_every_panel(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path
+) -> None:
+    """Draw a closed lasso with the mouse around points of the first panel: exactly the points inside it become the group, in every panel."""
+    from playwright.sync_api import expect
+
+    page.goto_dash(live_server(dashboard) + "?tab=embeddings&n_embed=5&nodes=conv2,conv2_4", timeout_ms=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator(f"{GRID} .gtitle")).to_contain_text("Embeddings of recurrent", timeout=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)
+    page.page.locator(f"{GRID} .modebar-btn[data-title='Lasso Select']").click()
+    drag = page.page.locator(f"{GRID} .draglayer .xy .nsewdrag").first
+    drag.scroll_into_view_if_needed()
+    box = drag.bounding_box()
+    assert box is not None
+    points = page.page.evaluate(_PANEL_POINTS_JS, GRID)
+    assert len(points) == 50  # 5 per class, 10 classes
+
+    # a pentagon around the centre of the panel's points, about half as wide as their spread
+    xs, ys = sorted(p["x"] for p in points), sorted(p["y"] for p in points)
+    cx, cy = xs[len(xs) // 2], ys[len(ys) // 2]
+    rx, ry = (xs[-1] - xs[0]) * 0.3, (ys[-1] - ys[0]) * 0.3
+    polygon = [(cx, cy - ry), (cx + rx, cy - 0.2 * ry), (cx + 0.6 * rx, cy + ry), (cx - 0.6 * rx, cy + ry), (cx - rx, cy - 0.2 * ry)]
+    assert all(box["x"] < x < box["x"] + box["width"] and box["y"] < y < box["y"] + box["height"] for x, y in polygon)
+    inside = {p["id"] for p in points if _inside(p["x"], p["y"], polygon) and _edge_distance(p["x"], p["y"], polygon) > 4}
+    outside = {p["id"] for p in points if not _inside(p["x"], p["y"], polygon) and _edge_distance(p["x"], p["y"], polygon) > 4}
+    assert inside and outside
+    page.page.mouse.move(*polygon[0])
+    page.page.mouse.down()
+    for corner in [*polygon[1:], polygon[0]]:  # round the path and back to its start: a closed lasso
+        page.page.mouse.move(*corner, steps=6)
+    page.page.mouse.up()
+
+    message = page.page.locator("#group-message")
+    expect(message).to_contain_text("points isolated on the PCA of conv2", timeout=TIMEOUT)
+    count = int(re.search(r"(\d+) points isolated", message.text_content() or "").group(1))
+    page.wait_for_dash_idle(TIMEOUT)
+    expect(page.page.locator(f"{GRID} .gtitle")).to_contain_text("Embeddings of recurrent", timeout=TIMEOUT)
+
+    def isolated(sel: str) -> list[int]:
+        traces = [t for t in _traces(page, sel) if t["name"] not in ("selected", "search matches")]
+        assert all(t["selected"] is not None for t in traces), sel  # every panel dims its other points
+        return sorted(t["ids"][k] for t in traces for k in t["selected"])
+
+    page.page.wait_for_function(
+        "(sel) => document.querySelector(sel)._fullData.every((t) => t.name === 'selected' || t.name === 'search matches' || Array.isArray(t.selectedpoints))",
+        arg=GRID,
+        timeout=TIMEOUT,
+    )
+    group = sorted(set(isolated(GRID)))
+    assert len(group) == count
+    assert inside <= set(group) and not outside & set(group)  # the lasso's inside, nothing outside it
+    assert isolated(GRID) == sorted(group * 6)  # 3 methods × 2 nodes
+    assert isolated("#embed-anim .js-plotly-plot") == group
+    page.page.screenshot(path=screenshot_dir / "points-lasso.png", full_page=True)
+    page.assert_no_errors()
+
+
+def test_clicking_a_block_mean_cell_selects_the_block_with_the_tooltips_mean(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path
+) -> None:
+    """At 100 per class a click on a cell selects its block: the pair panel says so and gives the mean the tooltip showed."""
+    from playwright.sync_api import expect
+
+    page.goto_dash(live_server(dashboard) + "?n_rdm=100&pair=1%2C2", timeout_ms=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)
+    grid = "#rdm-grid .js-plotly-plot"
+    expect(page.page.locator(f"{grid} .gtitle")).to_contain_text("block means", timeout=TIMEOUT)
+    expect(page.page.locator("#rdm-slider .js-plotly-plot .slider-container")).to_have_count(1, timeout=TIMEOUT)
+    expect(page.page.locator("#pair-graph .gtitle")).to_contain_text("stimulus 1", timeout=TIMEOUT)  # the link's pair
+    page.wait_for_dash_idle(TIMEOUT)
+    drag = page.page.locator(f"{grid} .nsewdrag").first
+    drag.scroll_into_view_if_needed()
+    box = drag.bounding_box()
+    assert box is not None
+    spot = {"x": box["x"] + box["width"] * 0.2, "y": box["y"] + box["height"] * 0.75, "width": 0, "height": 0}
+    tip = _hover(page, spot, grid)
+    m = re.search(r"block (\d+) × (\d+)\n([-\d.e+]+) of the max", tip)
+    assert m, tip
+    shown = m.group(3)
+    hovered = page.page.locator("#hover-panel .hover-summary")
+    expect(hovered).to_contain_text(f"(shown as {shown} of the node's max)", timeout=TIMEOUT)
+    mean = re.search(r"(\S+): block mean of the correlation dissimilarity (\S+) over (\d+) × (\d+) stimuli", hovered.text_content() or "")
+    assert mean, hovered.text_content()
+    node, value, n_rows, n_cols = mean.groups()
+
+    page.page.mouse.click(spot["x"], spot["y"])
+    page.wait_for_dash_idle(TIMEOUT)
+    panel = page.page.locator("#pair-block .block-summary")
+    expect(panel).to_contain_text(f"A block of {n_rows} × {n_cols} stimuli", timeout=TIMEOUT)
+    expect(panel).to_contain_text(f"At {node}: block mean of the correlation dissimilarity {value} (shown as {shown} of the node's max)")
+    text = panel.text_content() or ""
+    sd = re.search(r"SD over the pairs (\S+); min (\S+), max (\S+)\.", text)
+    assert sd, text
+    low, high = float(sd.group(2)), float(sd.group(3))
+    assert float(sd.group(1)) > 0 and low <= float(value) <= high
+    expect(page.page.locator("#pair-block .block-hint")).to_contain_text("To pick single pairs, set the RDMs' images per class to")
+    captions = page.page.locator("#pair-block .caption").all_text_contents()
+    assert len(captions) == 6 and {c.split(" · ")[0] for c in captions} == {"row", "column"}
+    expect(page.page.locator("#pair-graph .gtitle")).to_contain_text(f"block of {n_rows} × {n_cols} stimuli")
+    assert "pair=" not in page.page.url  # a block is not kept in the link; the link's pair is gone with it
+    # the heat maps mark the block: a ring at the clicked cell (and its mirror) in the first panel
+    y, x = int(m.group(1)), int(m.group(2))
+    page.page.wait_for_function(
+        "([sel, x, y]) => (document.querySelector(sel).layout.shapes || []).some((s) => s.type === 'rect' && s.x0 === x - 0.5 && s.y0 === y - 0.5)",
+        arg=[grid, x, y],
+        timeout=TIMEOUT,
+    )
+    page.page.locator("#pair-block").scroll_into_view_if_needed()
+    page.page.screenshot(path=screenshot_dir / "rdm-block-click.png", full_page=True)
+    page.assert_no_errors()

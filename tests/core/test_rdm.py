@@ -11,6 +11,8 @@ from scipy.spatial.distance import pdist, squareform
 from repgeom.core.errors import RepgeomError
 from repgeom.core.rdm import (
     RDM,
+    block_mean,
+    block_stats,
     centred_gram,
     compare_rdms,
     compute_rdm,
@@ -247,3 +249,35 @@ def test_reduced_rdm_is_exactly_symmetric_block_means():
     edges = small.bins
     i, j = 2, 7
     np.testing.assert_allclose(small.matrix[i, j], full.matrix[edges[i] : edges[i + 1], edges[j] : edges[j + 1]].mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols"),
+    [
+        (np.arange(20, 31), np.arange(60, 68)),  # two runs: every entry is a pair
+        (np.arange(40, 52), np.arange(40, 52)),  # a diagonal block: each pair twice, and 12 self-pairs
+        (np.arange(10, 20), np.arange(15, 25)),  # overlapping runs
+    ],
+)
+def test_block_stats_match_numpy_over_the_blocks_pairs(rows, cols):
+    """Mean over the block as the map shows it; spread over its distinct pairs of two different stimuli."""
+    x = _features(90, 15, seed=5)
+    full = compute_rdm(torch.from_numpy(x), "correlation").numpy()
+    stats = block_stats(full, rows, cols)
+    pairs = {(min(a, b), max(a, b)) for a in rows.tolist() for b in cols.tolist() if a != b}
+    values = np.array([full[a, b] for a, b in sorted(pairs)])
+    assert stats.pairs == len(pairs)
+    np.testing.assert_allclose(stats.mean, np.mean([[full[a, b] for b in cols] for a in rows]), rtol=1e-12)
+    np.testing.assert_allclose(
+        [stats.pair_mean, stats.sd, stats.low, stats.high], [values.mean(), values.std(), values.min(), values.max()], rtol=1e-12
+    )
+    # the map's cell for a block of its bins is the statistics' mean
+    edges = np.array([0, 20, 31, 60, 68, 90])
+    if rows[0] == 20 and cols[0] == 60:
+        np.testing.assert_allclose(block_mean(full, edges)[1, 3], stats.mean, rtol=1e-12)
+
+
+def test_block_stats_of_a_single_stimulus_have_no_pairs():
+    full = compute_rdm(torch.from_numpy(_features(5, 4, seed=1)), "euclidean").numpy()
+    stats = block_stats(full, np.array([2]), np.array([2]))
+    assert stats.pairs == 0 and stats.mean == 0.0 and np.isnan(stats.sd)

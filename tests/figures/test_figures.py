@@ -15,7 +15,7 @@ import pytest
 from repgeom.core.embedding import Embedding
 from repgeom.core.paths import RepPath
 from repgeom.core.rdm import RDM
-from repgeom.figures import embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_models, rdm_slider
+from repgeom.figures import block_figure, embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_models, rdm_slider
 from repgeom.figures.images import image_data_uri
 from repgeom.figures.rdm import MAX_TICK_LABELS, class_ticks
 from repgeom.figures.style import CLASS_COLORS, MODEL_PALETTE, class_colors, model_colors
@@ -508,3 +508,13 @@ def test_embedding_grid_follows_its_width_and_titles_every_panels_axes():
     assert (one.layout.xaxis.title.text, one.layout.yaxis.title.text) == ("PC 1 (34 % var.)", "PC 2 (12 %)")
     # the class legend starts under the lowest x-axis titles
     assert one.layout.legend.y < 0
+
+
+def test_block_figure_draws_the_mean_with_sd_bars_inside_a_min_max_band():
+    fig = block_figure("m", ["a", "b", "c"], [0.5, 0.6, 0.7], [0.1, 0.05, 0.2], [0.2, 0.4, 0.3], [0.9, 0.8, 1.1], "block of 5 × 5 stimuli", "correlation")
+    high, low, mean = fig.data
+    assert list(mean.y) == [0.5, 0.6, 0.7] and list(mean.error_y.array) == [0.1, 0.05, 0.2] and mean.error_y.visible
+    assert list(low.y) == [0.2, 0.4, 0.3] and list(high.y) == [0.9, 0.8, 1.1] and low.fill == "tonexty"  # the band between max and min
+    assert all(t.type == "scatter" for t in fig.data)  # inside the cartesian bundle
+    assert fig.layout.title.text.startswith("block of 5 × 5 stimuli") and "SD" in fig.layout.title.text
+    assert fig.layout.yaxis.title.text == "correlation dissimilarity"

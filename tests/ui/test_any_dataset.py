@@ -87,7 +87,7 @@ def test_rdms_ticks_and_the_pair_use_the_class_names(tiles):
     stim = tiles.stimuli(tiles.spec(3))
     sel = selection.select(tiles, ID.RDM_GRID, {"points": [{"x": 34, "y": 1}]}, [], view)
     assert sel == [int(stim.indices[1]), int(stim.indices[34])]
-    fig, _ = selection.pair(tiles, sel, view)
+    fig, _, _ = selection.pair(tiles, sel, view)
     assert "(class kind-00)" in fig.layout.title.text and "(class kind-11)" in fig.layout.title.text
     assert fig.data[0].line.color == MODEL_PALETTE[0]
 

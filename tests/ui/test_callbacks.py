@@ -229,11 +229,11 @@ def test_a_heatmap_click_selects_a_pair_and_the_pair_panel_follows(engine):
     stim = engine.stimuli(engine.spec(20))
     sel = selection.select(engine, ID.RDM_GRID, {"points": [{"x": 95, "y": 80, "curveNumber": 0}]}, [], view)
     assert sel == [int(stim.indices[80]), int(stim.indices[95])]
-    fig, message = selection.pair(engine, sel, view)
+    fig, message, block = selection.pair(engine, sel, view)
     assert np.asarray(fig.data[0].y).shape == (22,) and "(class 4)" in fig.layout.title.text and message == ""
     assert fig.data[0].line.color == engine.entry("recurrent").color
     assert selection.select(engine, ID.CLEAR_SELECTION, None, sel, view) == []
-    empty, _ = selection.pair(engine, [], view)
+    empty, _, _ = selection.pair(engine, [], view)
     assert empty["data"] == [] and "no pair" in empty["layout"]["annotations"][0]["text"]
 
 
@@ -309,10 +309,12 @@ def test_large_rdms_are_sent_as_block_means(engine):
     side = np.asarray(grid.data[0].z).shape[0]
     assert side < 1000 and side * side * 6 <= views.HEATMAP_CELLS
     assert "block means" in grid.layout.title.text
-    # a click on a block selects the first stimuli of the two blocks
+    # a click on a cell selects its block: every stimulus of its row run and of its column run
     sel = selection.select(engine, ID.RDM_GRID, {"points": [{"x": side - 1, "y": 0}]}, [], view)
     stim = engine.stimuli(engine.spec(100))
-    assert sel[0] == int(stim.indices[0]) and stim.labels[list(stim.indices).index(sel[1])] == 9
+    rows, cols = sel["block"]["rows"], sel["block"]["cols"]
+    assert rows[0] == int(stim.indices[0]) and len(rows) > 1 and cols[-1] == int(stim.indices[-1])
+    assert {int(stim.labels[list(stim.indices).index(c)]) for c in cols} == {9}
 
 
 # ---------------------------------------------------------------------------- the wiring, over HTTP

@@ -67,8 +67,8 @@ def test_clicking_two_points_selects_a_pair_like_an_rdm_cell(engine, drawn):
     sel = selection.select(engine, ID.EMBED_GRID, a, [], view)
     sel = selection.select(engine, ID.EMBED_GRID, b, sel, view)
     assert sel == [ia, ib]
-    fig, message = selection.pair(engine, sel, view)
-    assert message == "" and f"stimulus {ia} (class" in fig.layout.title.text and f"vs {ib} (class" in fig.layout.title.text
+    fig, message, block = selection.pair(engine, sel, view)
+    assert message == "" and block == [] and f"stimulus {ia} (class" in fig.layout.title.text and f"vs {ib} (class" in fig.layout.title.text
     # the pair panel shows what the RDMs hold for that pair, at every node
     v = View.parse(engine, view)
     spec = v.spec(engine, max(v.n_rdm, v.n_embed))
@@ -186,3 +186,98 @@ def test_a_block_mean_cell_says_it_is_a_block_and_shows_the_blocks_value_and_ima
     # the slider's map (no panel reported) says the shown value is a block mean too
     slider = _text(selection.hover(engine, "rdm-slider", {"points": [{"x": 3, "y": 150, "z": 0.25}]}, view))
     assert "block mean of the correlation dissimilarity 0.25 of the max over" in slider
+
+
+def test_clicking_a_block_mean_cell_selects_the_block_and_the_pair_panel_gives_its_mean_and_spread(engine):
+    """At 100 per class a click on a cell selects its block: mean (the tooltip's value), SD and range at every node, images of both sides."""
+    from repgeom.ui.callbacks import rdms, sync
+
+    view = View.parse(engine, {**View.default(engine).controls(), "n_rdm": 100}).controls()
+    v = View.parse(engine, view)
+    spec = v.spec(engine, 100)
+    stim = engine.stimuli(spec)
+    side = views.display_side(stim.n, len(v.nodes))
+    (r0, r1), (c0, c1), binned = views.rdm_cell_blocks(engine, v, 3, 150)
+    assert binned
+    sel = selection.select(engine, ID.RDM_GRID, {"points": [{"x": 3, "y": 150, "curveNumber": 4, "z": 0.5}]}, [1, 2], view)
+    assert sel == {"block": {"rows": stim.indices[r0:r1].tolist(), "cols": stim.indices[c0:c1].tolist(), "node": v.nodes[4]}}
+
+    fig, message, panel = selection.pair(engine, sel, view)
+    assert message == ""
+    nodes = engine.nodes("recurrent")
+    full = engine.rdms("recurrent", nodes, spec, "correlation")
+    blocks = [r.matrix[r0:r1, c0:c1] for r in full]  # two runs with no stimulus in common: every entry is a pair
+    mean_line = next(t for t in fig.data if t.name == "block mean ± SD")
+    np.testing.assert_allclose(np.asarray(mean_line.y, dtype=float), [b.mean() for b in blocks], rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(mean_line.error_y.array, dtype=float), [b.std() for b in blocks], rtol=1e-9)
+    band = [t for t in fig.data if t.name != "block mean ± SD"]
+    np.testing.assert_allclose(np.asarray(band[0].y, dtype=float), [b.max() for b in blocks], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(band[1].y, dtype=float), [b.min() for b in blocks], rtol=1e-12)
+    assert f"block of {r1 - r0} × {c1 - c0} stimuli" in fig.layout.title.text
+
+    text = _text(panel)
+    k = nodes.index(v.nodes[4])
+    reduced = full[k].reduced(side).matrix
+    shown = float(reduced[150, 3])  # what the heat map's cell (and so its tooltip) holds
+    assert f"A block of {r1 - r0} × {c1 - c0} stimuli, {(r1 - r0) * (c1 - c0)} pairs of different stimuli" in text
+    assert f"At {v.nodes[4]}: block mean of the correlation dissimilarity {shown:.4g}" in text
+    assert f"(shown as {shown / reduced.max():.4g} of the node's max)" in text
+    assert f"SD over the pairs {blocks[k].std():.3g}; min {blocks[k].min():.4g}, max {blocks[k].max():.4g}" in text
+    limit = views.single_pair_limit(engine, v)
+    classes = len(engine.dataset_of("recurrent").class_names)
+    at, above = limit * classes, (limit + 1) * classes
+    assert views.display_side(at, len(v.nodes)) >= at and views.display_side(above, len(v.nodes)) < above  # the limit is the largest unbinned size
+    assert f"set the RDMs' images per class to {limit} or fewer" in text
+    assert text.count("data:image/png;base64") == 2 * views.BLOCK_IMAGES
+    assert f"image #{int(stim.indices[r1 - 1])}" in text and f"image #{int(stim.indices[c1 - 1])}" in text  # across each run, not its first only
+
+    # the maps mark the block (its cell and the mirrored one)
+    grid, _slider, _ = rdms.rdm_figures(engine, {**view, "tab": "rdms"}, sel)
+    marks = {(s.x0, s.y0) for s in grid.layout.shapes if s.type == "rect"}
+    assert {(2.5, 149.5), (149.5, 2.5)} <= marks
+
+    # a block is not kept in the link (a pair is), and a point click replaces it
+    out = sync.sync(engine, ID.SELECTION, "?n_rdm=100&pair=1%2C2", view, selection=sel)
+    assert out[0] == "?n_rdm=100"
+    assert selection.select(engine, ID.EMBED_GRID, {"points": [{"customdata": [int(stim.indices[0]), "conv2", "pca"]}]}, sel, view) == [
+        int(stim.indices[0])
+    ]
+
+
+def test_a_diagonal_block_leaves_out_its_self_pairs_from_the_spread(engine):
+    view = View.parse(engine, {**View.default(engine).controls(), "n_rdm": 100}).controls()
+    v = View.parse(engine, view)
+    spec = v.spec(engine, 100)
+    (r0, r1), _, _ = views.rdm_cell_blocks(engine, v, 40, 40)
+    sel = selection.select(engine, ID.RDM_GRID, {"points": [{"x": 40, "y": 40, "curveNumber": 0}]}, [], view)
+    _, _, panel = selection.pair(engine, sel, view)
+    m = engine.rdm("recurrent", v.nodes[0], spec, "correlation").matrix[r0:r1, r0:r1]
+    upper = m[np.triu_indices(r1 - r0, 1)]
+    text = _text(panel)
+    n = r1 - r0
+    assert f"{n * (n - 1) // 2} pairs of different stimuli" in text
+    assert f"block mean of the correlation dissimilarity {m.mean():.4g}" in text
+    assert f"the mean is {upper.mean():.4g}; SD over the pairs {upper.std():.3g}; min {upper.min():.4g}, max {upper.max():.4g}" in text
+
+
+def test_a_forged_block_is_refused_or_ignored(engine):
+    from repgeom.ui.callbacks.common import parse_block
+
+    view = View.parse(engine, {**View.default(engine).controls(), "n_rdm": 100}).controls()
+    for forged in (
+        {"block": None},
+        {"block": {"rows": [], "cols": [1]}},
+        {"block": {"rows": [True], "cols": [1]}},
+        {"block": {"rows": [1], "cols": [-1]}},
+        {"block": {"rows": [1], "cols": [10**12]}},
+        {"block": {"rows": list(range(views.MAX_BLOCK + 1)), "cols": [1]}},
+        {"block": {"rows": "1", "cols": [1]}},
+        {"rows": [1], "cols": [2]},
+    ):
+        assert parse_block(forged) is None, forged
+        fig, message, panel = selection.pair(engine, forged, view)
+        assert message == "" and panel == [] and fig["data"] == [], forged  # no pair: the empty panel
+    assert parse_block({"block": {"rows": [1, 1, 2], "cols": [3], "node": 7}}) == views.BlockSelection((1, 2), (3,), None)
+    absent = {"block": {"rows": [999_999], "cols": [1], "node": "conv2"}}
+    fig, message, panel = selection.pair(engine, absent, view)
+    assert fig is no_update and "not all in the RDMs' current stimulus set; click a cell again" in _text(message)

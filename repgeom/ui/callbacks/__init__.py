@@ -14,7 +14,7 @@
                                           ├─► models metrics (gate → job: every model's per-node metrics)
                                           ├─► models.side_by_side (models' RDMs, one colour scale)
                                           └─► download (gate → job, on the button's click: .npz)
-    clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair, highlights
+    clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair (a pair, or a block of a block-mean map), highlights
     clicks on points ─► selection.neighbours (k nearest in feature space and on the plot)
     hovers ─► selection.hover (the stimulus images)
     url.search, window resize ─► (clientside) viewport store (window size, bucketed) ─► rdms, embeddings (grid columns, panel size)
@@ -233,9 +233,10 @@ def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANS
         event = dict(zip(selection.CLICKED, clicks, strict=False)).get(trigger)
         return selection.select(engine, trigger, event, current, data)
 
-    app.callback([Output(ID.PAIR_GRAPH, "figure"), Output(ID.PAIR_MESSAGE, "children")], [Input(ID.SELECTION, "data"), Input(ID.VIEW, "data")])(
-        _bind(selection.pair, engine)
-    )
+    app.callback(
+        [Output(ID.PAIR_GRAPH, "figure"), Output(ID.PAIR_MESSAGE, "children"), Output(ID.PAIR_BLOCK, "children")],
+        [Input(ID.SELECTION, "data"), Input(ID.VIEW, "data")],
+    )(_bind(selection.pair, engine))
 
     @app.callback(
         Output(ID.HOVER_PANEL, "children"),

@@ -23,7 +23,19 @@ from .. import views
 from ..response_cache import do_not_replay
 from ..state import MAX_LIST, View
 
-__all__ = ["BUG_MESSAGE", "alert", "first_point", "guarded", "index", "parse_indices", "parse_selection", "parse_view", "point_ref"]
+__all__ = [
+    "BUG_MESSAGE",
+    "alert",
+    "first_point",
+    "guarded",
+    "index",
+    "marked_stimuli",
+    "parse_block",
+    "parse_indices",
+    "parse_selection",
+    "parse_view",
+    "point_ref",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +104,34 @@ def parse_selection(data: Any) -> list[int]:
         return []
     kept = [int(x) for x in data if isinstance(x, int) and not isinstance(x, bool) and 0 <= x < MAX_INDEX]
     return kept[-views.MAX_SELECTION :]
+
+
+def parse_block(data: Any) -> views.BlockSelection | None:
+    """The selected block in a selection store (see :class:`~repgeom.ui.views.BlockSelection`), or ``None``.
+
+    Anything that is not such a block is ``None`` (a pair's list included): each side is a
+    non-empty list of at most :data:`~repgeom.ui.views.MAX_BLOCK` whole numbers in
+    ``[0, MAX_INDEX)`` (repeats dropped), and a node that is not a short string is dropped.
+    """
+    block = data.get("block") if isinstance(data, Mapping) else None
+    if not isinstance(block, Mapping):
+        return None
+    sides = []
+    for key in ("rows", "cols"):
+        side = block.get(key)
+        if not isinstance(side, list) or not 0 < len(side) <= views.MAX_BLOCK:
+            return None
+        if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < MAX_INDEX for x in side):
+            return None
+        sides.append(tuple(dict.fromkeys(side)))
+    node = block.get("node")
+    return views.BlockSelection(sides[0], sides[1], node if isinstance(node, str) and len(node) <= 200 else None)
+
+
+def marked_stimuli(data: Any) -> list[int]:
+    """The stimuli a selection store marks on the RDM maps: a pair, or one stimulus of each side of a block (which marks the block)."""
+    block = parse_block(data)
+    return [block.rows[0], block.cols[0]] if block is not None else parse_selection(data)
 
 
 def parse_indices(data: Any, limit: int = MAX_POINTS) -> list[int] | None:

@@ -19,7 +19,7 @@ from ...pipeline import Engine, NotCached
 from .. import views
 from ..state import View
 from ..viewport import parse_viewport
-from .common import guarded, parse_selection, parse_view
+from .common import guarded, marked_stimuli, parse_view
 from .jobs import reporter
 
 __all__ = ["DIRECT_CELLS", "difference_gate", "difference_job", "rdm_figures", "rdm_gate", "rdm_job"]
@@ -44,7 +44,7 @@ def rdm_figures(engine: Engine, data: Any, selection: Any, viewport: Any = None)
     view = parse_view(engine, data)
     if view is None or view.tab != "rdms":
         return no_update, no_update, no_update
-    grid, slider = views.rdm_views(engine, view, parse_selection(selection), parse_viewport(viewport))
+    grid, slider = views.rdm_views(engine, view, marked_stimuli(selection), parse_viewport(viewport))
     return (*_shown(view, grid, slider), "")
 
 
@@ -65,7 +65,7 @@ def rdm_gate(engine: Engine, data: Any, selection: Any, viewport: Any = None, _a
     view = parse_view(engine, data)
     if view is None or view.tab != "rdms":
         return (no_update,) * 5
-    chosen = parse_selection(selection)
+    chosen = marked_stimuli(selection)
     window = parse_viewport(viewport)
     try:
         if _small(engine, view, direct_cells):
@@ -95,7 +95,7 @@ def rdm_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
         progress(k + 1, len(nodes) + 1, f"RDM of {node}")
         engine.rdm(view.model, node, spec, view.rdm_method)
     progress(len(nodes) + 1, len(nodes) + 1, "drawing")
-    grid, slider = views.rdm_views(engine, view, parse_selection(request.get("selection")), parse_viewport(request.get("viewport")))
+    grid, slider = views.rdm_views(engine, view, marked_stimuli(request.get("selection")), parse_viewport(request.get("viewport")))
     return (*_shown(view, grid, slider), "")
 
 

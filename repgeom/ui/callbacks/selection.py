@@ -1,5 +1,11 @@
 """Clicks select stimuli, the pair panel follows the selection, hovers show the images.
 
+A cell of a block-mean RDM map (more stimuli than the map has cells) averages a block of
+pairs, so a click on it selects that block (a :class:`~repgeom.ui.views.BlockSelection`),
+not one of its pairs: the pair panel then gives the block's mean (the tooltip's value),
+its spread and range at every node, and example images from both sides. A block is not
+kept in the URL; a single pair is.
+
 Embedding points carry ``[image index, node, method]`` (see
 :data:`repgeom.figures.embedding.POINT_FIELDS`): a hover shows that image in that panel, a
 click joins the selection and lists the point's nearest neighbours, a search rings the
@@ -17,9 +23,9 @@ from ...pipeline import Engine
 from .. import views
 from ..ids import ID
 from ..response_cache import do_not_replay
-from .common import MAX_POINTS, alert, first_point, guarded, index, parse_selection, parse_view, point_ref
+from .common import MAX_POINTS, alert, first_point, guarded, index, parse_block, parse_selection, parse_view, point_ref
 
-__all__ = ["CLICKED", "HOVERED", "POINT_GRAPHS", "empty_pair", "hover", "isolate", "neighbours", "pair", "search", "select"]
+__all__ = ["CLICKED", "HOVERED", "POINT_GRAPHS", "block_panel", "empty_pair", "hover", "isolate", "neighbours", "pair", "search", "select"]
 
 #: The graphs whose clicks select stimuli and whose hovers fill the hover panel.
 CLICKED = (ID.RDM_GRID, ID.RDM_SLIDER, ID.EMBED_GRID, ID.EMBED_ANIM)
@@ -34,8 +40,9 @@ _MALFORMED = (RepgeomError, TypeError, ValueError, AttributeError, IndexError)
 def select(engine: Engine, trigger: Any, event: Any, current: Any, data: Any) -> Any:
     """The selection store after a click on graph ``trigger`` (or ``ID.CLEAR_SELECTION``).
 
-    A heat-map cell replaces the selection with its two stimuli (the first of each block
-    when the map shows block means); a point joins the selection (the last two kept).
+    A heat-map cell replaces the selection with its two stimuli, or, when the map shows
+    block means, with its block; a point joins the selection (the last two kept; a block
+    is dropped).
 
     Args:
         engine: the engine.
@@ -45,7 +52,8 @@ def select(engine: Engine, trigger: Any, event: Any, current: Any, data: Any) ->
         data: the view store.
 
     Returns:
-        A list of test-set indices, or ``no_update`` for an event that cannot be read.
+        A list of test-set indices, a block (:meth:`~repgeom.ui.views.BlockSelection.to_store`),
+        or ``no_update`` for an event that cannot be read.
     """
     if trigger == ID.CLEAR_SELECTION:
         return []
@@ -56,7 +64,13 @@ def select(engine: Engine, trigger: Any, event: Any, current: Any, data: Any) ->
             return no_update
         if trigger in _HEATMAPS:
             stim = engine.stimuli(view.spec(engine, view.n_rdm))
-            rows = views.rdm_cell_rows(engine, view, index(point.get("x"), stim.n), index(point.get("y"), stim.n))
+            x, y = index(point.get("x"), stim.n), index(point.get("y"), stim.n)
+            curve = point.get("curveNumber") if trigger == ID.RDM_GRID else None
+            panel = curve if isinstance(curve, int) and not isinstance(curve, bool) else None
+            block = views.rdm_cell_block(engine, view, x, y, panel)
+            if block is not None:
+                return block.to_store()
+            rows = views.rdm_cell_rows(engine, view, x, y)
             return views.update_selection(parse_selection(current), [int(stim.indices[r]) for r in rows], pair=True)
         test_index, _, _ = point_ref(point)
         return views.update_selection(parse_selection(current), [test_index], pair=False)
@@ -64,14 +78,34 @@ def select(engine: Engine, trigger: Any, event: Any, current: Any, data: Any) ->
         return no_update
 
 
-@guarded(2, 1)
+@guarded(3, 1)
 def pair(engine: Engine, selection: Any, data: Any) -> tuple:
-    """``(pair figure, message)``: the selected pair's dissimilarity at every node (an empty figure without a pair)."""
+    """``(pair figure, message, block panel)``: the selected pair's (or block's) dissimilarity at every node.
+
+    Without a pair the figure is empty. The block panel is empty for a pair; for a block it
+    says what the block holds (its mean, spread and range), how to pick single pairs, and
+    shows example images of both sides.
+    """
     view = parse_view(engine, data)
     if view is None:
-        return no_update, no_update
+        return no_update, no_update, no_update
+    block = parse_block(selection)
+    if block is not None:
+        info = views.block_view(engine, view, block)
+        return info.figure, "", block_panel(info)
     fig = views.pair_view(engine, view, parse_selection(selection))
-    return (fig if fig is not None else empty_pair()), ""
+    return (fig if fig is not None else empty_pair()), "", []
+
+
+def block_panel(info: views.BlockInfo) -> html.Div:
+    """The pair panel's text and images for a selected block."""
+    cards = [
+        html.Div([html.Img(src=src, alt=cap, className="stimulus-image"), html.Div(cap, className="caption")], className="stimulus-card")
+        for src, cap in zip(info.images, info.captions, strict=True)
+    ]
+    return html.Div(
+        [html.Div(info.summary, className="block-summary"), html.Div(info.hint, className="field-hint block-hint"), html.Div(cards, className="block-images")]
+    )
 
 
 def hover(engine: Engine, trigger: Any, event: Any, data: Any) -> Any:
