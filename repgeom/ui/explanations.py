@@ -174,8 +174,11 @@ FIGURE_NOTES: dict[str, FigureNote] = {
     ),
     ID.PAIR_GRAPH: FigureNote(
         "The selected pair through the nodes",
-        "The dissimilarity of the two selected stimuli at every node of the chosen model.",
-        "Rising: the network pulls the two apart; falling: it brings them together. Select a pair by clicking an RDM cell or two points of an embedding.",
+        "The dissimilarity of the two selected stimuli at every node of the chosen model. When the RDMs show block means "
+        "(many images per class), a clicked cell is a block of pairs: the line is the block's mean (the value the map shows), "
+        "the bars ± its SD over the block's pairs, the grey band their min–max.",
+        "Rising: the network pulls the two apart; falling: it brings them together. Select a pair by clicking an RDM cell or two points of an embedding; "
+        "for single pairs on a block-mean map, lower the RDMs' images per class.",
         "Dissimilarities of different nodes are on different scales (each node has its own dimensionality); "
         "compare the trend, not the values across very different nodes.",
     ),
@@ -258,6 +261,13 @@ GLOSSARY: tuple[GlossaryEntry, ...] = (
         ("Procrustes-aligned",),
     ),
     GlossaryEntry("RMS radius", "Root-mean-square distance of the points from their centre: the overall spread of an embedding.", ("RMS", "unit RMS radius")),
+    GlossaryEntry(
+        "block mean",
+        "With many images per class an RDM map has fewer cells than pairs: each cell is the mean dissimilarity over a block "
+        "of pairs (a run of rows × a run of columns). Clicking such a cell selects the block: its mean, the standard deviation (SD) "
+        "of its pairs and their smallest and largest value, at every node.",
+        ("block means", "block-mean", "SD", "standard deviation"),
+    ),
     GlossaryEntry(
         "class-block contrast",
         "(mean between-class dissimilarity − mean within-class dissimilarity) / mean dissimilarity of the RDM: "
