@@ -356,6 +356,14 @@ def test_clicking_a_block_mean_cell_selects_the_block_with_the_tooltips_mean(
     captions = page.page.locator("#pair-block .caption").all_text_contents()
     assert len(captions) == 6 and {c.split(" · ")[0] for c in captions} == {"row", "column"}
     expect(page.page.locator("#pair-graph .gtitle")).to_contain_text(f"block of {n_rows} × {n_cols} stimuli")
+    svg = page.page.locator("#pair-graph .js-plotly-plot .main-svg").first.bounding_box()
+    lines = page.page.evaluate(
+        """() => Array.from(document.querySelectorAll('#pair-graph .gtitle tspan, #pair-graph .gtitle')).map((el) => {
+               const r = el.getBoundingClientRect(); return [r.left, r.right, r.top]; })"""
+    )
+    assert svg is not None and lines
+    for left, right, top in lines:  # the narrow inspector shows the whole title
+        assert left >= svg["x"] - 1 and right <= svg["x"] + svg["width"] + 1 and top >= svg["y"] - 1, (lines, svg)
     assert "pair=" not in page.page.url  # a block is not kept in the link; the link's pair is gone with it
     # the heat maps mark the block: a ring at the clicked cell (and its mirror) in the first panel
     y, x = int(m.group(1)), int(m.group(2))
