@@ -88,7 +88,8 @@ from ..core.files import read_regular
 from ..settings import Settings
 from ..shared_cache import CircuitBreaker, FolderStore, celery_timeouts, trim_folder, write_atomically
 
-__all__ = ["BUSY_NOTICE", "LOST_NOTICE", "REDIS_NOTICE", "REFUSED", "Background", "JobBounds", "JobCancelled", "JobFiles", "JobSlots", "PoolManager",
+__all__ = ["BUSY_NOTICE", "LOST_NOTICE", "NOTHING", "REDIS_NOTICE", "REFUSED", "Background", "JobBounds", "JobCancelled", "JobFiles", "JobSlots",
+           "PoolManager",
            "app_callbacks", "client_id", "default_cache_dir", "default_job_slots", "make_background", "make_celery", "notices_to"]
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,11 @@ _JOB_KEY = re.compile(r"[0-9a-f]{64}(-progress|-set_props)?")
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 #: The handle of a job that was refused (over a bound): it never runs, its page is told why.
 REFUSED = "refused"
+#: The handle of a call with no request (every input ``None``): never a job, nothing computed or counted.
+#: Dash's renderer calls a background callback when the store that feeds it is first
+#: written in the page's start-up chain, even with ``prevent_initial_call`` and even when
+#: nothing was written; each such call would otherwise take a job and a visitor's share.
+NOTHING = "nothing"
 #: What a page is told when its job is refused; ``{why}`` says which bound.
 BUSY_NOTICE = "The server is busy: {why}. Nothing was started; try again in a minute."
 #: What a page is told when its job cannot be queued because Redis (the scaled-out mode's broker) is unreachable.
@@ -467,6 +473,8 @@ class PoolManager(BaseBackgroundCallbackManager):
         (a follower), and no second computation is queued. A refused job starts nothing;
         its page is told why (see :func:`notices_to`).
         """
+        if _nothing_requested(args):
+            return NOTHING
         if self.files.has(key):
             return 0  # stored: the first poll reads it, there is no job to wait for
         client = client_id()
@@ -734,6 +742,11 @@ class _Checked:
 _DONE, _SKIPPED = "done", "skipped"
 
 
+def _nothing_requested(args: Any) -> bool:
+    """Whether a background callback was called with no request: every input ``None`` (see :data:`NOTHING`)."""
+    return isinstance(args, (list, tuple)) and all(a is None for a in args)
+
+
 def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str, token: str, server: str) -> str:
     """Run one job in a pool process: single flight, a slot, Dash's job body; the result goes to the files.
 
@@ -843,7 +856,9 @@ class _CeleryManager(_Settled, CeleryManager):
             return None
 
     def call_job_fn(self, key: str, job_fn: Any, args: Any, context: Any) -> Any:
-        """Queue the job on Celery; :data:`REFUSED` (its page told why) when Redis is unreachable."""
+        """Queue the job on Celery; :data:`REFUSED` (its page told why) when Redis is unreachable, :data:`NOTHING` for no request."""
+        if _nothing_requested(args):
+            return NOTHING
         token = self._redis(lambda: CeleryManager.call_job_fn(self, key, job_fn, args, context), REFUSED)
         files = self._files()
         if files is None:
@@ -860,11 +875,11 @@ class _CeleryManager(_Settled, CeleryManager):
 
     def job_running(self, job: Any) -> bool:
         """Whether Celery runs the job (``False`` for a refused one, or while Redis is unreachable)."""
-        return job != REFUSED and bool(self._redis(lambda: super(_CeleryManager, self).job_running(job), False))
+        return job not in (REFUSED, NOTHING) and bool(self._redis(lambda: super(_CeleryManager, self).job_running(job), False))
 
     def get_result(self, key: str, job: Any) -> Any:
         """The stored result, else ``UNDEFINED`` (also while Redis is unreachable)."""
-        if job == REFUSED:
+        if job in (REFUSED, NOTHING):
             return self.UNDEFINED
         return self._redis(lambda: super(_CeleryManager, self).get_result(key, job), self.UNDEFINED)
 
@@ -883,8 +898,8 @@ class _CeleryManager(_Settled, CeleryManager):
         return self._redis(lambda: super(_CeleryManager, self).get_updated_props(key), {})
 
     def terminate_job(self, job: Any) -> None:
-        """Revoke the job on Celery (nothing for a refused one, or while Redis is unreachable)."""
-        if job != REFUSED:
+        """Revoke the job on Celery (nothing for a refused one or a call with no request, or while Redis is unreachable)."""
+        if job not in (REFUSED, NOTHING):
             self._redis(lambda: super(_CeleryManager, self).terminate_job(job), None)
 
 

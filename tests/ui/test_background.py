@@ -29,6 +29,7 @@ from repgeom.ui import background
 from repgeom.ui.background import (
     BUSY_NOTICE,
     LOST_NOTICE,
+    NOTHING,
     REDIS_NOTICE,
     REFUSED,
     JobBounds,
@@ -461,6 +462,23 @@ def test_jobs_beyond_the_machines_bound_are_refused_and_their_page_told_why(tmp_
         assert job != REFUSED, "the bound counts live jobs only"
         _wait("no result", lambda: manager.result_ready(key))
         assert "one-too-many" not in {n for _, n, _ in _log(tmp_path)}, "a refused job started"
+    finally:
+        manager.close()
+
+
+def test_a_call_with_no_request_is_no_job_and_takes_no_share(tmp_path):
+    """The renderer calls every background callback with ``None`` at start-up: those calls start nothing and count for nothing."""
+    manager = _manager(tmp_path, slots=1, bounds=JobBounds(total=10, per_client=1))
+    try:
+        for i in range(5):
+            with _REQUESTS.test_request_context(environ_base={"REMOTE_ADDR": "10.0.0.1"}):
+                job = manager.call_job_fn(_key(f"nothing-{i}"), manager.make_job_fn(noticed_work, True, "noticed"), [None], {})
+            assert job == NOTHING and not manager.job_running(job)
+            assert manager.get_result(_key(f"nothing-{i}"), job) is manager.UNDEFINED and _notice(manager, _key(f"nothing-{i}")) is None
+        assert not list(tmp_path.glob("**/run-*.json")), "a call with no request left a job"
+        key, job = _start(manager, tmp_path, "the-real-one", client="10.0.0.1")
+        assert job not in (REFUSED, NOTHING), "calls with no request took the visitor's share"
+        _wait("no result", lambda: manager.result_ready(key))
     finally:
         manager.close()
 
