@@ -235,15 +235,19 @@ def rdm_models(
         class_names: the name of each label, written at class-block centres.
 
     Returns:
-        A figure with one ``Heatmap`` per RDM, all on ``coloraxis``; each row titled
-        ``model · node`` per panel.
+        A figure with one ``Heatmap`` per RDM, all on ``coloraxis``; each panel titled by
+        its node, each row's model named on its first panel's y axis.
     """
     rows = [list(r) for r in rows if r]
     if not rows:
         raise ValueError("rdm_models needs at least one model's RDMs")
     cols = max(len(r) for r in rows)
-    titles = [f"{r[c].model} · {r[c].node}" if c < len(r) else "" for r in rows for c in range(cols)]
-    fig = make_subplots(rows=len(rows), cols=cols, subplot_titles=titles, horizontal_spacing=0.02 if cols > 1 else 0.1, vertical_spacing=0.12)
+    # A panel is titled by its node alone (a narrow panel has room for little more); each row's
+    # model names its first panel's y axis.
+    titles = [r[c].node if c < len(r) else "" for r in rows for c in range(cols)]
+    fig = make_subplots(rows=len(rows), cols=cols, subplot_titles=titles, horizontal_spacing=0.03 if cols > 1 else 0.1, vertical_spacing=0.12)
+    for annotation in fig.layout.annotations:
+        annotation.font = {"size": 11}
     every = [rdm for r in rows for rdm in r]
     lo = min(float(r.matrix.min()) for r in every)
     hi = max(float(r.matrix.max()) for r in every)
@@ -261,7 +265,7 @@ def rdm_models(
             fig.update_xaxes(
                 tickvals=centres,
                 ticktext=texts,
-                title={"text": STIMULUS_AXIS, "font": {"size": 11}},
+                title={"text": STIMULUS_AXIS if c == 1 else "", "font": {"size": 11}},  # once a row: narrow panels have no room for more
                 showgrid=False,
                 zeroline=False,
                 constrain="domain",
@@ -272,7 +276,7 @@ def rdm_models(
                 tickvals=centres,
                 ticktext=texts,
                 showticklabels=c == 1,
-                title={"text": STIMULUS_AXIS if c == 1 else "", "font": {"size": 11}},
+                title={"text": f"<b>{r.model}</b><br>{STIMULUS_AXIS}" if c == 1 else "", "font": {"size": 11}},
                 autorange="reversed",
                 showgrid=False,
                 zeroline=False,

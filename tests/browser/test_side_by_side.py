@@ -17,6 +17,8 @@ from repgeom.settings import Settings
 from repgeom.ui import create_app, views
 from repgeom.ui.state import View
 
+from .test_layout import _BOXES_JS, _clashes
+
 if TYPE_CHECKING:
     from .conftest import BrowserPage
 
@@ -96,6 +98,12 @@ def test_two_models_rdm_grids_share_one_colour_scale_and_the_metrics_plot_has_a_
         assert sorted(t["name"] for t in lines if t["xaxis"] == panel) == sorted(expected), panel
     assert all(t["n"] > 1 for t in lines)  # a point per node
     expect(page.page.locator(f"{METRICS} .legendtext")).to_have_count(len(expected))
+
+    # titles: a panel's node and the figure's title never run into each other, nor the rows' model names
+    boxes = page.page.evaluate(_BOXES_JS, "#side-graph")
+    assert len(boxes["annotations"]) >= sum(len(ms) for ms in by_model.values())
+    assert not _clashes(boxes["annotations"]), f"titles overlap: {_clashes(boxes['annotations'])[:3]}"
+    assert not _clashes(boxes["subplotaxistitles"]), f"axis titles overlap: {_clashes(boxes['subplotaxistitles'])[:3]}"
 
     page.page.locator("#side-graph").scroll_into_view_if_needed()
     page.page.screenshot(path=screenshot_dir / "side-by-side.png", full_page=True)

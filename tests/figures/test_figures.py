@@ -241,7 +241,8 @@ def test_models_side_by_side_share_one_colour_scale():
     assert fig.layout.coloraxis.cmax == pytest.approx(max(m.max() for m in every))  # b's largest: a's would look saturated
     np.testing.assert_allclose(heat[3].z, b[0].matrix, rtol=1e-6)  # raw values, not ÷ each panel's max
     titles = [t.text for t in fig.layout.annotations]
-    assert titles[:3] == ["recurrent · conv2_0", "recurrent · conv2_1", "recurrent · conv2_2"] and "feedforward · fc1" in titles
+    assert titles[:3] == ["conv2_0", "conv2_1", "conv2_2"] and titles[3:5] == ["fc0", "fc1"]  # panels by node
+    assert "<b>recurrent</b>" in fig.layout.yaxis.title.text and "<b>feedforward</b>" in fig.layout.yaxis4.title.text  # rows by model
     assert heat[0].xaxis == "x" and heat[3].xaxis == "x4"  # the second model sits on the second row of a 2 × 3 grid
     assert fig.layout.coloraxis.colorbar.title.text == "correlation distance (1 − r)"
 
