@@ -208,11 +208,13 @@ def _legend_px(n_classes: int) -> int:
 
 
 #: Pixels of an embedding grid's width that are not panels: the margins, with the method names and the first column's axis titles.
-_GRID_CHROME_X = 84
-#: Pixels between two columns (room for the right one's y-axis title).
-_GRID_GAP_X = 30
-#: Pixels under a panel for its x-axis title.
-_AXIS_TITLE_PX = 20
+_GRID_CHROME_X = 90
+#: Pixels between two columns (room for the right one's y-axis title, at a projector's 18 px too).
+_GRID_GAP_X = 40
+#: Pixels under a panel for its x-axis title (at a projector's 18 px too).
+_AXIS_TITLE_PX = 28
+#: Pixels a line of a panel title takes (at a projector's 18 px too).
+_TITLE_LINE_PX = 24
 #: The axis titles' type size (px).
 _AXIS_TITLE_FONT = 11
 #: An embedding's axes: a titled frame without ticks or numbers (its coordinates have no units to read).
@@ -261,7 +263,7 @@ def embedding_grid(
     single = n_nodes == 1
     width = width or DEFAULT_FIGURE_PX
     lines = 1 + max(len(quality_lines(e, trust_k)) + wrap_label(e.node).count("<br>") for row in grid for e in row)
-    gap, top, bottom = 20 * lines + 12 + _AXIS_TITLE_PX, 66 + 20 * lines, _legend_px(len(names)) + _AXIS_TITLE_PX
+    gap, top, bottom = _TITLE_LINE_PX * lines + 12 + _AXIS_TITLE_PX, 66 + _TITLE_LINE_PX * lines, _legend_px(len(names)) + _AXIS_TITLE_PX
     if single:
         fit = grid_fit(n_methods, width, _GRID_CHROME_X, _GRID_GAP_X, height, top + bottom, gap)
         blocks, cols, rows, side = 1, n_methods, 1, fit.side
@@ -295,14 +297,14 @@ def embedding_grid(
         k = (r - 1) * cols + c
         x_title, y_title = axis_titles(e)
         fig.update_xaxes(
-            range=rng, constrain="domain", title={"text": x_title, "font": {"size": _AXIS_TITLE_FONT}, "standoff": 2}, **_BARE_AXIS, row=r, col=c
+            range=rng, constrain="domain", title={"text": x_title, "font": {"size": _AXIS_TITLE_FONT}, "standoff": 6}, **_BARE_AXIS, row=r, col=c
         )
         fig.update_yaxes(
             range=rng,
             scaleanchor=f"x{'' if k == 1 else k}",
             constrain="domain",
             constraintoward="top",
-            title={"text": y_title, "font": {"size": _AXIS_TITLE_FONT}, "standoff": 2},
+            title={"text": y_title, "font": {"size": _AXIS_TITLE_FONT}, "standoff": 6},
             **_BARE_AXIS,
             row=r,
             col=c,
@@ -314,7 +316,7 @@ def embedding_grid(
                 text=f"<b>{METHOD_NAMES[grid[(r - 1) % n_methods][0].method]}</b>",
                 xref="paper",
                 yref="paper",
-                x=-24 / across,
+                x=-30 / across,
                 xanchor="right",
                 y=(y0 + y1) / 2,
                 textangle=-90,
@@ -327,7 +329,7 @@ def embedding_grid(
             "trustworthiness counts the k nearest neighbours kept</sup>",
             height=top + plot + bottom,
             legend=_class_legend(-_AXIS_TITLE_PX / plot),
-            margin={"l": 64, "r": 20, "t": top, "b": bottom},
+            margin={"l": 70, "r": 20, "t": top, "b": bottom},
         )
     )
     return fig

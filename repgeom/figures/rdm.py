@@ -27,14 +27,17 @@ STIMULUS_AXIS = "stimulus (sorted by class)"
 _GRID_AXIS = "stimulus (by class)"
 
 
-def class_ticks(labels: np.ndarray, class_names: Sequence[str] | None = None) -> tuple[list[float], list[str], list[float]]:
+def class_ticks(
+    labels: np.ndarray, class_names: Sequence[str] | None = None, max_labels: int = MAX_TICK_LABELS
+) -> tuple[list[float], list[str], list[float]]:
     """Tick positions at class-block centres, their class names, and block boundaries.
 
     Args:
         labels: (N,) class labels, sorted so that each class is one block.
         class_names: the name of each label (default: the label as text). With more than
-            :data:`MAX_TICK_LABELS` blocks, only every k-th block's name is written (the
+            ``max_labels`` blocks, only every k-th block's name is written (the
             others get an empty tick) so the names stay readable.
+        max_labels: the most names written along the axis (default :data:`MAX_TICK_LABELS`).
 
     Returns:
         ``(centres, texts, boundaries)``: one centre and text per block, and the
@@ -46,7 +49,7 @@ def class_ticks(labels: np.ndarray, class_names: Sequence[str] | None = None) ->
     ends = np.concatenate([change, [len(labels)]]).astype(int)
     centres = [(s + e - 1) / 2 for s, e in zip(starts, ends, strict=False)]
     names = [str(labels[s]) if class_names is None else str(class_names[int(labels[s])]) for s in starts]
-    every = -(-len(names) // MAX_TICK_LABELS)
+    every = -(-len(names) // max(int(max_labels), 1))
     texts = [n if k % every == 0 else "" for k, n in enumerate(names)]
     return centres, texts, [float(b) - 0.5 for b in change]
 
@@ -98,10 +101,17 @@ def _heatmap(mat: np.ndarray, coloraxis: str, name: str, scaled: bool, binned: b
 _GRID_CHROME_X = 200
 #: Pixels between two columns of a grid.
 _GRID_GAP_X = 20
+#: Pixels of a grid panel's side per class name written along it (room for a projector's 18 px type).
+_TICK_PX = 16
+#: Pixels of a grid panel's side per character of its title (node names are broken into lines to fit).
+_TITLE_CHAR_PX = 10
+#: The smallest panel side that holds the x-axis title at a projector's 18 px: smaller panels
+#: (a grid fitted into a small screen) title only the first column's.
+_AXIS_TITLE_MIN_PX = 170
 
 
-def _grid_geometry(k: int, width: int, height: int | None, top: int, bottom: int, gap: int) -> tuple[int, int, float, float, int]:
-    """``(rows, cols, horizontal spacing, vertical spacing, figure height)`` of ``k`` panels wrapped into rows.
+def _grid_geometry(k: int, width: int, height: int | None, top: int, bottom: int, gap: int) -> tuple[int, int, int, float, float, int]:
+    """``(rows, cols, panel side, horizontal spacing, vertical spacing, figure height)`` of ``k`` panels wrapped into rows.
 
     The columns and the panel side come from :func:`~.style.grid_fit` for a figure
     ``width`` px wide (and ``height`` px high, when it must fit one); every row is one
@@ -112,7 +122,7 @@ def _grid_geometry(k: int, width: int, height: int | None, top: int, bottom: int
     plot = fit.rows * fit.side + (fit.rows - 1) * gap
     across = max(width - _GRID_CHROME_X, 1)
     hspace = min(_GRID_GAP_X / across, 0.5 / fit.cols) if fit.cols > 1 else 0.1
-    return fit.rows, fit.cols, hspace, (gap / plot if fit.rows > 1 else 0.0), plot + top + bottom
+    return fit.rows, fit.cols, fit.side, hspace, (gap / plot if fit.rows > 1 else 0.0), plot + top + bottom
 
 
 def rdm_grid(
@@ -153,12 +163,12 @@ def rdm_grid(
     """
     k = len(rdms)
     top, bottom, gap = 90, 60, 48
-    rows, cols, hspace, vspace, height = _grid_geometry(k, width or DEFAULT_FIGURE_PX, height, top, bottom, gap)
-    titles = [wrap_label(r.node) for r in rdms] + [""] * (rows * cols - k)
+    rows, cols, side, hspace, vspace, height = _grid_geometry(k, width or DEFAULT_FIGURE_PX, height, top, bottom, gap)
+    titles = [wrap_label(r.node, min(18, max(8, side // _TITLE_CHAR_PX))) for r in rdms] + [""] * (rows * cols - k)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=hspace, vertical_spacing=vspace)
     mats, lo, hi, cbar = _scaled(rdms, normalise)
     n = rdms[0].matrix.shape[0]
-    centres, texts, bounds = class_ticks(rdms[0].labels, class_names)
+    centres, texts, bounds = class_ticks(rdms[0].labels, class_names, min(MAX_TICK_LABELS, side // _TICK_PX))
     shapes: list[dict] = []
     for p in range(rows * cols):
         row, col = p // cols + 1, p % cols + 1
@@ -176,7 +186,7 @@ def rdm_grid(
         fig.update_xaxes(
             tickvals=centres,
             ticktext=texts if lowest else [""] * len(texts),
-            title={"text": _GRID_AXIS if lowest else "", "font": {"size": 11}},
+            title={"text": _GRID_AXIS if lowest and (col == 1 or side >= _AXIS_TITLE_MIN_PX) else "", "font": {"size": 11}},
             showgrid=False,
             zeroline=False,
             constrain="domain",

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_FIGURE_PX",
     "MAX_GRID_COLS",
     "MAX_PANEL_PX",
+    "MIN_FITTED_PX",
     "MIN_PANEL_PX",
     "METRIC_LABELS",
     "STRESS_NAME",
@@ -150,8 +151,9 @@ MAX_GRID_COLS = 4
 #: The width (CSS px) a grid is laid out for when none is given: the main column of a 1366 px
 #: window, between the sidebar and the inspector, less a scroll bar.
 DEFAULT_FIGURE_PX = 798
-#: The smallest panel side a grid fitted into a height gets, however many panels it holds.
-_FLOOR_PX = 48
+#: The smallest panel side of a grid fitted into a screen's height: a grid whose panels would be
+#: smaller (an embedding grid of many nodes, three methods each) scrolls as when exploring.
+MIN_FITTED_PX = 100
 
 
 def grid_shape(k: int, max_cols: int = 3) -> tuple[int, int]:
@@ -200,7 +202,8 @@ def grid_fit(
     Without ``height`` (exploring; the page scrolls): the most columns, up to
     :data:`MAX_GRID_COLS`, whose panels keep :data:`MIN_PANEL_PX` (at least one), each panel
     as wide as its column, up to :data:`MAX_PANEL_PX`. With ``height`` (a projector): the
-    columns whose panels are largest while every row fits into ``height``.
+    columns whose panels are largest while every row fits into ``height``, unless those
+    panels would be under :data:`MIN_FITTED_PX` (then as without ``height``).
 
     Args:
         k: panels in the grid (nodes, for a grid of blocks).
@@ -221,18 +224,19 @@ def grid_fit(
     def across(cols: int) -> float:
         return (usable - (cols - 1) * gap_x) / cols
 
-    if height is None:
-        cols = max([c for c in range(1, min(k, MAX_GRID_COLS) + 1) if across(c) >= MIN_PANEL_PX] or [1])
-        rows, cols = grid_shape(k, cols)
-        return GridFit(rows, cols, max(int(min(MAX_PANEL_PX, across(cols))), _FLOOR_PX))
-    best = GridFit(k, 1, 0)
-    for c in range(1, k + 1):
-        rows, cols = grid_shape(k, c)
-        lines = rows * rows_per_block
-        side = int(min(across(cols), (height - chrome_y - (lines - 1) * gap_y) / lines))
-        if side > best.side:
-            best = GridFit(rows, cols, side)
-    return GridFit(best.rows, best.cols, max(best.side, _FLOOR_PX))
+    if height is not None:
+        best = GridFit(k, 1, 0)
+        for c in range(1, k + 1):
+            rows, cols = grid_shape(k, c)
+            lines = rows * rows_per_block
+            side = int(min(across(cols), (height - chrome_y - (lines - 1) * gap_y) / lines))
+            if side > best.side:
+                best = GridFit(rows, cols, side)
+        if best.side >= MIN_FITTED_PX:
+            return best
+    cols = max([c for c in range(1, min(k, MAX_GRID_COLS) + 1) if across(c) >= MIN_PANEL_PX] or [1])
+    rows, cols = grid_shape(k, cols)
+    return GridFit(rows, cols, max(int(min(MAX_PANEL_PX, across(cols))), 1))
 
 
 def wrap_label(text: str, width: int = 18) -> str:

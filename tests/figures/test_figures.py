@@ -519,3 +519,17 @@ def test_block_figure_draws_the_mean_with_sd_bars_inside_a_min_max_band():
     assert all(t.type == "scatter" for t in fig.data)  # inside the cartesian bundle
     assert fig.layout.title.text.startswith("block of 5 × 5 stimuli") and "SD" in fig.layout.title.text
     assert fig.layout.yaxis.title.text == "correlation dissimilarity"
+
+
+def test_a_grid_that_cannot_fit_a_screen_readably_scrolls_instead_and_small_panels_name_fewer_classes():
+    from repgeom.figures.style import MIN_FITTED_PX
+
+    # 22 nodes × 3 methods into 930 px: panels would be tiny, so the grid scrolls as when exploring
+    fit = grid_fit(22, 1888, chrome_x=84, gap_x=30, height=930, chrome_y=216, gap_y=112, rows_per_block=3)
+    assert fit == grid_fit(22, 1888, chrome_x=84, gap_x=30) and fit.side >= MIN_PANEL_PX
+    assert grid_fit(22, 1888, 200, 20, height=930, chrome_y=150, gap_y=48).side >= MIN_FITTED_PX  # an RDM grid fits
+    # a fitted grid of small panels writes every other class name (room for a projector's type)
+    small = rdm_grid(_rdms(22), width=1334, height=618)
+    assert small.layout.height <= 618
+    shown = [t for t in small.layout.yaxis.ticktext if t]
+    assert 2 <= len(shown) < 10 and len(small.layout.yaxis.tickvals) == 10
