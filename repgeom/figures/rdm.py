@@ -275,7 +275,7 @@ def rdm_models(
             fig.update_xaxes(
                 tickvals=centres,
                 ticktext=texts,
-                title={"text": STIMULUS_AXIS if c == 1 else "", "font": {"size": 11}},  # once a row: narrow panels have no room for more
+                title={"text": STIMULUS_AXIS if c == 1 else "stimulus by class", "font": {"size": 11}},  # in full once a row: no room in narrow panels
                 showgrid=False,
                 zeroline=False,
                 constrain="domain",
