@@ -8,7 +8,8 @@ Design notes:
       the Dash renderer reads at start-up: each callback's outputs, inputs and state, and its
       polling interval if it is a background callback. Nothing here spells a callback's
       argument list, so the clients follow the dashboard as its callbacks change. A callback
-      is named by its first output, ``"id.prop"``.
+      is named by its first output, ``"id.prop"``. Clientside callbacks are left out: the
+      browser runs them, the server has nothing to answer.
     * *What an answer means.* A 200 answer carries ``{"response": {id: {prop: value}}}``; a
       204 means "nothing to update". A background callback first answers with a handle
       (``cacheKey`` and ``job``); the client then polls with the handle in the query string
@@ -136,6 +137,8 @@ class CallbackGraph:
         self.callbacks: dict[str, Callback] = {}
         self.names: dict[str, Callback] = {}  # by Dash's own first output (with allow_duplicate's @hash)
         for dep in deps:
+            if dep.get("clientside_function"):  # run by the browser (the window's size, graph configs): never posted
+                continue
             outputs = tuple((cid, prop.split("@", 1)[0]) for cid, prop in split_outputs(dep["output"]))  # allow_duplicate's @hash
             key = "{}.{}".format(*outputs[0])
             if key in self.callbacks:  # a second writer of the same output (a view's job after its gate): Dash's own name

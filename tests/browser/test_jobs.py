@@ -120,7 +120,8 @@ def test_a_large_rdm_grid_is_a_job_with_progress_node_by_node(
     page.page.goto(live_server(jobs_app) + f"?n_rdm=100&nodes={','.join(nodes)}")
     busy = page.page.locator("#rdm-busy")
     expect(busy).to_be_visible(timeout=TIMEOUT)
-    expect(page.page.locator("#rdm-progress-text")).to_contain_text("RDM of ", timeout=TIMEOUT)
+    # any step's text: the nodes' RDMs may all come between two 500 ms polls once the features are extracted
+    expect(page.page.locator("#rdm-progress-text")).to_have_text(re.compile(r"[0-9]+/9 · \S"), timeout=TIMEOUT)
     progress_s = time.monotonic() - started
     page.page.screenshot(path=screenshot_dir / "rdm-progress.png")
     expect(page.page.locator("#rdm-grid .js-plotly-plot .gtitle")).to_contain_text("100 per class", timeout=TIMEOUT)
@@ -128,4 +129,4 @@ def test_a_large_rdm_grid_is_a_job_with_progress_node_by_node(
     expect(busy).to_be_hidden(timeout=15_000)
     page.wait_for_dash_idle(TIMEOUT)
     page.assert_no_errors()
-    print(f"\nRDM job: progress 'RDM of …' after {progress_s:.1f} s, grid drawn after {drawn_s:.1f} s")
+    print(f"\nRDM job: progress text after {progress_s:.1f} s, grid drawn after {drawn_s:.1f} s")
