@@ -8,8 +8,8 @@ Design notes:
       the Dash renderer reads at start-up: each callback's outputs, inputs and state, and its
       polling interval if it is a background callback. Nothing here spells a callback's
       argument list, so the clients follow the dashboard as its callbacks change. A callback
-      is named by its first output, ``"id.prop"``. Clientside callbacks are left out: the
-      browser runs them, the server has nothing to answer.
+      is named by its first output, ``"id.prop"``. Clientside callbacks are known (a test may
+      post one on purpose) but never followed in a chain: the browser runs them.
     * *What an answer means.* A 200 answer carries ``{"response": {id: {prop: value}}}``; a
       204 means "nothing to update". A background callback first answers with a handle
       (``cacheKey`` and ``job``); the client then polls with the handle in the query string
@@ -136,9 +136,10 @@ class CallbackGraph:
     def __init__(self, deps: Sequence[dict[str, Any]]) -> None:
         self.callbacks: dict[str, Callback] = {}
         self.names: dict[str, Callback] = {}  # by Dash's own first output (with allow_duplicate's @hash)
+        self.browser_side: set[str] = set()  # clientside callbacks, by Dash's output string
         for dep in deps:
-            if dep.get("clientside_function"):  # run by the browser (the window's size, graph configs): never posted
-                continue
+            if dep.get("clientside_function"):  # run by the browser (the window's size, graph configs): no chain posts them
+                self.browser_side.add(dep["output"])
             outputs = tuple((cid, prop.split("@", 1)[0]) for cid, prop in split_outputs(dep["output"]))  # allow_duplicate's @hash
             key = "{}.{}".format(*outputs[0])
             if key in self.callbacks:  # a second writer of the same output (a view's job after its gate): Dash's own name
@@ -209,8 +210,8 @@ class CallbackGraph:
         return json.dumps(self.payload(first_output, values, changed)).encode()
 
     def triggered_by(self, props: set[str]) -> list[Callback]:
-        """Callbacks with an input among ``props`` (``"id.prop"``), in the server's order."""
-        return [cb for cb in self.callbacks.values() if props.intersection(cb.inputs)]
+        """Server callbacks with an input among ``props`` (``"id.prop"``), in the server's order (the browser runs clientside ones)."""
+        return [cb for cb in self.callbacks.values() if props.intersection(cb.inputs) and cb.output not in self.browser_side]
 
     def chain(self, source: str, target: str) -> list[Callback]:
         """The shortest run of callbacks from the prop ``source`` to the callback ``target``.

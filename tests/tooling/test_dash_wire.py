@@ -148,11 +148,10 @@ def dash(engine):
 
 def test_the_graph_read_over_http_matches_the_apps_callback_map(dash):
     callback_map = dash.app.callback_map
-    deps = dash.client.get("/_dash-dependencies").get_json()
-    browser_side = {d["output"] for d in deps if d.get("clientside_function")}
-    assert "viewport.data" in browser_side and "graph-configs.data" not in browser_side  # the browser's own callbacks are told apart
-    server_side = set(callback_map) - browser_side
-    assert {cb.output for cb in dash.graph.callbacks.values()} == server_side
+    assert {cb.output for cb in dash.graph.callbacks.values()} == set(callback_map)
+    # the browser's own callbacks are told apart, and no chain follows them
+    assert "viewport.data" in dash.graph.browser_side and "graph-configs.data" not in dash.graph.browser_side
+    assert not {cb.output for cb in dash.graph.triggered_by({"url.search", "graph-configs.data"})} & dash.graph.browser_side
     for cb in dash.graph.callbacks.values():
         spec = callback_map[cb.output]
         assert list(cb.inputs) == [f"{i['id']}.{i['property']}" for i in spec["inputs"]]
