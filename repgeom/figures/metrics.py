@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -93,27 +93,23 @@ def pair_figure(
             hovertemplate="%{x}: %{y:.4g}<extra></extra>",
         )
     )
-    fig.update_layout(
-        **base_layout(
-            # the inspector is about 220 px wide: one short line per stimulus, so the title is never cut off
-            title={
-                "text": f"stimulus {pair[0]} (class {classes[0]})<br>vs {pair[1]} (class {classes[1]})<br><sup>in {model}</sup>",
-                "font": {"size": 13},
-                "x": 0,
-                "xref": "paper",
-                "xanchor": "left",
-                "y": 1,
-                "yref": "container",
-                "yanchor": "top",
-                "pad": {"t": 16},
-            },
-            height=340,
-            yaxis={"title": {"text": f"{method} dissimilarity"}},
-            xaxis={"tickangle": -45, "tickfont": {"size": 10}, "title": {"text": "node (graph order)", "font": {"size": 11}}},
-            margin={"l": 60, "r": 20, "t": 90, "b": 110},
-        )
-    )
+    # one short line per stimulus, so the title is never cut off
+    title = f"stimulus {pair[0]} (class {classes[0]})<br>vs {pair[1]} (class {classes[1]})<br><sup>in {model}</sup>"
+    fig.update_layout(**_inspector_layout(title, method, top=90))
     return fig
+
+
+def _inspector_layout(title: str, method: str, top: int, **extra: Any) -> dict[str, Any]:
+    """The layout of a figure in the inspector (about 220 px wide): a left-aligned title, nodes along x."""
+    return base_layout(
+        title={"text": title, "font": {"size": 13}, "x": 0, "xref": "paper", "xanchor": "left", "y": 1, "yref": "container",
+               "yanchor": "top", "pad": {"t": 16}},
+        height=340,
+        yaxis={"title": {"text": f"{method} dissimilarity"}},
+        xaxis={"tickangle": -45, "tickfont": {"size": 10}, "title": {"text": "node (graph order)", "font": {"size": 11}}},
+        margin={"l": 60, "r": 20, "t": top, "b": 110},
+        **extra,
+    )
 
 
 def block_figure(
@@ -158,24 +154,6 @@ def block_figure(
             ),
         ]
     )
-    fig.update_layout(
-        **base_layout(
-            title={
-                "text": f"{title}<br><sup>bars: ± SD · grey band: min–max</sup>",
-                "font": {"size": 13},
-                "x": 0,
-                "xref": "paper",
-                "xanchor": "left",
-                "y": 1,
-                "yref": "container",
-                "yanchor": "top",
-                "pad": {"t": 16},
-            },
-            height=340,
-            yaxis={"title": {"text": f"{method} dissimilarity"}},
-            xaxis={"tickangle": -45, "tickfont": {"size": 10}, "title": {"text": "node (graph order)", "font": {"size": 11}}},
-            showlegend=False,  # the title's last line says what the line, bars and band are
-            margin={"l": 60, "r": 20, "t": 100, "b": 110},
-        )
-    )
+    # the title's last line says what the line, bars and band are
+    fig.update_layout(**_inspector_layout(f"{title}<br><sup>bars: ± SD · grey band: min–max</sup>", method, top=100, showlegend=False))
     return fig

@@ -14,12 +14,18 @@ Design notes:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..views import Progress
+from dash import no_update
 
-__all__ = ["HIDDEN", "SHOWN", "cancelled_text", "notice", "reporter"]
+from ...pipeline import Engine, NotCached
+from ..state import View
+from ..views import Progress
+from .common import parse_view
+
+__all__ = ["HIDDEN", "SHOWN", "cancelled_text", "cached_or_request", "notice", "reporter", "request_view"]
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +67,28 @@ def notice(trigger: Any, cancel_clicks: Any, what: str) -> tuple[dict[str, str],
     if trigger is not None and str(trigger).endswith("-cancel") and isinstance(cancel_clicks, int) and cancel_clicks > 0:
         return SHOWN, cancelled_text(what)
     return HIDDEN, ""
+
+
+def cached_or_request(engine: Engine, view: View, compute: Callable[[], tuple], n_outputs: int, message_at: int) -> tuple:
+    """A gate's answer: ``(*outputs, request, abandon)``.
+
+    The view's outputs at once when ``compute`` finds everything cached, with a fresh
+    ``abandon`` token (which cancels a job still running for an older view); else unchanged
+    outputs with the message cleared and ``{"view": ...}``, the job's request.
+    """
+    try:
+        with engine.cached_only():
+            outputs = compute()
+    except NotCached:
+        waiting = [no_update] * n_outputs
+        waiting[message_at] = ""
+        return (*waiting, {"view": view.controls()}, no_update)
+    return (*outputs, no_update, secrets.token_hex(8))
+
+
+def request_view(engine: Engine, request: Any, tab: str) -> View | None:
+    """The view a job's request names (parsed again: any client may post it), ``None`` unless it is ``tab``'s."""
+    if not isinstance(request, Mapping):
+        return None
+    view = parse_view(engine, request.get("view"))
+    return view if view is not None and view.tab == tab else None

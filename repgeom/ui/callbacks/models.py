@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Mapping
 from typing import Any
 
 from dash import html, no_update
 
-from ...pipeline import Engine, NotCached
+from ...pipeline import Engine
 from .. import views
 from .common import guarded, parse_view
-from .jobs import reporter
+from .jobs import cached_or_request, reporter, request_view
 
 __all__ = ["metrics_gate", "metrics_job", "models_panel", "models_table", "side_by_side"]
 
@@ -44,21 +42,14 @@ def metrics_gate(engine: Engine, data: Any, _again: Any = None) -> tuple:
     view = parse_view(engine, data)
     if view is None or view.tab != "models":
         return (no_update,) * 4
-    try:
-        with engine.cached_only():
-            figure = views.metrics_view(engine, view)
-    except NotCached:
-        return no_update, "", {"view": view.controls()}, no_update
-    return views.presented(view, figure), "", no_update, secrets.token_hex(8)
+    return cached_or_request(engine, view, lambda: (views.presented(view, views.metrics_view(engine, view)), ""), 2, 1)
 
 
 @guarded(2, 1)
 def metrics_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
     """``(metrics figure, message)`` for a request of :func:`metrics_gate`, model by model with progress (a background job)."""
-    if not isinstance(request, Mapping):
-        return no_update, no_update
-    view = parse_view(engine, request.get("view"))
-    if view is None or view.tab != "models":
+    view = request_view(engine, request, "models")
+    if view is None:
         return no_update, no_update
     return views.presented(view, views.metrics_view(engine, view, reporter(set_progress))), ""
 

@@ -8,18 +8,16 @@ as a background job with progress and Cancel.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Mapping
 from typing import Any
 
 from dash import html, no_update
 
 from ...core.errors import RepgeomError
-from ...pipeline import Engine, NotCached
+from ...pipeline import Engine
 from .. import views
 from ..state import View
 from .common import alert, guarded, parse_view
-from .jobs import reporter
+from .jobs import cached_or_request, reporter, request_view
 
 __all__ = ["SURVIVE_HINT", "path_figure", "path_gate", "path_job", "path_tab", "survive_figure"]
 
@@ -93,14 +91,7 @@ def path_gate(engine: Engine, data: Any, _again: Any = None) -> tuple:
     view = parse_view(engine, data)
     if view is None or view.tab != "paths":
         return (no_update,) * (N_OUTPUTS + 2)
-    try:
-        with engine.cached_only():
-            outputs = path_tab(engine, view)
-    except NotCached:
-        waiting = [no_update] * N_OUTPUTS
-        waiting[4] = ""
-        return (*waiting, {"view": view.controls()}, no_update)
-    return (*outputs, no_update, secrets.token_hex(8))
+    return cached_or_request(engine, view, lambda: path_tab(engine, view), N_OUTPUTS, 4)
 
 
 @guarded(N_OUTPUTS, 4)
@@ -112,9 +103,7 @@ def path_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
         set_progress: Dash's progress setter (``(value, max, text)``); Cancel stops the job there.
         request: ``{"view": ...}`` (parsed again: any client may post it).
     """
-    if not isinstance(request, Mapping):
-        return (no_update,) * N_OUTPUTS
-    view = parse_view(engine, request.get("view"))
-    if view is None or view.tab != "paths":
+    view = request_view(engine, request, "paths")
+    if view is None:
         return (no_update,) * N_OUTPUTS
     return path_tab(engine, view, reporter(set_progress))

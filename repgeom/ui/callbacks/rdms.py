@@ -20,7 +20,7 @@ from .. import views
 from ..state import View
 from ..viewport import parse_viewport
 from .common import guarded, marked_stimuli, parse_view
-from .jobs import reporter
+from .jobs import cached_or_request, reporter, request_view
 
 __all__ = ["DIRECT_CELLS", "difference_gate", "difference_job", "rdm_figures", "rdm_gate", "rdm_job"]
 
@@ -120,20 +120,13 @@ def difference_gate(engine: Engine, data: Any, _again: Any = None) -> tuple:
         return (no_update,) * 4
     if view.diff_a and view.diff_b:
         views.difference_stimuli(engine, view)  # too many stimuli is said at once, not after a job
-    try:
-        with engine.cached_only():
-            outputs = _difference(engine, view)
-    except NotCached:
-        return no_update, "", {"view": view.controls()}, no_update
-    return (*outputs, no_update, secrets.token_hex(8))
+    return cached_or_request(engine, view, lambda: _difference(engine, view), 2, 1)
 
 
 @guarded(2, 1)
 def difference_job(engine: Engine, set_progress: Any, request: Any) -> tuple:
     """``(figure, message)`` for a request of :func:`difference_gate`, with progress (a background job)."""
-    if not isinstance(request, Mapping):
-        return no_update, no_update
-    view = parse_view(engine, request.get("view"))
-    if view is None or view.tab != "rdms":
+    view = request_view(engine, request, "rdms")
+    if view is None:
         return no_update, no_update
     return _difference(engine, view, reporter(set_progress))
