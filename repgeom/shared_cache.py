@@ -308,6 +308,13 @@ def celery_timeouts(timeout_s: float = REDIS_TIMEOUT_S) -> dict[str, Any]:
     ``timeout_s`` (measured: 0.01 s and 1.0 s with the default 1 s), not after a
     minute; the next job start tries Redis again.
 
+    Redis acknowledgement emulation is off: with it, an acknowledgement lost to a Redis
+    restart made the Celery worker's reconnect fail inside kombu (``'NoneType' object has
+    no attribute 'hostname'``, an "Unrecoverable error") and the worker exit, so no job ran
+    again. Without it a job is taken off the queue when a worker receives it (Celery
+    acknowledges on receipt here anyway): one a worker dies holding is not redelivered an
+    hour later (the visibility timeout), when its page has long stopped waiting.
+
     Args:
         timeout_s: connect and socket timeout, seconds.
 
@@ -315,7 +322,7 @@ def celery_timeouts(timeout_s: float = REDIS_TIMEOUT_S) -> dict[str, Any]:
         Keyword arguments for ``celery_app.conf.update``.
     """
     transport = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s, "max_retries": 0,
-                 "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+                 "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2, "ack_emulation": False}
     return {
         "broker_connection_timeout": timeout_s,
         "broker_transport_options": transport,

@@ -88,7 +88,7 @@ from ..core.files import read_regular
 from ..settings import Settings
 from ..shared_cache import CircuitBreaker, FolderStore, celery_timeouts, trim_folder, write_atomically
 
-__all__ = ["BUSY_NOTICE", "LOST_NOTICE", "NOTHING", "REDIS_NOTICE", "REFUSED", "Background", "JobBounds", "JobCancelled", "JobFiles", "JobSlots",
+__all__ = ["BUSY_NOTICE", "LOST_NOTICE", "NOTHING", "REDIS_NOTICE", "REDIS_WAIT", "REFUSED", "Background", "JobBounds", "JobCancelled", "JobFiles", "JobSlots",
            "PoolManager",
            "app_callbacks", "client_id", "default_cache_dir", "default_job_slots", "make_background", "make_celery", "notices_to"]
 
@@ -118,6 +118,8 @@ BUSY_NOTICE = "The server is busy: {why}. Nothing was started; try again in a mi
 #: What a page is told when its job cannot be queued because Redis (the scaled-out mode's broker) is unreachable.
 REDIS_NOTICE = ("The job queue (Redis) is not answering, so nothing was started. Cached views still show; "
                 "try again in a minute (the server retries Redis by itself).")
+#: What a page with a job queued on Celery is told while Redis is unreachable: it keeps waiting.
+REDIS_WAIT = "The job queue (Redis) is not answering; waiting for it to come back (Cancel stops waiting)."
 #: What a page is told when its job ended without a result and may not restart again (its process was stopped or ran out of memory).
 LOST_NOTICE = ("This computation stopped before it finished (the server stopped its process, or memory ran out). "
                "Change a control to try again, or use the command line (python -m repgeom export) for large views.")
@@ -874,8 +876,13 @@ class _CeleryManager(_Settled, CeleryManager):
         return token
 
     def job_running(self, job: Any) -> bool:
-        """Whether Celery runs the job (``False`` for a refused one, or while Redis is unreachable)."""
-        return job not in (REFUSED, NOTHING) and bool(self._redis(lambda: super(_CeleryManager, self).job_running(job), False))
+        """Whether Celery runs the job: ``False`` for a refused one; ``True`` while Redis is unreachable.
+
+        A queued job is not lost while Redis is away (its worker writes the result when Redis
+        returns), so its page keeps polling (cheaply: the open breaker asks no one) instead of
+        taking the job for cancelled; Cancel stops it.
+        """
+        return job not in (REFUSED, NOTHING) and bool(self._redis(lambda: super(_CeleryManager, self).job_running(job), True))
 
     def get_result(self, key: str, job: Any) -> Any:
         """The stored result, else ``UNDEFINED`` (also while Redis is unreachable)."""
@@ -884,8 +891,10 @@ class _CeleryManager(_Settled, CeleryManager):
         return self._redis(lambda: super(_CeleryManager, self).get_result(key, job), self.UNDEFINED)
 
     def get_progress(self, key: str) -> Any:
-        """The job's progress, or ``None`` while Redis is unreachable."""
-        return self._redis(lambda: super(_CeleryManager, self).get_progress(key), None)
+        """The job's progress; while Redis is unreachable, :data:`REDIS_WAIT` (``None`` for a refused job)."""
+        files = self._files()
+        refused = files is not None and files.has(self._make_set_props_key(key))  # its page reads the notice next
+        return self._redis(lambda: super(_CeleryManager, self).get_progress(key), None if refused else _progress_text(REDIS_WAIT))
 
     def get_updated_props(self, key: str) -> dict[str, Any]:
         """A notice kept here, else the job's ``set_props`` from Redis."""
@@ -895,7 +904,20 @@ class _CeleryManager(_Settled, CeleryManager):
         if local is not None:
             files.delete(props_key)
             return dict(local)
-        return self._redis(lambda: super(_CeleryManager, self).get_updated_props(key), {})
+        return self._redis(lambda: self._take(props_key), {})
+
+    def _take(self, props_key: str) -> dict[str, Any]:
+        """The job's ``set_props`` updates, read and deleted in one transaction: each is shown once.
+
+        Dash's own ``get_updated_props`` deletes the job's *result* instead, and never the
+        updates: a job that ended between a poll's result read and its updates read lost its
+        result, and the page got an empty update (found by the scale-out test).
+        """
+        with self.handle.backend.client.pipeline() as pipe:  # MULTI/EXEC: no update written in between is lost
+            pipe.get(props_key)
+            pipe.delete(props_key)
+            value, _ = pipe.execute()
+        return {} if value is None else dict(json.loads(value))
 
     def terminate_job(self, job: Any) -> None:
         """Revoke the job on Celery (nothing for a refused one or a call with no request, or while Redis is unreachable)."""

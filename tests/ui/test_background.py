@@ -15,8 +15,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import flask
 import numpy as np
@@ -31,6 +32,7 @@ from repgeom.ui.background import (
     LOST_NOTICE,
     NOTHING,
     REDIS_NOTICE,
+    REDIS_WAIT,
     REFUSED,
     JobBounds,
     JobFiles,
@@ -710,10 +712,28 @@ def test_a_job_asked_for_while_redis_is_unreachable_is_refused_with_a_notice_wit
         job = manager.call_job_fn(key, task, [{"dir": str(tmp_path), "name": "redis-down"}], {})
         assert job == REFUSED and time.monotonic() - t0 < 3, (attempt, time.monotonic() - t0)
         t0 = time.monotonic()
+        assert manager.get_progress(key) is None  # a poll reads progress, result, running, then the notice
         assert manager.get_result(key, job) is manager.UNDEFINED and not manager.job_running(job)
         assert manager.get_updated_props(key) == {"notice-board": {"children": REDIS_NOTICE}}
-        assert manager.get_progress(key) is None and manager.get_updated_props(key) == {}
+        assert manager.get_updated_props(key) == {}
         assert time.monotonic() - t0 < 3
+
+
+def test_a_queued_celery_job_keeps_its_page_waiting_while_redis_is_unreachable(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    manager = make_background(Settings(redis_url=f"redis://127.0.0.1:{port}/0"), tmp_path, "f" * 64).manager
+    key, job = _key("queued-before"), "8d0c8a5e-2f51-4c1e-9d3e-3f1f0c7a9b11"  # queued before Redis went away
+    t0 = time.monotonic()
+    for _ in range(2):  # the first poll finds Redis gone, the second asks no one
+        assert manager.get_progress(key) == ["0", "1", REDIS_WAIT]
+        assert manager.get_result(key, job) is manager.UNDEFINED
+        assert manager.job_running(job), "not taken for cancelled: its result comes when Redis is back"
+        assert manager.get_updated_props(key) == {}
+    assert time.monotonic() - t0 < 3
 
 
 def test_a_refusal_nobody_read_is_not_shown_to_the_job_that_later_starts(tmp_path):
@@ -729,3 +749,48 @@ def test_a_refusal_nobody_read_is_not_shown_to_the_job_that_later_starts(tmp_pat
         _wait("no result", lambda: manager.result_ready(key))
     finally:
         manager.close()
+
+
+@pytest.fixture
+def redis_url(tmp_path) -> Iterator[str]:
+    """A real, private redis-server on a free loopback port."""
+    import shutil
+    import socket
+
+    import redis
+
+    server = shutil.which("redis-server")
+    assert server, "redis-server is installed where this suite runs (apt install redis-server; .ci/run installs it)"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _wait("redis-server", lambda: _pings(redis.Redis.from_url(url)), 20)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _pings(client: Any) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def test_a_celery_jobs_updates_are_shown_once_and_never_cost_it_its_result(redis_url, tmp_path):
+    manager = make_background(Settings(redis_url=redis_url), tmp_path, "f" * 64).manager
+    key = _key("updates")
+    backend = manager.handle.backend
+    backend.set(f"{key}-set_props", json.dumps({"notice-board": {"children": "2/3 · MDS"}}))
+    assert manager.get_result(key, None) is manager.UNDEFINED  # a poll: no result yet ...
+    backend.set(key, json.dumps({"figure": "drawn"}))  # ... the job ends here, between the poll's two reads ...
+    assert manager.get_updated_props(key) == {"notice-board": {"children": "2/3 · MDS"}}
+    assert manager.get_result(key, None) == {"figure": "drawn"}, "the result is still there for the next poll"
+    assert manager.get_updated_props(key) == {}, "each update is shown once"
