@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CONTROL_IDS", "DIFF_JOB", "DOWNLOAD_JOB", "EMBED_JOB", "GRAPH_IDS", "ID", "JOBS",
-    "METRICS_JOB", "PATH_JOB", "RDM_JOB", "JobIds", "note_id", "preset_id",
+    "METRICS_JOB", "PATH_JOB", "RDM_JOB", "SIDE_JOB", "JobIds", "note_id", "preset_id",
 ]
 
 
@@ -163,8 +163,11 @@ DOWNLOAD_JOB = _job_ids("download")
 DIFF_JOB = _job_ids("diff")
 #: The models tab's per-node metrics of every model (every node's RDM).
 METRICS_JOB = _job_ids("metrics")
+#: The models tab's models side by side (up to four models' RDMs at once).
+SIDE_JOB = _job_ids("side")
 #: Every job by the name the page shows it under.
-JOBS = {"embeddings": EMBED_JOB, "paths": PATH_JOB, "RDMs": RDM_JOB, "download": DOWNLOAD_JOB, "difference RDM": DIFF_JOB, "metrics": METRICS_JOB}
+JOBS = {"embeddings": EMBED_JOB, "paths": PATH_JOB, "RDMs": RDM_JOB, "download": DOWNLOAD_JOB, "difference RDM": DIFF_JOB, "metrics": METRICS_JOB,
+        "side-by-side": SIDE_JOB}
 
 
 def preset_id(index: int) -> dict[str, str | int]:

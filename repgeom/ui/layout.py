@@ -21,7 +21,7 @@ from ..figures.rdm import COLORSCALES
 from ..figures.style import COMPARE_LABELS
 from ..pipeline import Engine
 from .explanations import FIGURE_NOTES, GLOSSARY
-from .ids import DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, ID, JOBS, METRICS_JOB, PATH_JOB, RDM_JOB, JobIds, note_id, preset_id
+from .ids import DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, ID, JOBS, METRICS_JOB, PATH_JOB, RDM_JOB, SIDE_JOB, JobIds, note_id, preset_id
 from .state import LANDMARK_CHOICES, SURVIVE_COMPARISONS, View, per_class_limit
 
 __all__ = [
@@ -497,6 +497,7 @@ def _tabs(engine: Engine, view: View) -> dcc.Tabs:
                     _graph(ID.METRICS_GRAPH, 560),
                     html.H3("Models side by side"),
                     _message(ID.SIDE_MESSAGE),
+                    _progress(SIDE_JOB),
                     _graph(ID.SIDE_GRAPH, 600),
                 ],
             ),

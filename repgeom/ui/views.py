@@ -576,11 +576,21 @@ def side_nodes(engine: Engine, view: View, model: str) -> list[str]:
     return kept or list(default_nodes(engine, model))
 
 
-def side_by_side_view(engine: Engine, view: View) -> go.Figure:
-    """Two (or more) models' RDM grids on one shared colour scale, one row per model (:func:`side_models`)."""
+def side_by_side_view(engine: Engine, view: View, progress: Progress | None = None) -> go.Figure:
+    """Two (or more) models' RDM grids on one shared colour scale, one row per model (:func:`side_models`).
+
+    Args:
+        engine: the engine.
+        view: the view (its model, path models, nodes, stimuli and dissimilarity).
+        progress: told of each model in turn when given.
+    """
     spec = view.spec(engine, view.n_rdm)
     models = side_models(engine, view)
-    rows = [engine.rdms(m, side_nodes(engine, view, m), spec, view.rdm_method) for m in models]
+    rows = []
+    for k, m in enumerate(models):
+        if progress is not None:
+            progress(k, len(models), f"RDMs of {m}")
+        rows.append(engine.rdms(m, side_nodes(engine, view, m), spec, view.rdm_method))
     n = rows[0][0].matrix.shape[0]
     side = display_side(n, sum(len(r) for r in rows))
     rows = [[r.reduced(side) for r in row] for row in rows]

@@ -204,9 +204,24 @@ def test_models_panel(engine):
     assert sorted(t.name for t in metrics.data[::2]) == sorted(mnist)  # every model of the dataset, none of another
 
 
+def _side_by_side(engine, view) -> tuple:
+    """The side-by-side figure and message as a page gets them: from the gate, or from the job it requests."""
+    fig, message, request, abandon = models.side_by_side_gate(engine, view)
+    if request is no_update:
+        assert isinstance(abandon, str)  # answered at once: a job still running for an older view is cancelled
+        return fig, message
+    assert fig is no_update and message == "" and abandon is no_update
+    steps = []
+    fig, message = models.side_by_side_job(engine, steps.append, request)
+    shown = View.parse(engine, view)
+    assert [s[2].split(" · ")[-1] for s in steps] == [f"RDMs of {m}" for m in views.side_models(engine, shown)]
+    assert models.side_by_side_gate(engine, view)[2] is no_update, "computed once, then answered at once"
+    return fig, message
+
+
 def test_models_side_by_side_share_one_scale(engine):
     view = _view(engine, tab="models", n_rdm=3, model="feedforward", nodes=["conv1", "fc2"], path_models=["feedforward", "recurrent"])
-    fig, message = models.side_by_side(engine, view)
+    fig, message = _side_by_side(engine, view)
     heat = [t for t in fig.data if t.type == "heatmap"]
     assert message == "" and {t.coloraxis for t in heat} == {"coloraxis"}
     assert [t.name for t in heat][:2] == ["feedforward/conv1", "feedforward/fc2"]
@@ -216,12 +231,24 @@ def test_models_side_by_side_share_one_scale(engine):
     assert fig.layout.coloraxis.cmin == pytest.approx(min(v.min() for v in values))
     assert fig.layout.coloraxis.cmax == pytest.approx(max(v.max() for v in values))
     # one path model only: the dataset's next model joins, so two are always compared
-    alone, _ = models.side_by_side(engine, _view(engine, tab="models", n_rdm=3))
+    alone, _ = _side_by_side(engine, _view(engine, tab="models", n_rdm=3))
     assert len({t.name.split("/")[0] for t in alone.data if t.type == "heatmap"}) == 2
-    assert models.side_by_side(engine, _view(engine, tab="rdms")) == (no_update, no_update)
-    bad = models.side_by_side(engine, {**view, "n_rdm": 10**9})
+    assert models.side_by_side_gate(engine, _view(engine, tab="rdms")) == (no_update,) * 4
+    assert models.side_by_side_job(engine, print, {"view": _view(engine, tab="rdms")}) == (no_update,) * 2
+    bad = models.side_by_side_gate(engine, {**view, "n_rdm": 10**9})
     assert bad[0] is no_update and "images per class" in _text(bad[1])
+    assert models.side_by_side_job(engine, print, {"view": {**view, "n_rdm": 10**9}})[0] is no_update
 
+
+def test_uncached_side_by_side_is_a_job_with_progress(engine):
+    # 11 per class: no other test computes it
+    view = _view(engine, tab="models", n_rdm=11, model="recurrent", path_models=["recurrent", "feedforward", "robust"])
+    fig, message, request, abandon = models.side_by_side_gate(engine, view)
+    assert request == {"view": View.parse(engine, view).controls()} and fig is no_update and message == ""
+    steps = []
+    fig, message = models.side_by_side_job(engine, steps.append, request)
+    assert [s[:2] for s in steps] == [("0", "3"), ("1", "3"), ("2", "3")]
+    assert {t.name.split("/")[0] for t in fig.data if t.type == "heatmap"} == {"recurrent", "feedforward", "robust"} and message == ""
 
 # ---------------------------------------------------------------------------- selection, pair, hover
 def test_a_heatmap_click_selects_a_pair_and_the_pair_panel_follows(engine):

@@ -12,7 +12,7 @@
                                           ├─► rdms difference (gate → job: a bootstrap)
                                           ├─► models.models_panel (the models table)
                                           ├─► models metrics (gate → job: every model's per-node metrics)
-                                          ├─► models.side_by_side (models' RDMs, one colour scale)
+                                          ├─► models side by side (gate → job: models' RDMs, one colour scale)
                                           └─► download (gate → job, on the button's click: .npz)
     clicks on RDMs / points ─► selection.select ─► selection store ─► selection.pair (a pair, or a block of a block-mean map), highlights
     clicks on points ─► selection.neighbours (k nearest in feature space and on the plot)
@@ -55,7 +55,7 @@ from flask import has_request_context, request
 
 from ...pipeline import Engine
 from ..background import notices_to
-from ..ids import CONTROL_IDS, DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, GRAPH_IDS, ID, METRICS_JOB, PATH_JOB, RDM_JOB, JobIds, preset_id
+from ..ids import CONTROL_IDS, DIFF_JOB, DOWNLOAD_JOB, EMBED_JOB, GRAPH_IDS, ID, METRICS_JOB, PATH_JOB, RDM_JOB, SIDE_JOB, JobIds, preset_id
 from ..viewport import viewport_js
 from . import download, embeddings, jobs, models, paths, probe, rdms, selection, sync
 
@@ -198,7 +198,10 @@ def register(app: Dash, engine: Engine, max_answer_bytes: int = download.MAX_ANS
         app, METRICS_JOB, "metrics", [Output(ID.METRICS_GRAPH, "figure"), Output(ID.METRICS_MESSAGE, "children")], ID.METRICS_MESSAGE,
         _bind(models.metrics_job, engine), _bind(models.metrics_gate, engine), [Input(ID.VIEW, "data")],
     )
-    app.callback([Output(ID.SIDE_GRAPH, "figure"), Output(ID.SIDE_MESSAGE, "children")], Input(ID.VIEW, "data"))(_bind(models.side_by_side, engine))
+    _job(
+        app, SIDE_JOB, "side-by-side", [Output(ID.SIDE_GRAPH, "figure"), Output(ID.SIDE_MESSAGE, "children")], ID.SIDE_MESSAGE,
+        _bind(models.side_by_side_job, engine), _bind(models.side_by_side_gate, engine), [Input(ID.VIEW, "data")],
+    )
 
     limiter = probe.RateLimit()  # per app, so per server worker
 
