@@ -409,7 +409,7 @@ def difference_figure(
     )
     fig.update_layout(
         **base_layout(
-            title=f"Difference RDM · A = {a} minus B = {b}<br><sup>RDMs: {METRIC_LABELS.get(method, method)}, rank-transformed</sup><br><sup>grey: sign "
+            title=f"Difference RDM<br>A = {a} minus B = {b}<br><sup>RDMs: {METRIC_LABELS.get(method, method)}, rank-transformed</sup><br><sup>grey: sign "
             f"not reliable in 95 % of {n_boot} bootstrap samples ({100 * reliable:.0f} % of cells reliable)</sup>",
             shapes=shapes,
             height=640,

@@ -9,11 +9,14 @@ Design notes:
 from __future__ import annotations
 
 import math
+import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "wrap_title",
     "CLASS_COLORS",
     "COMPARE_LABELS",
     "CONTROLS_PAD",
@@ -133,8 +136,51 @@ def base_layout(**overrides: Any) -> dict[str, Any]:
     }
     layout.update(overrides)
     if isinstance(layout.get("title"), str):  # at the top of the figure, not centred in the margin, so subplot titles below it keep clear
-        layout["title"] = {"text": layout["title"], "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}}
+        text = wrap_title(layout["title"])
+        breaks = text.count("<br>")
+        size = float(layout.get("font", {}).get("size", 13)) * TITLE_SCALE
+        # Plotly lifts a multi-line title's first line by its cap height (0.7 em) above the anchor, out
+        # of the figure (measured in Chromium: its box's top 5 px above the figure): pad it back down.
+        pad = TITLE_PAD_PX + (round(0.7 * size) if breaks else 0)
+        layout["title"] = {"text": text, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": pad}}
+        bottom = pad + round(1.2 * size) + breaks * round(1.25 * size)  # each further line is a <sup> line at about 0.7 em
+        margin = dict(layout.get("margin") or {})
+        margin["t"] = max(int(margin.get("t", 0)), bottom + TITLE_GAP_PX)
+        layout["margin"] = margin
     return layout
+
+
+#: Plotly's title font is the layout font times this.
+TITLE_SCALE = 1.4
+#: Pixels from the figure's top to its title's first line.
+TITLE_PAD_PX = 12
+#: Pixels between a title's last line and the plot area (or the panel titles above it).
+TITLE_GAP_PX = 8
+#: Most characters a title's line holds: at the title's 18 px a 720 px wide plot area (a 1366 px
+#: window's main column, less the margins) holds about 70 of DejaVu Sans, Chromium's sans-serif on Linux.
+TITLE_CHARS = 64
+#: Most characters of a title's ``<sup>`` line (about 13 px).
+SUP_CHARS = 96
+
+_SUP = re.compile(r"<sup>([^<]*)</sup>")
+
+
+def wrap_title(text: str, chars: int = TITLE_CHARS, sup_chars: int = SUP_CHARS) -> str:
+    """``text`` with each line broken (``<br>``) at spaces to at most ``chars`` characters (``sup_chars`` for a ``<sup>`` line).
+
+    Plotly never wraps a title: a long one runs out of the figure, cut off on the right.
+    A line holding other markup is left whole (a break must not fall inside a tag).
+    """
+    out = []
+    for line in text.split("<br>"):
+        small = _SUP.fullmatch(line)
+        body, width = (small.group(1), sup_chars) if small else (line, chars)
+        if "<" in body or len(body) <= width:
+            out.append(line)
+            continue
+        parts = textwrap.wrap(body, width, break_long_words=False, break_on_hyphens=False)
+        out += [f"<sup>{p}</sup>" for p in parts] if small else parts
+    return "<br>".join(out)
 
 
 #: Pixels below the plot area to the play buttons' row, and to the slider's row under it

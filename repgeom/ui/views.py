@@ -595,10 +595,10 @@ def side_by_side_view(engine: Engine, view: View, progress: Progress | None = No
     side = display_side(n, sum(len(r) for r in rows))
     rows = [[r.reduced(side) for r in row] for row in rows]
     shown = "" if rows[0][0].bins is None else f" · shown as {side}×{side} block means"
-    title = (
-        f"{' vs '.join(models)} side by side · {spec.n_per_class} per class{shown}<br>"
-        "<sup>one colour scale for every panel (same colour = same dissimilarity); "
-        "tick models under “Models in the path” to choose which</sup>"
+    title = (  # short lines: the title is not wrapped by Plotly, and a narrow window clipped one long line
+        f"{' vs '.join(models)} side by side<br>"
+        f"<sup>{spec.n_per_class} per class{shown} · one colour scale for every panel (same colour = same dissimilarity)</sup><br>"
+        "<sup>tick models under “Models in the path” to choose which</sup>"
     )
     return rdm_models(rows, view.colorscale, title, engine.dataset_of(view.model).class_names)
 

@@ -15,6 +15,8 @@ from dash import Dash
 from repgeom.settings import Settings
 from repgeom.ui import create_app
 
+from .test_layout import _outside
+
 if TYPE_CHECKING:
     from .conftest import BrowserPage
 
@@ -69,6 +71,7 @@ def test_path_with_landmarks_a_hypothesis_bootstrap_and_side_by_side(
     choice.click()
     page.wait_for_dash_idle(TIMEOUT)
     expect(fig.locator(".gtitle")).to_contain_text("whitened-correlation angle (rad)", timeout=TIMEOUT)
+    assert not _outside(page), f"path_landmarks_bootstrap: {_outside(page)[:3]}"
     page.page.screenshot(path=screenshot_dir / "path_landmarks_bootstrap.png", full_page=True)
 
     # what the camera button saves (Plotly.toImage, here as SVG) carries the titles
@@ -97,6 +100,7 @@ def test_difference_rdm_and_paths_over_training(
     expect(diff.locator(".gtitle")).to_contain_text("bootstrap samples")
     expect(diff.locator(".colorbar")).to_have_count(1)
     page.page.locator("#diff-graph").scroll_into_view_if_needed()
+    assert not _outside(page), f"difference_rdm: {_outside(page)[:3]}"
     page.page.screenshot(path=screenshot_dir / "difference_rdm.png", full_page=True)
 
     page.page.goto(base + "?tab=paths&n_embed=5&path_mode=training")
@@ -109,6 +113,7 @@ def test_difference_rdm_and_paths_over_training(
     fig.locator(".updatemenu-button").first.click()
     page.page.wait_for_timeout(1500)
     assert current.text_content() != before
+    assert not _outside(page), f"path_over_training: {_outside(page)[:3]}"
     page.page.screenshot(path=screenshot_dir / "path_over_training.png", full_page=True)
     page.assert_no_errors()
 

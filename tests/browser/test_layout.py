@@ -62,6 +62,35 @@ _BOXES_JS = """(sel) => {
 }"""
 
 
+# Every text Plotly drew in the graphs under ``sel`` that pokes out of its graph's box, and
+# every element of the tab that reaches past the tab's right edge (what a narrow window clips).
+_OUTSIDE_JS = """(sel) => {
+    const root = document.querySelector(sel);
+    const edge = root.getBoundingClientRect().right;
+    const out = [];
+    const at = (r) => [r.left, r.right, r.top].map(Math.round);
+    for (const gd of root.querySelectorAll('.js-plotly-plot')) {
+        const g = gd.getBoundingClientRect();
+        for (const el of gd.querySelectorAll('.g-gtitle text, .annotation-text, .xtitle, .ytitle, .legendtext, .cbtitle text')) {
+            const r = el.getBoundingClientRect();
+            const poking = r.left < g.left - 1 || r.right > g.right + 1 || r.top < g.top - 1;
+            if (el.textContent.trim() && poking) out.push([gd.parentElement.id, el.textContent.slice(0, 60), at(r), at(g)]);
+        }
+    }
+    for (const el of root.querySelectorAll('.table-scroll, table, .js-plotly-plot, details')) {
+        if (el.tagName === 'TABLE' && el.closest('.table-scroll')) continue;  // scrolls inside its box
+        const past = el.getBoundingClientRect().right - edge;
+        if (past > 1) out.push([el.className, 'past the tab by ' + Math.round(past) + ' px']);
+    }
+    return out;
+}"""
+
+
+def _outside(page: BrowserPage, sel: str = ".tab-content") -> list[list[Any]]:
+    """What pokes out under ``sel``: plot text outside its graph, boxes past the tab's right edge (``[]``: none)."""
+    return page.page.evaluate(_OUTSIDE_JS, sel)
+
+
 def _overlap(a: list[float], b: list[float]) -> float:
     w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
     h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
@@ -141,6 +170,7 @@ def test_rdm_and_embedding_grids_wrap_into_readable_panels(
     grid = _measure(page, "rdm-grid")
     page.page.screenshot(path=screenshot_dir / f"layout-rdms-{name}.png", full_page=True)
     _assert_grid_reads(grid, len(nodes), f"RDM grid, {name}")
+    assert not _outside(page), f"RDM tab, {name}: {_outside(page)[:3]}"
     if count == "all":  # as many columns as the window's width allows at a readable side
         assert _columns(grid) == GRID_COLS[viewport], f"RDM grid, {name}: {_columns(grid)} columns"
 
@@ -150,6 +180,7 @@ def test_rdm_and_embedding_grids_wrap_into_readable_panels(
     emb = _measure(page, "embed-grid")
     page.page.screenshot(path=screenshot_dir / f"layout-embeddings-{name}.png", full_page=True)
     _assert_grid_reads(emb, 3 * len(nodes), f"embedding grid, {name}")
+    assert not _outside(page), f"embeddings tab, {name}: {_outside(page)[:3]}"
     if count == "all":
         assert _columns(emb) == GRID_COLS[viewport], f"embedding grid, {name}: {_columns(emb)} columns"
     _assert_controls_apart(_measure(page, "embed-anim"), f"embedding animation, {name}")
@@ -219,6 +250,7 @@ def test_the_path_animation_keeps_its_matrix_and_readable_controls(
     m = _measure(page, "path-graph")
     page.page.screenshot(path=screenshot_dir / f"layout-path-{viewport}.png", full_page=True)
     # node names of the matrix: at least 12 px, none over another; the colour bar clear of every axis title
+    assert not _outside(page), f"paths tab: {_outside(page)[:3]}"
     assert m["yticksizes"] and min(m["yticksizes"]) >= 12, m["yticksizes"]
     assert not _clashes(m["ytick"]), f"node names overlap: {_clashes(m['ytick'])[:3]}"
     assert len(m["colorbars"]) == 1 and not _clashes(m["colorbars"], m["axistitles"]), (m["colorbars"], m["axistitles"])

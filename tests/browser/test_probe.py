@@ -16,6 +16,8 @@ from repgeom.figures.probe import PROBE_NAME
 from repgeom.settings import Settings
 from repgeom.ui import create_app
 
+from .test_layout import _outside
+
 if TYPE_CHECKING:
     from .conftest import BrowserPage
 
@@ -103,6 +105,7 @@ def test_a_stroke_drawn_with_the_mouse_lands_in_the_embeddings(
     expect(page.page.locator("#probe-embed .js-plotly-plot")).to_contain_text("at the mean of its 5 nearest stimuli")
     expect(page.page.locator("#probe-note")).not_to_contain_text("not computed yet")
     page.page.wait_for_function(_INK_JS, timeout=TIMEOUT)  # the re-created canvas shows the drawing again
+    assert not _outside(page), f"probe_drawn: {_outside(page)[:3]}"
     page.page.screenshot(path=screenshot_dir / "probe_drawn.png", full_page=True)
 
     # clear: the panels go back to the hint and the stars are gone

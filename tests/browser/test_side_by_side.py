@@ -17,7 +17,7 @@ from repgeom.settings import Settings
 from repgeom.ui import create_app, views
 from repgeom.ui.state import View
 
-from .test_layout import _BOXES_JS, _clashes
+from .test_layout import _BOXES_JS, _clashes, _outside
 
 if TYPE_CHECKING:
     from .conftest import BrowserPage
@@ -107,4 +107,29 @@ def test_two_models_rdm_grids_share_one_colour_scale_and_the_metrics_plot_has_a_
 
     page.page.locator("#side-graph").scroll_into_view_if_needed()
     page.page.screenshot(path=screenshot_dir / "side-by-side.png", full_page=True)
+    page.assert_no_errors()
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1100, 800)])
+def test_the_models_tab_fits_its_window_with_four_models(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path, engine, size: tuple[int, int]
+) -> None:
+    from playwright.sync_api import expect
+
+    query = "?tab=models&n_rdm=5&path_models=feedforward,recurrent,robust,feedforward_seed2"
+    models = views.side_models(engine, View.from_query(engine, query))
+    assert len(models) == 4
+    page.page.set_viewport_size({"width": size[0], "height": size[1]})
+    page.goto_dash(live_server(dashboard) + query, timeout_ms=TIMEOUT)
+    expect(page.page.locator(f"{SIDE} .gtitle")).to_contain_text(" vs ".join(models), timeout=TIMEOUT)
+    expect(page.page.locator("#models-table table")).to_contain_text("2,650", timeout=TIMEOUT)
+    expect(page.page.locator(f"{METRICS} .gtitle")).to_contain_text("Geometry across nodes", timeout=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)
+    table = page.page.evaluate("() => { const t = document.querySelector('#models-table .table-scroll'); return [t.scrollWidth, t.clientWidth]; }")
+    outside = _outside(page)
+    page.page.screenshot(path=screenshot_dir / f"models-tab-{size[0]}x{size[1]}.png", full_page=True)
+    assert not outside, outside
+    boxes = page.page.evaluate(_BOXES_JS, "#side-graph")  # the title's lines clear the panels' node titles
+    assert not _clashes(boxes["annotations"]), f"titles overlap: {_clashes(boxes['annotations'])[:3]}"
+    print(f"\nmodels tab at {size[0]}x{size[1]}: table {table[0]} px wide in a {table[1]} px box")
     page.assert_no_errors()

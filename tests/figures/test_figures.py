@@ -533,3 +533,22 @@ def test_a_grid_that_cannot_fit_a_screen_readably_scrolls_instead_and_small_pane
     assert small.layout.height <= 618
     shown = [t for t in small.layout.yaxis.ticktext if t]
     assert 2 <= len(shown) < 10 and len(small.layout.yaxis.tickvals) == 10
+
+
+def test_long_titles_wrap_at_spaces_and_the_top_margin_holds_every_line():
+    from repgeom.figures.style import SUP_CHARS, TITLE_CHARS, base_layout, wrap_title
+
+    words = " ".join(f"word{k}" for k in range(40))
+    text = wrap_title(f"{words}<br><sup>{words} {words}</sup><br><i>kept whole: {words}</i>")
+    lines = text.split("<br>")
+    main = [ln for ln in lines if not ln.startswith(("<sup>", "<i>"))]
+    sup = [ln for ln in lines if ln.startswith("<sup>")]
+    assert " ".join(main) == words and all(len(ln) <= TITLE_CHARS for ln in main) and len(main) > 1
+    assert all(ln.endswith("</sup>") and len(ln) - 11 <= SUP_CHARS for ln in sup) and len(sup) > 1
+    assert " ".join(ln[5:-6] for ln in sup) == f"{words} {words}"
+    assert lines[-1] == f"<i>kept whole: {words}</i>"  # a break is never put inside markup
+    assert wrap_title("short<br><sup>short</sup>") == "short<br><sup>short</sup>"
+
+    one, three = base_layout(title="one line"), base_layout(title="a<br><sup>b</sup><br><sup>c</sup>")
+    assert one["title"]["pad"]["t"] < three["title"]["pad"]["t"]  # Plotly lifts a multi-line title: it is padded back down
+    assert three["margin"]["t"] > one["margin"]["t"] and base_layout(title="x", margin={"t": 200})["margin"]["t"] == 200

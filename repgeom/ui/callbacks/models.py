@@ -18,11 +18,12 @@ from .jobs import cached_or_request, reporter, request_view
 __all__ = ["metrics_gate", "metrics_job", "models_panel", "models_table", "side_by_side_gate", "side_by_side_job"]
 
 
-def models_table(rows: list[dict[str, Any]]) -> html.Table:
-    """An HTML table with one row per dict (the first dict's keys are the header)."""
+def models_table(rows: list[dict[str, Any]]) -> html.Div:
+    """An HTML table with one row per dict (the first dict's keys are the header), in a box that scrolls sideways when narrow."""
     head = html.Thead(html.Tr([html.Th(k) for k in rows[0]])) if rows else None
     body = html.Tbody([html.Tr([html.Td(str(v)) for v in r.values()]) for r in rows])
-    return html.Table([head, body] if head else [body], className="models-table")
+    table = html.Table([head, body] if head else [body], className="models-table")
+    return html.Div(table, className="table-scroll")  # a narrow window scrolls the table, not the page
 
 
 @guarded(2, 1)
