@@ -19,7 +19,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from .style import CLASS_COLORS, MODEL_PALETTE
+from .style import CLASS_COLORS, MODEL_PALETTE, TITLE_GAP_PX, TITLE_PAD_PX, wrap_title
 
 __all__ = ["CLASS_SYMBOLS", "FILL_MAX_PX", "MIN_FONT_PX", "OKABE_ITO", "for_projector"]
 
@@ -54,6 +54,28 @@ def _title(title: Any, at_least: int) -> Any:
     out["text"] = _plain(out.get("text"))
     out["font"] = _big(out.get("font"), at_least)
     return out
+
+
+#: A line of text is this many times its font size tall.
+_LINE = 1.3
+#: Most characters of a projected title's line: its 24 px type across a 1366 px screen's figure.
+PRESENT_TITLE_CHARS = 80
+
+
+def _rows(layout: dict[str, Any]) -> int:
+    """How many rows of panels the layout's y axes stand in."""
+    starts = {round(float(v["domain"][0]), 3) for k, v in layout.items() if k.startswith("yaxis") and isinstance(v, dict) and v.get("domain")}
+    return max(len(starts), 1)
+
+
+def _top_panel_titles(annotations: list[dict[str, Any]]) -> int:
+    """Pixels the top row's panel titles (``make_subplots``' titles: above y = 1 of the plot area) take, at their projected size."""
+    tall = [
+        (str(a.get("text", "")).count("<br>") + 1) * _LINE * max(int((a.get("font") or {}).get("size") or 0), MIN_FONT_PX)
+        for a in annotations
+        if a.get("yref") == "paper" and a.get("yanchor") == "bottom" and float(a.get("y", 0)) >= 0.999
+    ]
+    return round(max(tall, default=0))
 
 
 def _colorbar(bar: dict[str, Any]) -> dict[str, Any]:
@@ -91,10 +113,17 @@ def _trace(trace: dict[str, Any]) -> dict[str, Any]:
 def _layout(layout: dict[str, Any], keep_height: bool = False) -> dict[str, Any]:
     layout = copy.deepcopy(layout)
     layout["font"] = _big(layout.get("font"))
+    top = None  # the top margin the title and the top row's panel titles need, when the title is at the figure's top
     if "title" in layout:
         layout["title"] = _title(layout["title"], MIN_FONT_PX + 6)
-        if layout["title"].get("yref") == "container":  # Plotly lifts a multi-line title's first line above its anchor
-            layout["title"]["pad"] = {"t": 16 * (str(layout["title"].get("text")).count("<br>") + 1)}
+        if isinstance(layout["title"].get("text"), str):  # its small print is now full size: break it again to the screen's width
+            layout["title"]["text"] = wrap_title(layout["title"]["text"], PRESENT_TITLE_CHARS)
+        if layout["title"].get("yref") == "container":
+            size = layout["title"]["font"]["size"]
+            lines = str(layout["title"].get("text")).count("<br>") + 1
+            pad = TITLE_PAD_PX + (round(0.7 * size) if lines > 1 else 0)  # Plotly lifts a multi-line title's first line by 0.7 em
+            layout["title"]["pad"] = {"t": pad}
+            top = pad + round(_LINE * size * lines) + TITLE_GAP_PX + _top_panel_titles(layout.get("annotations", []))
     layout["hoverlabel"] = {**layout.get("hoverlabel", {}), "font": _big(layout.get("hoverlabel", {}).get("font"))}
     layout["legend"] = {**layout.get("legend", {}), "font": _big(layout.get("legend", {}).get("font"))}
     if isinstance(layout["legend"].get("title"), dict):
@@ -117,9 +146,11 @@ def _layout(layout: dict[str, Any], keep_height: bool = False) -> dict[str, Any]
     margin = layout.get("margin")
     if isinstance(margin, dict):  # room for the larger type
         layout["margin"] = {k: int(v * 1.3) if isinstance(v, (int, float)) else v for k, v in margin.items()}
+    if top is not None:
+        layout["margin"] = {**layout.get("margin", {}), "t": max(int(layout.get("margin", {}).get("t", 0)), top)}
     height = layout.get("height")
     if isinstance(height, (int, float)) and not keep_height:
-        if height <= FILL_MAX_PX:
+        if height <= FILL_MAX_PX and _rows(layout) == 1:  # rows of panels squeezed into a short screen would run into each other
             layout.pop("height")
             layout["autosize"] = True
         else:

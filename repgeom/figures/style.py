@@ -159,8 +159,8 @@ TITLE_GAP_PX = 8
 #: Most characters a title's line holds: at the title's 18 px a 720 px wide plot area (a 1366 px
 #: window's main column, less the margins) holds about 70 of DejaVu Sans, Chromium's sans-serif on Linux.
 TITLE_CHARS = 64
-#: Most characters of a title's ``<sup>`` line (about 13 px).
-SUP_CHARS = 96
+#: Most characters of a title's ``<sup>`` line (about 13 px; as many as a projected title line, where small print is full size).
+SUP_CHARS = 80
 
 _SUP = re.compile(r"<sup>([^<]*)</sup>")
 

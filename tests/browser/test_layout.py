@@ -363,3 +363,35 @@ def test_presentation_mode_fills_the_screen_with_large_type_keys_and_keeps_the_m
     expect(page.page.locator(".sidebar")).to_be_visible()
     assert "mode=present" not in page.page.url
     page.assert_no_errors()
+
+
+# Each graph's drawn height (its SVG) against the height its box takes on the page: a larger one runs over what follows.
+_OVERFLOW_JS = """(sel) => Array.from(document.querySelectorAll(sel + ' .js-plotly-plot')).map((gd) => {
+    const svg = gd.querySelector('.main-svg');
+    return [gd.parentElement.id, svg ? svg.getBoundingClientRect().height : 0, gd.parentElement.getBoundingClientRect().height];
+}).filter((g) => g[1] > g[2] + 1)"""
+
+
+@pytest.mark.parametrize("tab", ["embeddings", "paths"])
+def test_presentation_mode_on_a_1366_screen_keeps_every_title_apart_and_every_figure_in_its_box(
+    live_server: Callable[[Dash], str], page: BrowserPage, dashboard: Dash, screenshot_dir: Path, tab: str
+) -> None:
+    from playwright.sync_api import expect
+
+    query = f"?tab={tab}&n_embed=5&survive=cosine,corr_cov&mode=present"
+    _open(page, live_server(dashboard) + query, VIEWPORTS["1366x768"])
+    first = "embed-shepard" if tab == "embeddings" else "survive-graph"
+    expect(page.page.locator(f"#{first} .js-plotly-plot .gtitle")).to_have_count(1, timeout=TIMEOUT)
+    page.wait_for_dash_idle(TIMEOUT)
+    page.page.wait_for_timeout(300)  # Plotly's autosize after the last callback
+    page.page.screenshot(path=screenshot_dir / f"layout-present-{tab}-1366x768.png", full_page=True)
+    graphs = page.page.evaluate("() => Array.from(document.querySelectorAll('.tab-content .js-plotly-plot')).map((g) => g.parentElement.id)")
+    assert len(graphs) >= 3, graphs
+    for graph in graphs:
+        m = page.page.evaluate(_BOXES_JS, f"#{graph}")
+        notes = [a for a in m["annotations"] if not any(_overlap(a, p) > 2 for p in m["panels"])]  # a note figure writes inside its panel
+        assert not _clashes(m["annotations"]), f"{graph}: titles overlap: {_clashes(m['annotations'])[:3]}"
+        assert not _clashes(m["subplotaxistitles"], notes), f"{graph}: axis titles run into titles: {_clashes(m['subplotaxistitles'], notes)[:3]}"
+    assert not page.page.evaluate(_OVERFLOW_JS, ".tab-content"), "a figure runs over the next"
+    assert not _outside(page), _outside(page)[:3]
+    page.assert_no_errors()
