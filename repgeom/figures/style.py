@@ -178,9 +178,20 @@ def wrap_title(text: str, chars: int = TITLE_CHARS, sup_chars: int = SUP_CHARS) 
         if "<" in body or len(body) <= width:
             out.append(line)
             continue
-        parts = textwrap.wrap(body, width, break_long_words=False, break_on_hyphens=False)
+        parts = _pack(body, width)
         out += [f"<sup>{p}</sup>" for p in parts] if small else parts
     return "<br>".join(out)
+
+
+def _pack(body: str, width: int) -> list[str]:
+    """``body`` in lines of at most ``width`` characters, broken between its `` · `` parts where it can, else at spaces."""
+    lines: list[str] = []
+    for part in body.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines += textwrap.wrap(part, width, break_long_words=False, break_on_hyphens=False) or [part]
+    return lines
 
 
 #: Pixels below the plot area to the play buttons' row, and to the slider's row under it

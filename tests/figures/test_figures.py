@@ -548,6 +548,10 @@ def test_long_titles_wrap_at_spaces_and_the_top_margin_holds_every_line():
     assert " ".join(ln[5:-6] for ln in sup) == f"{words} {words}"
     assert lines[-1] == f"<i>kept whole: {words}</i>"  # a break is never put inside markup
     assert wrap_title("short<br><sup>short</sup>") == "short<br><sup>short</sup>"
+    basis = "RDMs: squared Euclidean distance / D · cosine angle (rad) · MDS Kruskal stress-1 0.050"  # 85 characters
+    assert wrap_title(f"<sup>{basis}</sup>").split("<br>") == [
+        "<sup>RDMs: squared Euclidean distance / D · cosine angle (rad)</sup>", "<sup>MDS Kruskal stress-1 0.050</sup>"
+    ]  # broken between its parts, not inside one
 
     one, three = base_layout(title="one line"), base_layout(title="a<br><sup>b</sup><br><sup>c</sup>")
     assert one["title"]["pad"]["t"] < three["title"]["pad"]["t"]  # Plotly lifts a multi-line title: it is padded back down
