@@ -19,7 +19,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from .style import CLASS_COLORS, MODEL_PALETTE, TITLE_GAP_PX, TITLE_PAD_PX, wrap_title
+from .style import CLASS_COLORS, MODEL_PALETTE, TITLE_GAP_PX, title_pad, wrap_title
 
 __all__ = ["CLASS_SYMBOLS", "FILL_MAX_PX", "MIN_FONT_PX", "OKABE_ITO", "for_projector"]
 
@@ -121,7 +121,7 @@ def _layout(layout: dict[str, Any], keep_height: bool = False) -> dict[str, Any]
         if layout["title"].get("yref") == "container":
             size = layout["title"]["font"]["size"]
             lines = str(layout["title"].get("text")).count("<br>") + 1
-            pad = TITLE_PAD_PX + (round(0.7 * size) if lines > 1 else 0)  # Plotly lifts a multi-line title's first line by 0.7 em
+            pad = title_pad(size, lines)
             layout["title"]["pad"] = {"t": pad}
             top = pad + round(_LINE * size * lines) + TITLE_GAP_PX + _top_panel_titles(layout.get("annotations", []))
     layout["hoverlabel"] = {**layout.get("hoverlabel", {}), "font": _big(layout.get("hoverlabel", {}).get("font"))}

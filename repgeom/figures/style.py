@@ -16,21 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "wrap_title",
     "CLASS_COLORS",
     "COMPARE_LABELS",
     "CONTROLS_PAD",
     "DEFAULT_FIGURE_PX",
     "MAX_GRID_COLS",
     "MAX_PANEL_PX",
+    "METRIC_LABELS",
     "MIN_FITTED_PX",
     "MIN_PANEL_PX",
-    "METRIC_LABELS",
-    "STRESS_NAME",
     "MODEL_PALETTE",
+    "STRESS_NAME",
+    "GridFit",
     "base_layout",
     "class_colors",
-    "GridFit",
     "frame_slider",
     "grid_fit",
     "grid_shape",
@@ -38,7 +37,9 @@ __all__ = [
     "model_colors",
     "path_basis",
     "play_menu",
+    "title_pad",
     "wrap_label",
+    "wrap_title",
 ]
 
 #: Up to ten classes, colour-blind safe: Paul Tol's "muted" scheme (9 colours) plus a mid grey.
@@ -141,7 +142,7 @@ def base_layout(**overrides: Any) -> dict[str, Any]:
         size = float(layout.get("font", {}).get("size", 13)) * TITLE_SCALE
         # Plotly lifts a multi-line title's first line by its cap height (0.7 em) above the anchor, out
         # of the figure (measured in Chromium: its box's top 5 px above the figure): pad it back down.
-        pad = TITLE_PAD_PX + (round(0.7 * size) if breaks else 0)
+        pad = title_pad(size, breaks + 1)
         layout["title"] = {"text": text, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": pad}}
         bottom = pad + round(1.2 * size) + breaks * round(1.25 * size)  # each further line is a <sup> line at about 0.7 em
         margin = dict(layout.get("margin") or {})
@@ -163,6 +164,11 @@ TITLE_CHARS = 64
 SUP_CHARS = 80
 
 _SUP = re.compile(r"<sup>([^<]*)</sup>")
+
+
+def title_pad(size: float, lines: int) -> int:
+    """Pixels from the figure's top to a title's anchor: Plotly lifts a multi-line title's first line by 0.7 em, padded back down."""
+    return TITLE_PAD_PX + (round(0.7 * size) if lines > 1 else 0)
 
 
 def wrap_title(text: str, chars: int = TITLE_CHARS, sup_chars: int = SUP_CHARS) -> str:

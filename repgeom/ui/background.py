@@ -892,9 +892,13 @@ class _CeleryManager(_Settled, CeleryManager):
 
     def get_progress(self, key: str) -> Any:
         """The job's progress; while Redis is unreachable, :data:`REDIS_WAIT` (``None`` for a refused job)."""
-        files = self._files()
+        unreachable = object()
+        progress = self._redis(lambda: super(_CeleryManager, self).get_progress(key), unreachable)
+        if progress is not unreachable:
+            return progress
+        files = self._files()  # only now: a poll while Redis answers reads no folder
         refused = files is not None and files.has(self._make_set_props_key(key))  # its page reads the notice next
-        return self._redis(lambda: super(_CeleryManager, self).get_progress(key), None if refused else _progress_text(REDIS_WAIT))
+        return None if refused else _progress_text(REDIS_WAIT)
 
     def get_updated_props(self, key: str) -> dict[str, Any]:
         """A notice kept here, else the job's ``set_props`` from Redis."""
