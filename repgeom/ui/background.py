@@ -775,21 +775,23 @@ def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str
     fd = os.open(folder / f"run-{token}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_SH)  # "running", however the submitting server fares
     process.busy.acquire()
+    outcome = _SKIPPED
     try:
         if cancelled() or (folder / f"run-closed-{server}").exists():
-            return _SKIPPED
+            return outcome
         args, context = json.loads(payload)
         with _single_flight(folder, result_key, note("the same view is being computed for someone else…"), cancelled):
-            if files.has(result_key):  # the job we waited for stored it
-                return _DONE
-            with process.slots.hold(note("waiting for a free slot…"), cancelled=cancelled):
-                _make_job_fn(fn, _Checked(files, progress_key, cancelled), progress)(result_key, progress_key, args, context)
-        return _DONE
+            if not files.has(result_key):  # else the job we waited for stored it
+                with process.slots.hold(note("waiting for a free slot…"), cancelled=cancelled):
+                    _make_job_fn(fn, _Checked(files, progress_key, cancelled), progress)(result_key, progress_key, args, context)
+        outcome = _DONE
+        return outcome
     except JobCancelled:
         log.info("background job %s cancelled", token[:8])
-        return _SKIPPED
+        return outcome
     finally:
-        files.delete(progress_key)
+        if outcome != _DONE or not files.has(result_key):
+            files.delete(progress_key)  # else its last step goes with the result (PoolManager.get_result deletes it)
         os.close(fd)
         process.busy.release()
 
