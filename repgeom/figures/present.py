@@ -78,6 +78,44 @@ def _top_panel_titles(annotations: list[dict[str, Any]]) -> int:
     return round(max(tall, default=0))
 
 
+#: Pixels of a projected legend entry besides its text (the symbol and the gap to the next entry).
+_ENTRY_PX = 50
+#: The width a projected top legend's line holds: a 1366 px screen's figure, less its margins.
+_LEGEND_LINE_PX = 1150
+#: Pixels of one line of a projected horizontal legend (18 px type, its symbols and gaps).
+_LEGEND_ROW_PX = 34
+
+
+def _entries(data: list[dict[str, Any]]) -> list[str]:
+    """The names a figure's legend lists: one per shown trace, or per legend group."""
+    seen: dict[str, str] = {}
+    for trace in data:
+        if trace.get("showlegend") is False or (trace.get("showlegend") is None and len(data) < 2):
+            continue
+        name = str(trace.get("name") or "")
+        seen.setdefault(str(trace.get("legendgroup") or name), name)
+    return list(seen.values())
+
+
+def _top_legend(layout: dict[str, Any], data: list[dict[str, Any]]) -> int:
+    """Move a legend at Plotly's default place (a column right of the plot) into lines at the figure's top; its height in px.
+
+    A filled screen's plot is as short as 290 px at 1366 × 768, where a column of ten
+    classes at projected type needs a scrollbar; lines across the top need none. The title
+    is padded down below them. Nothing moves (0) for a legend the builder placed itself,
+    or one that is hidden.
+    """
+    legend = layout.get("legend", {})
+    names = _entries(data)
+    if layout.get("showlegend") is False or not names or any(k in legend for k in ("x", "y", "orientation")):
+        return 0
+    title = legend.get("title", {}).get("text") if isinstance(legend.get("title"), dict) else None
+    width = sum(_ENTRY_PX + 0.6 * MIN_FONT_PX * len(n) for n in names) + (0.6 * MIN_FONT_PX * len(str(title)) + 10 if title else 0)
+    rows = -(-int(width) // _LEGEND_LINE_PX)
+    layout["legend"] = {**legend, "orientation": "h", "x": 0, "xanchor": "left", "xref": "paper", "y": 1, "yanchor": "top", "yref": "container"}
+    return TITLE_GAP_PX + rows * _LEGEND_ROW_PX
+
+
 def _colorbar(bar: dict[str, Any]) -> dict[str, Any]:
     bar = dict(bar)
     bar["tickfont"] = _big(bar.get("tickfont"))
@@ -110,7 +148,7 @@ def _trace(trace: dict[str, Any]) -> dict[str, Any]:
     return trace
 
 
-def _layout(layout: dict[str, Any], keep_height: bool = False) -> dict[str, Any]:
+def _layout(layout: dict[str, Any], data: list[dict[str, Any]], keep_height: bool = False) -> dict[str, Any]:
     layout = copy.deepcopy(layout)
     layout["font"] = _big(layout.get("font"))
     top = None  # the top margin the title and the top row's panel titles need, when the title is at the figure's top
@@ -121,7 +159,7 @@ def _layout(layout: dict[str, Any], keep_height: bool = False) -> dict[str, Any]
         if layout["title"].get("yref") == "container":
             size = layout["title"]["font"]["size"]
             lines = str(layout["title"].get("text")).count("<br>") + 1
-            pad = title_pad(size, lines)
+            pad = title_pad(size, lines) + _top_legend(layout, data)
             layout["title"]["pad"] = {"t": pad}
             top = pad + round(_LINE * size * lines) + TITLE_GAP_PX + _top_panel_titles(layout.get("annotations", []))
     layout["hoverlabel"] = {**layout.get("hoverlabel", {}), "font": _big(layout.get("hoverlabel", {}).get("font"))}
@@ -181,4 +219,4 @@ def for_projector(fig: go.Figure, keep_height: bool = False) -> go.Figure:
         }
         for f in spec.get("frames", [])
     ]
-    return go.Figure(data=[_trace(t) for t in spec["data"]], layout=_layout(spec["layout"], keep_height), frames=frames, skip_invalid=False)
+    return go.Figure(data=[_trace(t) for t in spec["data"]], layout=_layout(spec["layout"], spec["data"], keep_height), frames=frames, skip_invalid=False)

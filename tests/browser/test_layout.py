@@ -392,6 +392,9 @@ def test_presentation_mode_on_a_1366_screen_keeps_every_title_apart_and_every_fi
         notes = [a for a in m["annotations"] if not any(_overlap(a, p) > 2 for p in m["panels"])]  # a note figure writes inside its panel
         assert not _clashes(m["annotations"]), f"{graph}: titles overlap: {_clashes(m['annotations'])[:3]}"
         assert not _clashes(m["subplotaxistitles"], notes), f"{graph}: axis titles run into titles: {_clashes(m['subplotaxistitles'], notes)[:3]}"
+        if m["legend"] is not None:
+            assert m["legend"]["shown"] >= m["legend"]["full"] - 1, f"{graph}: the legend scrolls ({m['legend']})"
+            assert not _clashes([m["legend"]["box"]], m["annotations"] + m["panels"]), f"{graph}: the legend covers a title or a panel"
     assert not page.page.evaluate(_OVERFLOW_JS, ".tab-content"), "a figure runs over the next"
     assert not _outside(page), _outside(page)[:3]
     page.assert_no_errors()

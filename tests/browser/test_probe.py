@@ -68,6 +68,7 @@ def test_a_stroke_drawn_with_the_mouse_lands_in_the_embeddings(
     page.wait_for_dash_idle(TIMEOUT)
     expect(page.page.locator("#probe-probs .js-plotly-plot")).to_contain_text("Draw a digit", timeout=TIMEOUT)
     assert page.page.evaluate(_STARS_JS, PROBE_NAME) == []
+    expect(page.page.locator("#probe-seen")).to_be_hidden()  # no image yet: no broken-image sign with its alt text
 
     canvas = page.page.locator("#probe-canvas")
     box = canvas.bounding_box()
@@ -93,6 +94,7 @@ def test_a_stroke_drawn_with_the_mouse_lands_in_the_embeddings(
     expect(page.page.locator("#probe-rows .js-plotly-plot .gtitle")).to_contain_text("dissimilarity to each stimulus")
     src = page.page.locator("#probe-seen").get_attribute("src") or ""
     assert src.startswith("data:image/png;base64,")
+    expect(page.page.locator("#probe-seen")).to_be_visible()
 
     # the embeddings tab computes t-SNE (its background job); back on the probe, the drawing is placed there too
     page.page.locator("#tab").get_by_text("Embeddings", exact=True).click()

@@ -18,7 +18,7 @@ from repgeom.core.rdm import RDM
 from repgeom.figures import block_figure, embedding_animation, embedding_grid, metrics_figure, pair_figure, path_figure, rdm_grid, rdm_models, rdm_slider
 from repgeom.figures.images import image_data_uri
 from repgeom.figures.rdm import MAX_TICK_LABELS, class_ticks
-from repgeom.figures.style import CLASS_COLORS, MODEL_PALETTE, class_colors, model_colors
+from repgeom.figures.style import CLASS_COLORS, MODEL_PALETTE, TITLE_GAP_PX, class_colors, model_colors
 from repgeom.pipeline import NodeMetrics
 
 FIGURES = Path(__file__).resolve().parents[2] / "repgeom" / "figures"
@@ -449,6 +449,26 @@ def test_projector_figures_have_large_type_no_small_print_and_the_okabe_ito_pale
     assert tall.layout.height > FILL_MAX_PX and for_projector(tall).layout.height > tall.layout.height
     assert for_projector(tall).layout.coloraxis.colorbar.tickfont.size >= MIN_FONT_PX
 
+
+
+@pytest.mark.parametrize("names", [None, [f"{n} {k}" for k in range(3) for n in ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                                                                    "Sneaker", "Bag", "Ankle boot")]])
+def test_a_projected_class_legend_runs_in_lines_above_the_title_which_moves_down_under_it(names):
+    from repgeom.figures.present import for_projector
+
+    labels = np.arange(30) % (10 if names is None else 30)
+    e = Embedding(np.random.default_rng(0).normal(size=(30, 2)), "pca", "recurrent", "a", labels, 0.9)
+    anim = embedding_animation([e], np.arange(30), class_names=names)
+    assert anim.layout.legend.orientation is None  # a column right of the plot on a screen
+    shown = for_projector(anim)
+    legend, title = shown.layout.legend, shown.layout.title
+    assert (legend.orientation, legend.yref, legend.y, legend.yanchor, legend.x, legend.xanchor) == ("h", "container", 1, "top", 0, "left")
+    # the title drops by the legend's lines (one for ten digits, more for thirty long names), and the margin with it
+    plain = for_projector(anim.update_layout(legend={"x": 1.02}))
+    rows = (title.pad.t - plain.layout.title.pad.t - TITLE_GAP_PX) / 34
+    assert rows == 1 if names is None else rows >= 3
+    assert shown.layout.margin.t >= title.pad.t + 2 * 1.3 * title.font.size  # the plot starts under the title's two lines
+    assert plain.layout.legend.orientation is None  # a legend its builder placed stays where it is
 
 # ----------------------------------------------------------------- grids laid out for the window (issue 13)
 from repgeom.figures.style import MAX_PANEL_PX, MIN_PANEL_PX, grid_fit  # noqa: E402
