@@ -159,7 +159,8 @@ def _layout(layout: dict[str, Any], data: list[dict[str, Any]], keep_height: boo
         if layout["title"].get("yref") == "container":
             size = layout["title"]["font"]["size"]
             lines = str(layout["title"].get("text")).count("<br>") + 1
-            pad = title_pad(size, lines) + _top_legend(layout, data)
+            legend_px = _top_legend(layout, data)  # a default-placed legend moves into lines above the title
+            pad = title_pad(size, lines) + legend_px
             layout["title"]["pad"] = {"t": pad}
             top = pad + round(_LINE * size * lines) + TITLE_GAP_PX + _top_panel_titles(layout.get("annotations", []))
     layout["hoverlabel"] = {**layout.get("hoverlabel", {}), "font": _big(layout.get("hoverlabel", {}).get("font"))}

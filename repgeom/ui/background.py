@@ -790,8 +790,8 @@ def _run_job(callback_key: str, result_key: str, progress_key: str, payload: str
         log.info("background job %s cancelled", token[:8])
         return outcome
     finally:
-        if outcome != _DONE or not files.has(result_key):
-            files.delete(progress_key)  # else its last step goes with the result (PoolManager.get_result deletes it)
+        if outcome != _DONE:  # a finished job's last step goes with its result (PoolManager.get_result deletes it)
+            files.delete(progress_key)
         os.close(fd)
         process.busy.release()
 
